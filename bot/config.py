@@ -1,0 +1,115 @@
+"""All configuration, read from the environment (and a `.env` file) in one place.
+
+Nothing else in `bot/` reads `os.environ`: settings are passed down as a `Settings` object.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+log = logging.getLogger(__name__)
+
+MANIFEST_HINT = (
+    "Create the Slack app from `manifest.dev.yml` (Socket Mode) or `manifest.prod.yml` (HTTP) "
+    "at https://api.slack.com/apps → Create New App → From a manifest, install it to your "
+    "workspace, then copy the tokens as the README's 'Create the Slack app' section shows."
+)
+
+# Every setting, with what it is for. tests/test_docs.py checks each one is documented.
+SETTINGS_HELP: dict[str, str] = {
+    "SLACK_BOT_TOKEN": "Bot token (xoxb-…) from OAuth & Permissions.",
+    "SLACK_APP_TOKEN": "App-level token (xapp-…, scope connections:write): turns on Socket Mode.",
+    "SLACK_SIGNING_SECRET": "Signing secret from Basic Information: needed for HTTP mode.",
+    "SLACK_API_URL": "Web API base URL (default https://slack.com/api/); GovSlack and tests.",
+    "PORT": "HTTP port in HTTP mode (default 3000).",
+    "DATABASE_URL": "SQLAlchemy URL; default a SQLite file in the data folder.",
+    "MAILROOM_DATA_DIR": "Folder for the SQLite file and the generated secret key (default ./data).",
+    "MAILROOM_SECRET_KEY": "Fernet key encrypting credentials at rest; required with PostgreSQL.",
+    "MAILROOM_ADMINS": "Comma-separated Slack user ids that may manage accounts and templates.",
+    "MAILROOM_RUN_WORKER": "In `serve`, also run the sync worker in-process (default 1).",
+    "MAILROOM_LOG_LEVEL": "Logging level (default INFO).",
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str | None = None
+    port: int = 3000
+    database_url: str = ""
+    data_dir: Path = Path("data")
+    secret_key: str | None = None
+    admins: frozenset[str] = field(default_factory=frozenset)
+    run_worker: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def missing_for_serve(self) -> list[str]:
+        """Names of the variables `mailroom serve` still needs, with what each is for."""
+        missing = []
+        if not self.slack_bot_token:
+            missing.append("SLACK_BOT_TOKEN")
+        if not self.slack_app_token and not self.slack_signing_secret:
+            missing.append("SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+        return missing
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the `postgres://` / `postgresql://` URLs hosts hand out; use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Build settings from `env` (default: the process environment plus `.env`)."""
+    if env is None:
+        if dotenv:
+            load_dotenv(Path.cwd() / ".env", override=False)
+        env = dict(os.environ)
+    data_dir = Path(env.get("MAILROOM_DATA_DIR") or "data")
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{(data_dir / 'mailroom.db').as_posix()}"
+    admins = frozenset(a.strip() for a in (env.get("MAILROOM_ADMINS") or "").split(",") if a.strip())
+    try:
+        port = int(env.get("PORT") or "3000")
+    except ValueError as exc:
+        raise ConfigError(f"PORT must be a number, got {env.get('PORT')!r}") from exc
+    return Settings(
+        slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        slack_api_url=env.get("SLACK_API_URL") or None,
+        port=port,
+        database_url=normalize_database_url(database_url),
+        data_dir=data_dir,
+        secret_key=env.get("MAILROOM_SECRET_KEY") or None,
+        admins=admins,
+        run_worker=_bool(env.get("MAILROOM_RUN_WORKER"), True),
+        log_level=(env.get("MAILROOM_LOG_LEVEL") or "INFO").upper(),
+    )

@@ -1,0 +1,11 @@
+"""Events API listeners."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.handlers.events import app_home
+
+
+def register(app: App) -> None:
+    app.event("app_home_opened")(app_home.app_home_opened)
