@@ -2,3 +2,54 @@
 
 # App Home
 HOME_ADD_ACCOUNT = "home_add_account"
+HOME_SEARCH = "home_search"
+HOME_FILTER = "home_filter"  # value: all|unread|archived|linked|unlinked
+HOME_ACCOUNT_MENU = "home_account_menu"  # overflow: edit|sync_now|pause|resume|remove|log
+HOME_TEMPLATES = "home_templates"
+HOME_TEMPLATE_NEW = "home_template_new"
+HOME_TEMPLATE_EDIT = "home_template_edit"  # value: template id
+HOME_TEMPLATE_DELETE = "home_template_delete"  # value: template id
+HOME_CLIENTS = "home_clients"
+HOME_CLIENT_NEW = "home_client_new"
+HOME_PAGE = "home_page"
+
+# Conversation (parent message and thread) buttons; value: conversation id (or message id)
+CONV_OPEN = "conv_open"
+CONV_REPLY = "conv_reply"
+CONV_REPLY_ALL = "conv_reply_all"
+CONV_FORWARD = "conv_forward"
+CONV_ARCHIVE = "conv_archive"
+CONV_UNARCHIVE = "conv_unarchive"
+CONV_MARK_UNREAD = "conv_mark_unread"
+CONV_DELETE = "conv_delete"
+CONV_LINK = "conv_link"
+CONV_UNLINK = "conv_unlink"
+CONV_MORE = "conv_more"  # overflow menu with the less common actions
+SEND_RETRY = "send_retry"  # value: outbox id
+SEND_ANYWAY = "send_anyway"
+
+# Modals (callback_id)
+VIEW_OPEN_EMAIL = "view_open_email"
+VIEW_COMPOSE = "view_compose"  # new mail, reply, reply all, forward (mode in private_metadata)
+VIEW_LINK_CLIENT = "view_link_client"
+VIEW_CONFIRM_DELETE = "view_confirm_delete"
+VIEW_CONFIRM_UNLINK = "view_confirm_unlink"
+VIEW_TEMPLATE_EDIT = "view_template_edit"
+VIEW_SEARCH = "view_search"
+VIEW_ACCOUNT_ADD = "view_account_add"
+VIEW_ACCOUNT_EDIT = "view_account_edit"
+VIEW_ACCOUNT_REMOVE = "view_account_remove"
+VIEW_SYNC_LOG = "view_sync_log"
+VIEW_CLIENT_EDIT = "view_client_edit"
+
+# Inputs inside modals
+COMPOSE_TEMPLATE_PICK = "compose_template_pick"
+COMPOSE_FROM = "compose_from"
+LINK_CLIENT_SELECT = "link_client_select"  # external_select, options from the client list
+SEARCH_QUERY = "search_query"  # dispatch_action on character entry: live results
+ACCOUNT_TEST_CONNECTION = "account_test_connection"
+ACCOUNT_PROVIDER_PICK = "account_provider_pick"
+
+# Global shortcut and slash command
+SHORTCUT_COMPOSE = "mailroom_compose"
+SLASH_COMMAND = "/inbox"
