@@ -213,7 +213,7 @@ class Workspace:
         tz: str = "Europe/London",
     ) -> dict[str, Any]:
         real = real_name or name.replace(".", " ").title()
-        user = {
+        user: dict[str, Any] = {
             "id": user_id,
             "team_id": self.team_id,
             "name": name,
@@ -409,18 +409,14 @@ class Workspace:
         return args.get("text") or "", _json(args, "blocks", list)
 
     def _new_message(
-        self, ch: Channel, args: dict[str, Any], text: str, blocks: Any
+        self, ch: Channel, args: dict[str, Any], text: str, blocks: Any, user: str | None = None
     ) -> dict[str, Any]:
         ts = self.next_ts()
-        msg: dict[str, Any] = {
-            "type": "message",
-            "ts": ts,
-            "user": self.bot_user_id,
-            "bot_id": BOT_ID,
-            "app_id": APP_ID,
-            "team": self.team_id,
-            "text": text,
-        }
+        author = user or self.bot_user_id
+        msg: dict[str, Any] = {"type": "message", "ts": ts, "user": author}
+        if user is None:
+            msg.update({"bot_id": BOT_ID, "app_id": APP_ID})
+        msg.update({"team": self.team_id, "text": text})
         if blocks is not None:
             msg["blocks"] = blocks
         attachments = _json(args, "attachments", list)
@@ -443,12 +439,23 @@ class Workspace:
             root_msg["reply_count"] = root_msg.get("reply_count", 0) + 1
             root_msg["latest_reply"] = ts
             users = root_msg.setdefault("reply_users", [])
-            if self.bot_user_id not in users:
-                users.append(self.bot_user_id)
+            if author not in users:
+                users.append(author)
             if _bool(args.get("reply_broadcast")):
                 msg["subtype"] = "thread_broadcast"
         self.messages_by_channel[ch.id][ts] = msg
         return msg
+
+    def add_message(
+        self, channel_id: str, user_id: str, text: str, *, thread_ts: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """A message a person posted (no validation, no membership check)."""
+        with self.lock:
+            ch = self.channel(channel_id)
+            self.user(user_id)
+            msg = self._new_message(ch, {"thread_ts": thread_ts}, text, None, user=user_id)
+            msg.update(extra)
+            return copy.deepcopy(msg)
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ch = self.channel(_arg(args, "channel"))
