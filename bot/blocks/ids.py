@@ -53,3 +53,13 @@ ACCOUNT_PROVIDER_PICK = "account_provider_pick"
 # Global shortcut and slash command
 SHORTCUT_COMPOSE = "mailroom_compose"
 SLASH_COMMAND = "/inbox"
+
+# --- Commands, search, App Home admin (helper "commands & home") ---
+# Buttons sharing a block get a ":suffix" after these prefixes (action_ids must be unique per
+# block); listeners match the prefix with a regex.
+RESULTS_PAGE = "results_page"  # Next/Previous under ephemeral results; value: JSON paging state
+SEARCH_FILTER = "search_filter"  # static_select in the search modal
+SEARCH_PAGE = "search_page"  # Next/Previous inside the search modal; value: page number
+HOME_CLIENT_EDIT = "home_client_edit"  # value: client id
+HOME_CLIENT_TIMELINE = "home_client_timeline"  # value: client id
+ACCOUNT_REFRESH_FOLDERS = "account_refresh_folders"  # edit modal: fetch the folder list again
