@@ -33,7 +33,7 @@ def _history_start(lines: list[str]) -> int | None:
     """Index of the first line of quoted history, or None."""
     for i, line in enumerate(lines):
         # Every marker below contains ":" or "--"; most body lines have neither (hot path).
-        if ":" not in line and "：" not in line and "--" not in line:
+        if ":" not in line and "\uff1a" not in line and "--" not in line:
             continue
         if _ORIGINAL_MESSAGE.match(line):
             return i

@@ -65,7 +65,7 @@ _FWD_WRAPPER = re.compile(r"^\[\s*(?:fwd|fw)\s*:\s*(.*)\]$", re.IGNORECASE | re.
 def _prefix_re(words: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first so "fwd" wins over "fw" and "ответ" over "отв".
     alternation = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
-    return re.compile(rf"^(?:{alternation}){_COUNTER}\s*[:：]\s*", re.IGNORECASE)
+    return re.compile(rf"^(?:{alternation}){_COUNTER}\s*[:\uff1a]\s*", re.IGNORECASE)
 
 
 def _all_prefixes(extra: Iterable[str]) -> tuple[str, ...]:
