@@ -88,7 +88,7 @@ def default_registry() -> Registry:
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
-                if exc.name != name:
+                if not (exc.name and name.startswith(exc.name)):
                     raise
                 continue
             module.register(registry)

@@ -1,0 +1,75 @@
+"""Start-up behaviour a new admin meets first: clear errors, encrypted secrets, config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+from bot.crypto import Vault, generate_key, load_vault
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_serve_without_tokens_names_what_is_missing_and_exits_2(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = _run(["serve"], env, tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr
+    assert "SLACK_APP_TOKEN" in result.stderr and "SLACK_SIGNING_SECRET" in result.stderr
+    assert "manifest" in result.stderr
+
+
+def test_serve_names_only_what_is_still_missing(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": "xoxb-1",
+    }
+    result = _run(["serve"], env, tmp_path)
+    assert result.returncode == 2
+    assert "- SLACK_BOT_TOKEN" not in result.stderr
+    assert "SLACK_SIGNING_SECRET" in result.stderr
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = _run(["--help"], env, tmp_path)
+    assert result.returncode == 0
+    for command in ("serve", "worker", "db", "secret-key"):
+        assert command in result.stdout
+
+
+def test_default_database_is_sqlite_in_the_data_folder() -> None:
+    settings = load_settings({"MAILROOM_DATA_DIR": "/srv/mr"})
+    assert settings.database_url == "sqlite:////srv/mr/mailroom.db"
+    pg = load_settings({"DATABASE_URL": "postgres://u@h/db"})
+    assert pg.database_url == "postgresql+psycopg://u@h/db"
+    assert load_settings({"MAILROOM_ADMINS": "U1, U2,"}).admins == {"U1", "U2"}
+
+
+def test_credentials_are_encrypted_and_the_key_is_generated_once(tmp_path: Path) -> None:
+    settings = load_settings({"MAILROOM_DATA_DIR": str(tmp_path)})
+    vault = load_vault(settings)
+    token = vault.encrypt({"imap_password": "hunter2"})
+    assert b"hunter2" not in token
+    assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0  # readable by the owner only
+    assert load_vault(settings).decrypt(token) == {"imap_password": "hunter2"}
+    with pytest.raises(ConfigError, match="cannot be decrypted"):
+        Vault(generate_key()).decrypt(token)
+
+
+def test_postgres_requires_an_explicit_key() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://u@h/db"})
+    with pytest.raises(ConfigError, match="MAILROOM_SECRET_KEY is required"):
+        load_vault(settings)
