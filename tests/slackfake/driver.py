@@ -88,24 +88,15 @@ class SlackDriver:
         except urllib.error.HTTPError as exc:
             return DriverResponse(exc.code, dict(exc.headers.items()), exc.read().decode())
 
-    def _interactive(self, payload: dict[str, Any], **knobs: bool) -> DriverResponse:
-        body = urlencode({"payload": json.dumps(payload)})
-        return self._post_form(body, knobs)
-
-    def _post_form(
-        self,
-        body: str,
-        knobs: dict[str, bool],
-        content_type: str = "application/x-www-form-urlencoded",
+    def _interactive(
+        self, payload: dict[str, Any], *, bad_signature: bool = False, stale: bool = False
     ) -> DriverResponse:
-        unknown = set(knobs) - {"bad_signature", "stale"}
-        if unknown:
-            raise TypeError(f"unknown driver options: {sorted(unknown)}")
+        body = urlencode({"payload": json.dumps(payload)})
         return self.post(
             body,
-            content_type,
-            bad_signature=knobs.get("bad_signature", False),
-            stale=knobs.get("stale", False),
+            "application/x-www-form-urlencoded",
+            bad_signature=bad_signature,
+            stale=stale,
         )
 
     def _user(self, user_id: str) -> dict[str, Any]:
@@ -141,7 +132,8 @@ class SlackDriver:
         event_id: str | None = None,
         retry_num: int | None = None,
         retry_reason: str = "http_timeout",
-        **knobs: bool,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         """Deliver an ``event_callback``; pass the same event_id with retry_num to replay."""
         eid = event_id or f"Ev{next(self._event_ids):010d}"
@@ -159,8 +151,8 @@ class SlackDriver:
             json.dumps(envelope),
             "application/json",
             extra_headers=headers,
-            bad_signature=knobs.get("bad_signature", False),
-            stale=knobs.get("stale", False),
+            bad_signature=bad_signature,
+            stale=stale,
         )
 
     def url_verification(self, challenge: str = "fake-challenge") -> DriverResponse:
@@ -175,7 +167,8 @@ class SlackDriver:
         text: str = "",
         user_id: str = "UMEMBER",
         channel_id: str = "CINBOX",
-        **knobs: bool,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         with self.fake.ws.lock:
             ch = self.fake.ws.channels.get(channel_id)
@@ -195,7 +188,12 @@ class SlackDriver:
             "response_url": self.fake.new_response_url(channel_id=channel_id, user_id=user_id),
             "trigger_id": self.fake.new_trigger_id(user_id=user_id),
         }
-        return self._post_form(urlencode(form), knobs)
+        return self.post(
+            urlencode(form),
+            "application/x-www-form-urlencoded",
+            bad_signature=bad_signature,
+            stale=stale,
+        )
 
     # -- interactivity ----------------------------------------------------------------
 
@@ -214,7 +212,8 @@ class SlackDriver:
         selected_options: list[dict[str, Any]] | None = None,
         action_type: str | None = None,
         state: dict[str, Any] | None = None,
-        **knobs: bool,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         """A click/selection on an element of a message (channel_id + message or
         message_ts) or of a view. The element must exist there (LookupError if not),
@@ -278,14 +277,15 @@ class SlackDriver:
                 action_type=action_type,
             )
         ]
-        return self._interactive(payload, **knobs)
+        return self._interactive(payload, bad_signature=bad_signature, stale=stale)
 
     def view_submission(
         self,
         user_id: str,
         view: dict[str, Any] | str,
         values: dict[str, Any] | None = None,
-        **knobs: bool,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         """Submit a modal. The fake then applies the ack (close / update / push / errors)."""
         view_obj = self._view(view)
@@ -296,19 +296,25 @@ class SlackDriver:
         )
         payload["view"] = view_obj
         payload["response_urls"] = []
-        resp = self._interactive(payload, **knobs)
-        if view_obj.get("id") and not any(knobs.values()):
+        resp = self._interactive(payload, bad_signature=bad_signature, stale=stale)
+        if view_obj.get("id") and not (bad_signature or stale):
             self.fake.apply_view_ack(view_obj["id"], resp.status, resp.body)
         return resp
 
     def view_closed(
-        self, user_id: str, view: dict[str, Any] | str, *, is_cleared: bool = False, **knobs: bool
+        self,
+        user_id: str,
+        view: dict[str, Any] | str,
+        *,
+        is_cleared: bool = False,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         view_obj = self._view(view)
         payload = self._base("view_closed", user_id)
         payload["view"] = view_obj
         payload["is_cleared"] = is_cleared
-        resp = self._interactive(payload, **knobs)
+        resp = self._interactive(payload, bad_signature=bad_signature, stale=stale)
         if view_obj.get("id"):
             self.fake.apply_view_closed(view_obj["id"], is_cleared=is_cleared)
         return resp
@@ -321,7 +327,8 @@ class SlackDriver:
         *,
         view: dict[str, Any] | str | None = None,
         block_id: str | None = None,
-        **knobs: bool,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         """An external_select options load; the ack body is checked as Slack would."""
         payload = self._base("block_suggestion", user_id)
@@ -333,21 +340,29 @@ class SlackDriver:
         payload["action_id"] = action_id
         payload["block_id"] = block_id or "fake_block"
         payload["value"] = value
-        resp = self._interactive(payload, **knobs)
-        if not any(knobs.values()):
+        resp = self._interactive(payload, bad_signature=bad_signature, stale=stale)
+        if not (bad_signature or stale):
             self.fake.check_options_ack(resp.status, resp.body)
         return resp
 
-    def shortcut(self, callback_id: str, user_id: str, **knobs: bool) -> DriverResponse:
+    def shortcut(
+        self, callback_id: str, user_id: str, bad_signature: bool = False, stale: bool = False
+    ) -> DriverResponse:
         """A global shortcut."""
         payload = self._base("shortcut", user_id)
         payload["callback_id"] = callback_id
         payload["action_ts"] = f"{time.time():.6f}"
         payload["trigger_id"] = self.fake.new_trigger_id(user_id=user_id)
-        return self._interactive(payload, **knobs)
+        return self._interactive(payload, bad_signature=bad_signature, stale=stale)
 
     def message_shortcut(
-        self, callback_id: str, user_id: str, channel_id: str, message_ts: str, **knobs: bool
+        self,
+        callback_id: str,
+        user_id: str,
+        channel_id: str,
+        message_ts: str,
+        bad_signature: bool = False,
+        stale: bool = False,
     ) -> DriverResponse:
         """A message shortcut on a message the fake holds."""
         message = self.fake.message(channel_id, message_ts)
@@ -367,4 +382,4 @@ class SlackDriver:
                 ),
             }
         )
-        return self._interactive(payload, **knobs)
+        return self._interactive(payload, bad_signature=bad_signature, stale=stale)

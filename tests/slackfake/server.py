@@ -179,7 +179,13 @@ class FakeSlack:
         return self.ws.add_channel(channel_id, name, members, is_private=is_private)
 
     def add_message(
-        self, channel_id: str, user_id: str, text: str, *, thread_ts: str | None = None, **extra: Any
+        self,
+        channel_id: str,
+        user_id: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         """Seed a message a person posted; returns it (with its ts)."""
         return self.ws.add_message(channel_id, user_id, text, thread_ts=thread_ts, **extra)

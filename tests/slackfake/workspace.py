@@ -447,7 +447,13 @@ class Workspace:
         return msg
 
     def add_message(
-        self, channel_id: str, user_id: str, text: str, *, thread_ts: str | None = None, **extra: Any
+        self,
+        channel_id: str,
+        user_id: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         """A message a person posted (no validation, no membership check)."""
         with self.lock:
