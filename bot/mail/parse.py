@@ -439,6 +439,8 @@ def _read_body(msg: Message, defects: _Defects) -> _Body:
         if is_body_text:
             data = _payload_bytes(part, defects, where)
             text = decode_bytes(data, ph.charset, defects, where)
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
             if ctype == "text/plain":
                 body.plain.append(text)
             elif body.html is None:

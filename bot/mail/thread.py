@@ -301,7 +301,7 @@ def thread(
         nodes = {k: Node(key=k, message_id=own_id[k] or "", date=msgs[k].date) for k in keys}
         ghosts: dict[str, Node] = {}
 
-        def ghost(ident: str) -> Node:
+        def ghost(ident: str, ghosts: dict[str, Node] = ghosts) -> Node:
             if ident not in ghosts:
                 ghosts[ident] = Node(key=None, message_id=ident)
             return ghosts[ident]
