@@ -317,7 +317,7 @@ def _walk(msg: Message) -> Iterator[tuple[int, Message, bool]]:
             payload = part.get_payload()
             nested = attached or part.get_content_maintype() == "message"
             if isinstance(payload, list):
-                stack.extend((sub, nested) for sub in reversed(payload))
+                stack.extend((sub, nested) for sub in reversed(payload) if isinstance(sub, Message))
 
 
 def _camel(name: str) -> str:

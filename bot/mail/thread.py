@@ -193,10 +193,10 @@ def thread(
     for key, m in msgs.items():
         node = "m:" + key
         uf.find(node)
-        ident = own_id[key]
-        exclude = ident or normalize_id(m.message_id or "")
-        if ident:
-            uf.union(node, "i:" + ident)
+        own = own_id[key]
+        exclude = own or normalize_id(m.message_id or "")
+        if own:
+            uf.union(node, "i:" + own)
         ls = _ids((*m.in_reply_to, *m.references), exclude)
         links[key] = ls
         for link in ls:
@@ -314,20 +314,22 @@ def thread(
                 ghost(phantom_parent[k]).children.append(nodes[k])
             else:
                 roots.append(nodes[k])
-        for ident in list(ghosts):
-            up = ghost_up.get(ident)
-            if up is None:
-                roots.append(ghosts[ident])
-            elif up.startswith("m:"):
-                nodes[up[2:]].children.append(ghosts[ident])
+        # Attach each phantom to its own parent; attaching may create further phantoms.
+        pending = list(ghosts)
+        while pending:
+            gid = pending.pop()
+            above = ghost_up.get(gid)
+            if above is None:
+                roots.append(ghosts[gid])
+            elif above.startswith("m:"):
+                nodes[above[2:]].children.append(ghosts[gid])
             else:
-                ghost(up[2:]).children.append(ghosts[ident])
-        for ident, g in list(ghosts.items()):
-            if ident not in ghost_up and g not in roots:
-                roots.append(g)
+                if above[2:] not in ghosts:
+                    pending.append(above[2:])
+                ghost(above[2:]).children.append(ghosts[gid])
         for r in roots:
             _finish(r)
-        roots.sort(key=lambda n: _node_order(n))
+        roots.sort(key=_node_order)
         threads.append(Thread(roots=roots, keys=keys, message_ids=ids_by_comp.get(rep, set())))
     threads.sort(key=lambda t: order(t.keys[0]))
     return threads
