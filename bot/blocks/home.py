@@ -1,12 +1,25 @@
-"""The App Home tab."""
+"""The App Home tab (pure): an inbox overview for everyone, account and client admin for admins.
+
+Slack caps a Home tab at 100 blocks, so every list is paged (HOME_PAGE buttons) and the
+builder trims whatever would still overflow.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bot.blocks import ids
-from bot.blocks.text import escape_mrkdwn, plain
+from bot.blocks.search import FILTER_LABELS, FILTERS, ResultItem, slack_date
+from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+
+MAX_BLOCKS = 100
+ACCOUNTS_PAGE_SIZE = 8
+CLIENTS_PAGE_SIZE = 8
+RECENT_LIMIT = 8
 
 STATUS_LABELS = {
     "active": ":large_green_circle: Active",
@@ -14,6 +27,7 @@ STATUS_LABELS = {
     "needs_reauth": ":warning: Needs re-authorisation",
     "paused": ":double_vertical_bar: Paused",
 }
+PROVIDER_LABELS = {"imap": "IMAP/SMTP", "gmail": "Gmail", "graph": "Microsoft 365"}
 
 
 @dataclass(frozen=True)
@@ -24,46 +38,278 @@ class AccountSummary:
     channel_id: str | None
     status: str
     last_error: str | None = None
+    last_sync_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_sync_at: datetime | None = None
+    sync_interval_seconds: int = 300
+    folders: tuple[str, ...] = ()
 
 
-def home_view(*, accounts: list[AccountSummary], is_admin: bool) -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain("Mailroom")},
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": "Your team's shared inbox, in Slack. Every email conversation is a "
-                "thread in its account's channel.",
-            },
-        },
-    ]
-    if accounts:
-        lines = []
-        for acc in accounts:
-            channel = f"<#{acc.channel_id}>" if acc.channel_id else "_no channel_"
-            lines.append(
-                f"• *{escape_mrkdwn(acc.email)}* ({acc.provider}) → {channel} · "
-                f"{STATUS_LABELS.get(acc.status, acc.status)}"
+@dataclass(frozen=True)
+class ClientSummary:
+    id: int
+    name: str
+    company: str = ""
+    addresses: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    conversation_count: int = 0
+
+
+@dataclass(frozen=True)
+class HomePages:
+    """Which page of each list a person is looking at (kept in the home view's metadata)."""
+
+    accounts: int = 0
+    clients: int = 0
+
+    def to_metadata(self) -> str:
+        return json.dumps({"accounts": self.accounts, "clients": self.clients})
+
+    @staticmethod
+    def from_metadata(text: str | None) -> HomePages:
+        try:
+            data = json.loads(text or "{}")
+            return HomePages(
+                max(0, int(data.get("accounts", 0))), max(0, int(data.get("clients", 0)))
             )
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+        except (ValueError, TypeError, AttributeError):
+            return HomePages()
+
+
+@dataclass(frozen=True)
+class HomeData:
+    is_admin: bool
+    counts: Mapping[str, int] = field(default_factory=dict)
+    recent: Sequence[ResultItem] = ()
+    visible_accounts: int = 0
+    accounts: Sequence[AccountSummary] = ()  # admins: the current page
+    accounts_total: int = 0
+    clients: Sequence[ClientSummary] = ()  # admins: the current page
+    clients_total: int = 0
+    template_blocks: Sequence[dict[str, Any]] = ()
+    pages: HomePages = HomePages()
+
+
+def _interval(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def account_text(acc: AccountSummary) -> str:
+    channel = f"<#{acc.channel_id}>" if acc.channel_id else "_no channel_"
+    provider = PROVIDER_LABELS.get(acc.provider, acc.provider)
+    lines = [
+        f"*{escape_mrkdwn(acc.email)}* · {provider} · {channel}",
+        STATUS_LABELS.get(acc.status, escape_mrkdwn(acc.status)),
+    ]
+    if acc.status in {"error", "needs_reauth"} and acc.last_error:
+        lines[-1] += f": {escape_mrkdwn(truncate(acc.last_error, 500))}"
+    sync = f"Last sync: {slack_date(acc.last_sync_at) if acc.last_sync_at else 'never'}"
+    if acc.status == "paused":
+        sync += " · Next sync: paused"
     else:
-        text = "No email account is connected yet."
-        if not is_admin:
-            text += " Ask a Mailroom admin to add one."
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    if is_admin:
-        blocks.append(
+        sync += f" · Next sync: {slack_date(acc.next_sync_at) if acc.next_sync_at else 'soon'}"
+    sync += f" · every {_interval(acc.sync_interval_seconds)}"
+    lines.append(sync)
+    if acc.folders:
+        lines.append("Folders: " + escape_mrkdwn(truncate(", ".join(acc.folders), 300)))
+    return "\n".join(lines)
+
+
+def account_menu(acc: AccountSummary) -> dict[str, Any]:
+    """Overflow (at most 5 options): edit, sync now, pause|resume, log, remove."""
+    opts = [("Edit sync settings", "edit"), ("Sync now", "sync_now")]
+    opts.append(("Resume", "resume") if acc.status == "paused" else ("Pause", "pause"))
+    opts += [("View sync log", "log"), ("Remove…", "remove")]
+    return {
+        "type": "overflow",
+        "action_id": ids.HOME_ACCOUNT_MENU,
+        "options": [
+            {"text": plain(label, 75), "value": f"{value}:{acc.id}"} for label, value in opts
+        ],
+    }
+
+
+def _nav(section: str, page: int, total: int, size: int) -> list[dict[str, Any]]:
+    buttons = []
+    if page > 0:
+        buttons.append(
             {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ids.HOME_ADD_ACCOUNT,
-                        "text": plain("Add email account"),
-                        "style": "primary",
-                    }
-                ],
+                "type": "button",
+                "action_id": f"{ids.HOME_PAGE}:{section}_prev",
+                "text": plain("◀ Previous"),
+                "value": f"{section}:{page - 1}",
             }
         )
-    return {"type": "home", "blocks": blocks}
+    if (page + 1) * size < total:
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": f"{ids.HOME_PAGE}:{section}_next",
+                "text": plain("Next ▶"),
+                "value": f"{section}:{page + 1}",
+            }
+        )
+    return buttons
+
+
+def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": plain("Mailroom", 150)},
+        {
+            "type": "section",
+            "text": mrkdwn(
+                "Your team's shared inbox. Every email conversation is a thread in its "
+                "account's channel. Use `/inbox help` for commands."
+            ),
+        },
+    ]
+    if data.visible_accounts == 0:
+        text = "You are not in the channel of any connected email account, so no mail shows here."
+        if not data.is_admin:
+            text += " Ask a Mailroom admin, or join the account's channel."
+        blocks.append({"type": "section", "text": mrkdwn(text)})
+    filters = [
+        {
+            "type": "button",
+            "action_id": f"{ids.HOME_FILTER}:{f}",
+            "text": plain(f"{FILTER_LABELS[f]} ({data.counts.get(f, 0)})", 75),
+            "value": f,
+        }
+        for f in FILTERS
+    ]
+    filters.append(
+        {
+            "type": "button",
+            "action_id": ids.HOME_SEARCH,
+            "text": plain(":mag: Search"),
+            "style": "primary",
+        }
+    )
+    blocks.append({"type": "actions", "block_id": "home_filters", "elements": filters})
+    if data.recent:
+        blocks.append({"type": "header", "text": plain("Recent conversations", 150)})
+        for item in data.recent[:RECENT_LIMIT]:
+            sender = item.sender_name or item.sender_email or "unknown sender"
+            mark = ":envelope: " if item.unread else ""
+            text = (
+                f"{mark}*{escape_mrkdwn(truncate(item.subject or '(no subject)', 150))}*\n"
+                f"{escape_mrkdwn(truncate(sender, 100))} · {slack_date(item.date)} · "
+                f"{escape_mrkdwn(item.account_email)}"
+            )
+            if item.thread_url:
+                text += f" · <{item.thread_url}|thread>"
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": mrkdwn(text),
+                    "accessory": {
+                        "type": "button",
+                        "action_id": ids.CONV_OPEN,
+                        "text": plain("Open"),
+                        "value": str(item.conversation_id),
+                    },
+                }
+            )
+    return blocks
+
+
+def accounts_blocks(data: HomeData) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "divider"},
+        {"type": "header", "text": plain("Email accounts (admin)", 150)},
+    ]
+    if not data.accounts:
+        blocks.append({"type": "section", "text": mrkdwn("No email account is connected yet.")})
+    for acc in data.accounts:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": f"account_{acc.id}",
+                "text": mrkdwn(account_text(acc)),
+                "accessory": account_menu(acc),
+            }
+        )
+    elements: list[dict[str, Any]] = [
+        {
+            "type": "button",
+            "action_id": ids.HOME_ADD_ACCOUNT,
+            "text": plain("Add email account"),
+            "style": "primary",
+        }
+    ]
+    elements += _nav("accounts", data.pages.accounts, data.accounts_total, ACCOUNTS_PAGE_SIZE)
+    blocks.append({"type": "actions", "block_id": "home_accounts_actions", "elements": elements})
+    return blocks
+
+
+def clients_blocks(data: HomeData) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "divider"},
+        {"type": "header", "text": plain("Clients", 150)},
+    ]
+    if not data.clients:
+        blocks.append({"type": "section", "text": mrkdwn("No clients yet.")})
+    for c in data.clients:
+        who = escape_mrkdwn(truncate(c.name, 150))
+        if c.company:
+            who += f" · {escape_mrkdwn(truncate(c.company, 150))}"
+        detail = ", ".join([*c.addresses, *(f"@{d}" for d in c.domains)]) or "no addresses"
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": f"client_{c.id}",
+                "text": mrkdwn(
+                    f"*{who}*\n{escape_mrkdwn(truncate(detail, 400))} · "
+                    f"{c.conversation_count} conversation{'s' if c.conversation_count != 1 else ''}"
+                ),
+                "accessory": {
+                    "type": "overflow",
+                    "action_id": ids.HOME_CLIENT_EDIT,
+                    "options": [
+                        {"text": plain("Edit"), "value": f"edit:{c.id}"},
+                        {"text": plain("Timeline"), "value": f"timeline:{c.id}"},
+                    ],
+                },
+            }
+        )
+    elements: list[dict[str, Any]] = [
+        {"type": "button", "action_id": ids.HOME_CLIENT_NEW, "text": plain("Add client")}
+    ]
+    elements += _nav("clients", data.pages.clients, data.clients_total, CLIENTS_PAGE_SIZE)
+    blocks.append({"type": "actions", "block_id": "home_clients_actions", "elements": elements})
+    return blocks
+
+
+def home_view(data: HomeData) -> dict[str, Any]:
+    blocks = overview_blocks(data)
+    if data.is_admin:
+        blocks += accounts_blocks(data)
+        tail = clients_blocks(data)
+        # Templates get whatever room the fixed parts leave; a note says when some are cut.
+        room = MAX_BLOCKS - len(blocks) - len(tail) - 2
+        templates = list(data.template_blocks)
+        if templates:
+            blocks.append({"type": "divider"})
+            if len(templates) > room:
+                templates = templates[: max(0, room - 1)]
+                templates.append(
+                    {
+                        "type": "context",
+                        "elements": [mrkdwn("More templates than fit here; use `/inbox compose`.")],
+                    }
+                )
+            blocks += templates
+        blocks += tail
+    if len(blocks) > MAX_BLOCKS:  # last resort; paging keeps us far from this
+        note = {"type": "context", "elements": [mrkdwn("Some items were cut to fit.")]}
+        blocks = [*blocks[: MAX_BLOCKS - 1], note]
+    return {
+        "type": "home",
+        "callback_id": "home",
+        "private_metadata": data.pages.to_metadata(),
+        "blocks": blocks,
+    }

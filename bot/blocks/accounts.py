@@ -1,0 +1,593 @@
+"""Account admin modals (pure): provider chooser, add IMAP, edit sync settings, sync log, remove.
+
+Passwords are never put back into a view (no initial_value): Slack keeps what was typed across
+views.update as long as block_id and action_id stay the same, which they do here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.blocks import ids
+from bot.blocks.search import slack_date
+from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+
+SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "plain": "None (unencrypted)"}
+FREQUENCIES: tuple[tuple[int, str], ...] = (
+    (60, "Every minute"),
+    (300, "Every 5 minutes"),
+    (900, "Every 15 minutes"),
+    (1800, "Every 30 minutes"),
+    (3600, "Every hour"),
+)
+MAX_FOLDER_OPTIONS = 100  # multi_static_select limit; more folders fall back to a text input
+
+# block_id / action_id of each input: handlers read the submitted state with these.
+B_EMAIL = "acc_email"
+B_IMAP_HOST, B_IMAP_PORT, B_IMAP_SEC = "acc_imap_host", "acc_imap_port", "acc_imap_sec"
+B_IMAP_USER, B_IMAP_PW = "acc_imap_user", "acc_imap_pw"
+B_SMTP_HOST, B_SMTP_PORT, B_SMTP_SEC = "acc_smtp_host", "acc_smtp_port", "acc_smtp_sec"
+B_SMTP_USER, B_SMTP_PW = "acc_smtp_user", "acc_smtp_pw"
+B_CHANNEL, B_FREQ, B_FOLDERS, B_AUTOLINK = "acc_channel", "acc_freq", "acc_folders", "acc_autolink"
+B_TEST_RESULT = "acc_test_result"
+A = "v"  # action_id of every input element (the block_id tells them apart)
+
+
+@dataclass(frozen=True)
+class ImapForm:
+    """What the add-account modal holds, checked. Passwords stay in memory only."""
+
+    email: str
+    imap_host: str
+    imap_port: int
+    imap_security: str
+    imap_username: str
+    imap_password: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_username: str
+    smtp_password: str
+    channel_id: str | None
+    interval: int
+    folders: tuple[str, ...]
+    auto_link: bool
+
+
+@dataclass(frozen=True)
+class SyncSettingsForm:
+    channel_id: str | None
+    interval: int
+    folders: tuple[str, ...]
+    auto_link: bool
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    ok: bool
+    message: str
+    folders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    started_at: datetime
+    finished_at: datetime | None
+    trigger: str
+    status: str
+    new_count: int = 0
+    changed_count: int = 0
+    removed_count: int = 0
+    error: str | None = None
+    problems: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+def _option(text: str, value: str) -> dict[str, Any]:
+    return {"text": plain(text, 75), "value": value}
+
+
+def _text_input(
+    block_id: str,
+    label: str,
+    *,
+    initial: str | None = None,
+    optional: bool = False,
+    placeholder: str | None = None,
+    hint: str | None = None,
+    multiline: bool = False,
+) -> dict[str, Any]:
+    el: dict[str, Any] = {"type": "plain_text_input", "action_id": A}
+    if initial:
+        el["initial_value"] = truncate(initial, 3000, "")
+    if placeholder:
+        el["placeholder"] = plain(placeholder, 150)
+    if multiline:
+        el["multiline"] = True
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label, 2000),
+        "element": el,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _security_input(block_id: str, label: str, initial: str) -> dict[str, Any]:
+    opts = [_option(text, value) for value, text in SECURITY_LABELS.items()]
+    initial_opt = _option(
+        SECURITY_LABELS.get(initial, "SSL/TLS"), initial if initial in SECURITY_LABELS else "ssl"
+    )
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label),
+        "element": {
+            "type": "static_select",
+            "action_id": A,
+            "options": opts,
+            "initial_option": initial_opt,
+        },
+    }
+
+
+def _frequency_input(interval: int) -> dict[str, Any]:
+    known = dict(FREQUENCIES)
+    opts = [_option(text, str(sec)) for sec, text in FREQUENCIES]
+    if interval not in known:
+        opts.append(_option(f"Every {interval} seconds", str(interval)))
+        known[interval] = f"Every {interval} seconds"
+    return {
+        "type": "input",
+        "block_id": B_FREQ,
+        "label": plain("Check for new mail"),
+        "element": {
+            "type": "static_select",
+            "action_id": A,
+            "options": opts,
+            "initial_option": _option(known[interval], str(interval)),
+        },
+    }
+
+
+def _channel_input(channel_id: str | None) -> dict[str, Any]:
+    el: dict[str, Any] = {
+        "type": "conversations_select",
+        "action_id": A,
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    if channel_id:
+        el["initial_conversation"] = channel_id
+    return {
+        "type": "input",
+        "block_id": B_CHANNEL,
+        "label": plain("Slack channel"),
+        "hint": plain(
+            "Every conversation becomes a thread here. Only members of this channel see this "
+            "account's mail. Invite the Mailroom bot to it."
+        ),
+        "element": el,
+    }
+
+
+def _autolink_input(auto_link: bool) -> dict[str, Any]:
+    opt = _option("Link conversations to clients automatically", "on")
+    el: dict[str, Any] = {"type": "checkboxes", "action_id": A, "options": [opt]}
+    if auto_link:
+        el["initial_options"] = [opt]
+    return {
+        "type": "input",
+        "block_id": B_AUTOLINK,
+        "optional": True,
+        "label": plain("Clients"),
+        "element": el,
+    }
+
+
+def _test_result_block(outcome: TestOutcome | None, testing: bool) -> dict[str, Any] | None:
+    if testing:
+        text = ":hourglass_flowing_sand: Testing the connection…"
+    elif outcome is None:
+        return None
+    elif outcome.ok:
+        text = f":white_check_mark: *Connection works.* {escape_mrkdwn(truncate(outcome.message, 1500))}"
+        if outcome.folders:
+            text += "\nFolders: " + escape_mrkdwn(truncate(", ".join(outcome.folders), 1000))
+    else:
+        text = f":x: *Connection failed.* {escape_mrkdwn(truncate(outcome.message, 2000))}"
+    return {"type": "section", "block_id": B_TEST_RESULT, "text": mrkdwn(text)}
+
+
+def provider_chooser_modal() -> dict[str, Any]:
+    """First step of "Add email account": IMAP works today; the others are listed as coming."""
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_ADD,
+        "title": plain("Add email account", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"step": "provider"}),
+        "blocks": [
+            {"type": "section", "text": mrkdwn("Which kind of mailbox do you want to connect?")},
+            {
+                "type": "section",
+                "text": mrkdwn("*IMAP / SMTP*\nAny mail server: Fastmail, your host, Dovecot…"),
+                "accessory": {
+                    "type": "button",
+                    "action_id": ids.ACCOUNT_PROVIDER_PICK,
+                    "text": plain("Connect IMAP"),
+                    "value": "imap",
+                    "style": "primary",
+                },
+            },
+            {
+                "type": "context",
+                "elements": [
+                    mrkdwn("*Gmail* (Google Workspace): not yet available."),
+                    mrkdwn("*Microsoft 365 / Outlook*: not yet available."),
+                ],
+            },
+        ],
+    }
+
+
+def add_imap_modal(
+    *,
+    values: Mapping[str, str] | None = None,
+    outcome: TestOutcome | None = None,
+    testing: bool = False,
+) -> dict[str, Any]:
+    """The IMAP form. `values` pre-fills non-secret fields (e.g. after a test)."""
+    v = dict(values or {})
+    blocks: list[dict[str, Any]] = [
+        _text_input(
+            B_EMAIL, "Email address", initial=v.get("email"), placeholder="support@example.com"
+        ),
+        {"type": "header", "text": plain("Incoming mail (IMAP)", 150)},
+        _text_input(
+            B_IMAP_HOST, "IMAP server", initial=v.get("imap_host"), placeholder="imap.example.com"
+        ),
+        _text_input(B_IMAP_PORT, "IMAP port", initial=v.get("imap_port") or "993"),
+        _security_input(B_IMAP_SEC, "IMAP security", v.get("imap_security") or "ssl"),
+        _text_input(
+            B_IMAP_USER,
+            "IMAP username",
+            initial=v.get("imap_username"),
+            optional=True,
+            hint="Empty: the email address.",
+        ),
+        _text_input(B_IMAP_PW, "IMAP password", hint="Stored encrypted; never shown again."),
+        {"type": "header", "text": plain("Outgoing mail (SMTP)", 150)},
+        _text_input(
+            B_SMTP_HOST, "SMTP server", initial=v.get("smtp_host"), placeholder="smtp.example.com"
+        ),
+        _text_input(B_SMTP_PORT, "SMTP port", initial=v.get("smtp_port") or "587"),
+        _security_input(B_SMTP_SEC, "SMTP security", v.get("smtp_security") or "starttls"),
+        _text_input(
+            B_SMTP_USER,
+            "SMTP username",
+            initial=v.get("smtp_username"),
+            optional=True,
+            hint="Empty: the IMAP username.",
+        ),
+        _text_input(B_SMTP_PW, "SMTP password", optional=True, hint="Empty: the IMAP password."),
+        {"type": "header", "text": plain("In Slack", 150)},
+        _channel_input(v.get("channel_id")),
+        _frequency_input(int(v.get("interval") or 300)),
+        _text_input(
+            B_FOLDERS,
+            "Folders to sync",
+            initial=v.get("folders"),
+            optional=True,
+            hint="Comma-separated. Empty: the inbox and the Sent folder.",
+        ),
+        _autolink_input(v.get("auto_link", "on") == "on"),
+        {
+            "type": "actions",
+            "block_id": "acc_test",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ids.ACCOUNT_TEST_CONNECTION,
+                    "text": plain("Test connection"),
+                    "value": "test",
+                }
+            ],
+        },
+    ]
+    result = _test_result_block(outcome, testing)
+    if result:
+        blocks.append(result)
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_ADD,
+        "title": plain("Add IMAP account", 24),
+        "submit": plain("Add account", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"step": "imap"}),
+        "blocks": blocks,
+    }
+
+
+# -- reading a submitted / in-progress form --------------------------------------------------
+
+
+def _value(values: Mapping[str, Any], block_id: str) -> Any:
+    return (values.get(block_id) or {}).get(A) or {}
+
+
+def _str(values: Mapping[str, Any], block_id: str) -> str:
+    return str(_value(values, block_id).get("value") or "").strip()
+
+
+def _selected(values: Mapping[str, Any], block_id: str) -> str | None:
+    opt = _value(values, block_id).get("selected_option")
+    return str(opt["value"]) if opt else None
+
+
+def _port(values: Mapping[str, Any], block_id: str, errors: dict[str, str]) -> int:
+    text = _str(values, block_id)
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        errors[block_id] = "A port is a number from 1 to 65535."
+    return port
+
+
+def _host(values: Mapping[str, Any], block_id: str, errors: dict[str, str]) -> str:
+    host = _str(values, block_id)
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        errors[block_id] = "Enter a host name such as imap.example.com."
+    return host
+
+
+def split_folders(text: str) -> tuple[str, ...]:
+    seen: list[str] = []
+    for part in text.replace("\n", ",").split(","):
+        name = part.strip()
+        if name and name not in seen:
+            seen.append(name)
+    return tuple(seen)
+
+
+def _common(values: Mapping[str, Any], errors: dict[str, str]) -> tuple[str | None, int, bool]:
+    channel = _value(values, B_CHANNEL).get("selected_conversation")
+    if not channel:
+        errors[B_CHANNEL] = "Pick the channel this account's mail goes to."
+    try:
+        interval = int(_selected(values, B_FREQ) or 300)
+    except ValueError:
+        interval = 300
+    auto = bool(_value(values, B_AUTOLINK).get("selected_options"))
+    return (str(channel) if channel else None), interval, auto
+
+
+def read_imap_form(
+    values: Mapping[str, Any], *, require_password: bool = True
+) -> tuple[ImapForm, dict[str, str]]:
+    """The form and the errors by block_id (empty when it can be saved)."""
+    errors: dict[str, str] = {}
+    email = _str(values, B_EMAIL).lower()
+    if "@" not in email or any(c.isspace() for c in email) or len(email) > 320:
+        errors[B_EMAIL] = "Enter an email address such as support@example.com."
+    imap_host = _host(values, B_IMAP_HOST, errors)
+    imap_port = _port(values, B_IMAP_PORT, errors)
+    smtp_host = _host(values, B_SMTP_HOST, errors)
+    smtp_port = _port(values, B_SMTP_PORT, errors)
+    imap_user = _str(values, B_IMAP_USER) or email
+    imap_pw = str(_value(values, B_IMAP_PW).get("value") or "")
+    if require_password and not imap_pw:
+        errors[B_IMAP_PW] = "Enter the IMAP password."
+    channel, interval, auto = _common(values, errors)
+    form = ImapForm(
+        email=email,
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_security=_selected(values, B_IMAP_SEC) or "ssl",
+        imap_username=imap_user,
+        imap_password=imap_pw,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=_selected(values, B_SMTP_SEC) or "starttls",
+        smtp_username=_str(values, B_SMTP_USER) or imap_user,
+        smtp_password=str(_value(values, B_SMTP_PW).get("value") or "") or imap_pw,
+        channel_id=channel,
+        interval=interval,
+        folders=split_folders(_str(values, B_FOLDERS)),
+        auto_link=auto,
+    )
+    return form, errors
+
+
+def form_prefill(form: ImapForm) -> dict[str, str]:
+    """Non-secret values to re-render the form with (never the passwords)."""
+    return {
+        "email": form.email,
+        "imap_host": form.imap_host,
+        "imap_port": str(form.imap_port or ""),
+        "imap_security": form.imap_security,
+        "imap_username": form.imap_username,
+        "smtp_host": form.smtp_host,
+        "smtp_port": str(form.smtp_port or ""),
+        "smtp_security": form.smtp_security,
+        "smtp_username": form.smtp_username,
+        "channel_id": form.channel_id or "",
+        "interval": str(form.interval),
+        "folders": ", ".join(form.folders),
+        "auto_link": "on" if form.auto_link else "off",
+    }
+
+
+def read_sync_settings(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dict[str, str]]:
+    errors: dict[str, str] = {}
+    channel, interval, auto = _common(values, errors)
+    el = _value(values, B_FOLDERS)
+    if "selected_options" in el:
+        folders = tuple(str(o["value"]) for o in el.get("selected_options") or [])
+    else:
+        folders = split_folders(str(el.get("value") or ""))
+    return SyncSettingsForm(channel, interval, folders, auto), errors
+
+
+# -- edit, log, remove -------------------------------------------------------------------------
+
+
+def loading_modal(title: str, text: str, callback_id: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, 24),
+        "close": plain("Close", 24),
+        "blocks": [{"type": "section", "text": mrkdwn(f":hourglass_flowing_sand: {text}")}],
+    }
+
+
+def edit_modal(
+    *,
+    account_id: int,
+    email: str,
+    channel_id: str | None,
+    interval: int,
+    folders: Sequence[str],
+    auto_link: bool,
+    server_folders: Sequence[str] | None,
+    folder_error: str | None = None,
+) -> dict[str, Any]:
+    """Sync settings. Folders are picked from the server's own list when we could fetch it."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": mrkdwn(f"*{escape_mrkdwn(email)}*")},
+        _channel_input(channel_id),
+        _frequency_input(interval),
+    ]
+    if server_folders and len(server_folders) <= MAX_FOLDER_OPTIONS:
+        options = [_option(truncate(name, 75), name[:150]) for name in server_folders]
+        el: dict[str, Any] = {
+            "type": "multi_static_select",
+            "action_id": A,
+            "options": options,
+            "placeholder": plain("Inbox and Sent", 150),
+        }
+        chosen = [o for o in options if o["value"] in set(folders)]
+        if chosen:
+            el["initial_options"] = chosen
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": B_FOLDERS,
+                "optional": True,
+                "label": plain("Folders to sync"),
+                "hint": plain("None chosen: the inbox and the Sent folder."),
+                "element": el,
+            }
+        )
+    else:
+        blocks.append(
+            _text_input(
+                B_FOLDERS,
+                "Folders to sync",
+                initial=", ".join(folders),
+                optional=True,
+                hint="Comma-separated. Empty: the inbox and the Sent folder.",
+            )
+        )
+    if folder_error:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    mrkdwn(
+                        ":warning: Could not read the folder list from the server: "
+                        + escape_mrkdwn(truncate(folder_error, 1500))
+                    )
+                ],
+            }
+        )
+    blocks.append(_autolink_input(auto_link))
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_EDIT,
+        "title": plain("Sync settings", 24),
+        "submit": plain("Save", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"account_id": account_id}),
+        "blocks": blocks,
+    }
+
+
+def _duration(run: RunSummary) -> str:
+    if run.finished_at is None:
+        return "running"
+    seconds = max(0.0, (run.finished_at - run.started_at).total_seconds())
+    return f"{seconds:.1f} s"
+
+
+RUN_ICONS = {
+    "ok": ":white_check_mark:",
+    "partial": ":warning:",
+    "error": ":x:",
+    "running": ":arrows_counterclockwise:",
+}
+
+
+def sync_log_modal(*, email: str, runs: Sequence[RunSummary], limit: int = 30) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": mrkdwn(f"Latest syncs of *{escape_mrkdwn(email)}*")}
+    ]
+    if not runs:
+        blocks.append({"type": "section", "text": mrkdwn("No sync has run yet.")})
+    for run in runs[:limit]:
+        head = (
+            f"{RUN_ICONS.get(run.status, '')} *{escape_mrkdwn(run.status)}* · "
+            f"{slack_date(run.started_at)} · {escape_mrkdwn(run.trigger)} · {_duration(run)}\n"
+            f"{run.new_count} new · {run.changed_count} changed · {run.removed_count} removed"
+        )
+        if run.error:
+            head += f"\n:x: {escape_mrkdwn(truncate(run.error, 800))}"
+        for p in list(run.problems)[:3]:
+            where = " ".join(str(p.get(k)) for k in ("folder", "uid") if p.get(k) is not None)
+            head += f"\n• {escape_mrkdwn(truncate(where + ': ' + str(p.get('problem', '')), 300))}"
+        if len(run.problems) > 3:
+            head += f"\n…and {len(run.problems) - 3} more problems"
+        blocks.append({"type": "section", "text": mrkdwn(head)})
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_SYNC_LOG,
+        "title": plain("Sync log", 24),
+        "close": plain("Close", 24),
+        "blocks": blocks[:100],
+    }
+
+
+def remove_modal(*, account_id: int, email: str, conversation_count: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_REMOVE,
+        "title": plain("Remove account", 24),
+        "submit": plain("Remove", 24),
+        "close": plain("Keep it", 24),
+        "private_metadata": json.dumps({"account_id": account_id}),
+        "blocks": [
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"Remove *{escape_mrkdwn(email)}* from Mailroom?\n"
+                    f"Its {conversation_count} synced conversations are deleted from Mailroom. "
+                    "The mailbox itself and the Slack threads already posted are not touched."
+                ),
+            }
+        ],
+    }
+
+
+def account_id_of(view: Mapping[str, Any]) -> int | None:
+    try:
+        return int(json.loads(view.get("private_metadata") or "{}")["account_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
