@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: lint, types, then every test (SQLite and PostgreSQL,
+# a private Dovecot and SMTP server on loopback, a fake Slack Web API). Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+echo "==> ruff"
+.venv/bin/ruff check .
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+exec .venv/bin/pytest "$@"
