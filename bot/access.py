@@ -86,9 +86,7 @@ class AccessControl:
             return False
         return user_id in self.channel_members(client, channel_id)
 
-    def visible_channels(
-        self, client: WebClient, user_id: str, channel_ids: list[str]
-    ) -> set[str]:
+    def visible_channels(self, client: WebClient, user_id: str, channel_ids: list[str]) -> set[str]:
         return {c for c in channel_ids if self.can_see_channel(client, user_id, c)}
 
     def forget(self) -> None:

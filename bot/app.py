@@ -32,8 +32,9 @@ def make_services(settings: Settings) -> Services:
 
 
 def make_web_client(settings: Settings) -> WebClient:
-    kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
-    client = WebClient(token=settings.slack_bot_token, **kwargs)
+    client = WebClient(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL
+    )
     # Interactive calls get one quick retry on 429; bulk posting is paced by the outbox instead.
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
     return client

@@ -95,7 +95,9 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         env = dict(os.environ)
     data_dir = Path(env.get("MAILROOM_DATA_DIR") or "data")
     database_url = env.get("DATABASE_URL") or f"sqlite:///{(data_dir / 'mailroom.db').as_posix()}"
-    admins = frozenset(a.strip() for a in (env.get("MAILROOM_ADMINS") or "").split(",") if a.strip())
+    admins = frozenset(
+        a.strip() for a in (env.get("MAILROOM_ADMINS") or "").split(",") if a.strip()
+    )
     try:
         port = int(env.get("PORT") or "3000")
     except ValueError as exc:

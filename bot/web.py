@@ -16,7 +16,9 @@ StartResponse = Callable[..., Any]
 SLACK_PATHS = ("/slack/events",)
 
 
-def make_wsgi_app(app: App, services: Services) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def make_wsgi_app(
+    app: App, services: Services
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     slack = SlackRequestHandler(app)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -24,14 +26,17 @@ def make_wsgi_app(app: App, services: Services) -> Callable[[dict[str, Any], Sta
         if path in SLACK_PATHS:
             return slack(environ, start_response)
         if path in ("/healthz", "/health"):
-            status, body = "200 OK", {"ok": True}
+            status = "200 OK"
+            body: dict[str, object] = {"ok": True}
             try:
                 with services.session_factory() as session:
                     session.execute(text("SELECT 1"))
             except Exception as exc:  # the health check reports, never raises
                 status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}
             data = json.dumps(body).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            start_response(
+                status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+            )
             return [data]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found"]

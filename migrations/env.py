@@ -16,7 +16,9 @@ target_metadata = Base.metadata
 SEARCH_OBJECTS = {"message_fts", "search_vector", "ix_messages_search_vector"}
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     if name in SEARCH_OBJECTS:
         return False
     return not (type_ == "table" and name and name.startswith("message_fts"))
@@ -62,5 +64,7 @@ def _lock(connection: Connection) -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("Offline (SQL script) migrations are not supported; run `mailroom db upgrade`.")
+    raise SystemExit(
+        "Offline (SQL script) migrations are not supported; run `mailroom db upgrade`."
+    )
 run_migrations_online()

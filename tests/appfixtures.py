@@ -32,7 +32,6 @@ from tests.slackfake.serve import serve_wsgi
 from tests.slackfake.server import FakeSlack
 
 
-
 @dataclass
 class Mailroom:
     services: Services
@@ -69,10 +68,18 @@ class Mailroom:
                 provider=Provider.IMAP,
                 email=email,
                 config={
-                    "imap": {"host": imap.host, "port": imap.port, "security": imap.security,
-                             "username": imap.username},
-                    "smtp": {"host": smtp.host, "port": smtp.port, "security": smtp.security,
-                             "username": smtp.username},
+                    "imap": {
+                        "host": imap.host,
+                        "port": imap.port,
+                        "security": imap.security,
+                        "username": imap.username,
+                    },
+                    "smtp": {
+                        "host": smtp.host,
+                        "port": smtp.port,
+                        "security": smtp.security,
+                        "username": smtp.username,
+                    },
                 },
                 credentials=self.services.vault.encrypt(
                     {"imap_password": password, "smtp_password": password}

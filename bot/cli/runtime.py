@@ -24,7 +24,9 @@ def _explain_missing(settings: Settings) -> None:
         first = name.split()[0]
         click.echo(f"  - {name}: {SETTINGS_HELP.get(first, '')}", err=True)
         if first == "SLACK_APP_TOKEN":
-            click.echo(f"      SLACK_SIGNING_SECRET: {SETTINGS_HELP['SLACK_SIGNING_SECRET']}", err=True)
+            click.echo(
+                f"      SLACK_SIGNING_SECRET: {SETTINGS_HELP['SLACK_SIGNING_SECRET']}", err=True
+            )
     click.echo("", err=True)
     click.echo(MANIFEST_HINT, err=True)
     click.echo("Put them in the environment or in a .env file in this folder.", err=True)
@@ -32,7 +34,9 @@ def _explain_missing(settings: Settings) -> None:
 
 @click.command()
 @click.option("--no-worker", is_flag=True, help="Run only the Slack app (the Procfile's `web`).")
-@click.option("--port", type=int, default=None, help="HTTP port (HTTP mode); default $PORT or 3000.")
+@click.option(
+    "--port", type=int, default=None, help="HTTP port (HTTP mode); default $PORT or 3000."
+)
 def serve(no_worker: bool, port: int | None) -> None:
     """Run the Slack app (Socket Mode with SLACK_APP_TOKEN, else HTTP) and, by default, the
     sync worker in the same process."""

@@ -149,13 +149,19 @@ class Dispatcher:
                     status = OutboxStatus.FAILED
                 else:
                     status = OutboxStatus.PENDING
-                    delay = exc.after_seconds if exc.after_seconds is not None else backoff_seconds(row.attempts)
+                    delay = (
+                        exc.after_seconds
+                        if exc.after_seconds is not None
+                        else backoff_seconds(row.attempts)
+                    )
             except PermanentFailure as exc:
                 status, error = OutboxStatus.FAILED, str(exc)
             except Exception as exc:  # a bug in a handler must not kill the loop; retried
                 log.exception("outbox row %s (%s) failed", row.id, row.kind)
                 error = f"{type(exc).__name__}: {exc}"
-                status = OutboxStatus.FAILED if row.attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
+                status = (
+                    OutboxStatus.FAILED if row.attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
+                )
                 delay = backoff_seconds(row.attempts)
         with session_scope(self.ctx.services.session_factory) as session:
             fresh = session.get(Outbox, row.id)

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -33,7 +37,9 @@ def test_serve_without_tokens_names_what_is_missing_and_exits_2(tmp_path: Path) 
 
 def test_serve_names_only_what_is_still_missing(tmp_path: Path) -> None:
     env = {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
         "SLACK_BOT_TOKEN": "xoxb-1",
     }
     result = _run(["serve"], env, tmp_path)

@@ -23,8 +23,15 @@ def test_manifest_declares_what_the_app_uses(name: str) -> None:
     assert [c["command"] for c in m["features"]["slash_commands"]] == ["/inbox"]
     assert {s["callback_id"] for s in m["features"]["shortcuts"]} == {"mailroom_compose"}
     scopes = set(m["oauth_config"]["scopes"]["bot"])
-    assert {"chat:write", "commands", "users:read", "channels:read", "files:write",
-            "files:read", "im:write"} <= scopes
+    assert {
+        "chat:write",
+        "commands",
+        "users:read",
+        "channels:read",
+        "files:write",
+        "files:read",
+        "im:write",
+    } <= scopes
     assert "app_home_opened" in m["settings"]["event_subscriptions"]["bot_events"]
     assert m["settings"]["interactivity"]["is_enabled"] is True
 

@@ -45,10 +45,12 @@ def test_postgres_upgrades_to_head_without_drift(pg_url: str) -> None:
         _check(url)
         engine = make_engine(url)
         with engine.connect() as conn:
-            col = conn.execute(text(
-                "SELECT data_type FROM information_schema.columns "
-                "WHERE table_name='messages' AND column_name='search_vector'"
-            )).scalar()
+            col = conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.columns "
+                    "WHERE table_name='messages' AND column_name='search_vector'"
+                )
+            ).scalar()
         engine.dispose()
         assert col == "tsvector"
     finally:
