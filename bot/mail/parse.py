@@ -425,7 +425,10 @@ def _read_body(msg: Message, defects: _Defects) -> _Body:
         if attached and maintype != "message":
             continue  # parts of a forwarded .eml belong to that attachment, not to this body
         if maintype == "multipart":
-            continue
+            if part.is_multipart():
+                continue
+            # Broken multipart (no boundary): the parser kept the body as text; so do we.
+            ctype, maintype = "text/plain", "text"
         if attached:
             continue  # the inner Message object of an attached message/rfc822
         disposition = ph.disposition
