@@ -323,6 +323,25 @@ class MessageLocation(Base):
     message: Mapped[Message] = relationship(back_populates="locations")
 
 
+class MessageRef(Base):
+    """Every Message-ID a message points at (In-Reply-To and References), one row each.
+
+    Threading needs "which stored messages reference id X?" when a parent arrives after its
+    children; an indexed lookup keeps that O(log n) instead of scanning JSON lists.
+    """
+
+    __tablename__ = "message_refs"
+    __table_args__ = (
+        UniqueConstraint("message_id", "ref_id"),
+        Index("ix_message_refs_account_ref", "account_id", "ref_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    ref_id: Mapped[str] = mapped_column(String(998))
+
+
 class Attachment(Base):
     __tablename__ = "attachments"
 

@@ -291,6 +291,19 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
 
+    op.create_table('message_refs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.Integer(), nullable=False),
+    sa.Column('ref_id', sa.String(length=998), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_message_refs_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_message_refs_message_id_messages'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_message_refs')),
+    sa.UniqueConstraint('message_id', 'ref_id', name=op.f('uq_message_refs_message_id_ref_id'))
+    )
+    with op.batch_alter_table('message_refs', schema=None) as batch_op:
+        batch_op.create_index('ix_message_refs_account_ref', ['account_id', 'ref_id'], unique=False)
+
     op.create_table('message_locations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=False),
@@ -389,6 +402,7 @@ def downgrade() -> None:
     with op.batch_alter_table('message_locations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_message_locations_message_id'))
 
+    op.drop_table('message_refs')
     op.drop_table('message_locations')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
