@@ -93,6 +93,26 @@ class Mailroom:
         return acc
 
 
+    def mailbox_account(
+        self, dovecot: Any, smtp_server: Any, *, prefix: str = "support", **fields: Any
+    ) -> tuple[Account, Any]:
+        """A fresh Dovecot user connected as an IMAP + SMTP account in #inbox.
+
+        Returns (account, mail user); the user's address is the account's email address.
+        """
+        from tests.mailservers.fixtures import imap_settings_for
+
+        username, password = dovecot.new_user(prefix)
+        user = dovecot.user(username)
+        acc = self.account(
+            user.address,
+            imap=imap_settings_for(dovecot, username),
+            smtp=smtp_server.settings(username),
+            password=password,
+            **fields,
+        )
+        return acc, user
+
 def make_services(session_factory: SessionFactory, fake: FakeSlack) -> Services:
     settings = Settings(
         slack_bot_token=fake.bot_token,
