@@ -254,7 +254,7 @@ _HEADERISH = st.sampled_from(
         b"Content-Transfer-Encoding: base64\n",
         b"=?utf-8?b?",
         b"=?x-bogus?q?=FF=?=",
-        b"charset=\"utf-7\"",
+        b'charset="utf-7"',
         b"\n--",
         b"\r\n\r\n",
         b"\xff\xfe\x00",
