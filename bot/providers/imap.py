@@ -26,6 +26,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
+from imapclient.response_parser import parse_fetch_response
 
 from bot.providers.errors import (
     AuthError,
@@ -173,6 +174,35 @@ def _utc(value: Any) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def _uid_fetch(
+    client: IMAPClient,
+    uids: str,
+    items: Sequence[str],
+    modifiers: Sequence[str] = (),
+) -> dict[int, dict[bytes, Any]]:
+    """``UID FETCH`` of a UID *set string* (``"1:*"``, ``"4:9,12"``), keyed by UID.
+
+    imapclient's own ``fetch()`` only takes lists of single UIDs since 4.0 (it turns
+    the argument into ints to drop unsolicited responses), which would blow up every
+    range into one number per message. Responses without a UID are unsolicited and
+    dropped.
+    """
+    imap = client._imap
+    args = ["UID", "FETCH", uids, "(" + " ".join(items) + ")"]
+    if modifiers:
+        args.append("(" + " ".join(modifiers) + ")")
+    tag = imap._command(*args)
+    typ, data = imap._command_complete("FETCH", tag)
+    client._checkok("fetch", typ, data)
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    out: dict[int, dict[bytes, Any]] = {}
+    for msg in parse_fetch_response(data, client.normalise_times, False).values():
+        uid = msg.get(b"UID")
+        if isinstance(uid, int):
+            out[uid] = msg
+    return out
 
 
 def _has_change(responses: Sequence[Any]) -> bool:
@@ -397,6 +427,18 @@ class ImapProvider:
         if self._selected != folder:
             self.select(folder)
 
+    def _refresh(self, folder: str) -> None:
+        """Select ``folder``, or NOOP if it already is, so this session sees changes.
+
+        Servers may not report expunges during FETCH/STORE/SEARCH (RFC 3501 §7.4.1):
+        without the NOOP a UID SEARCH keeps listing messages other clients expunged.
+        """
+        if self._selected != folder:
+            self.select(folder)
+            return
+        with self._guard("refreshing the folder", folder) as client:
+            client.noop()
+
     def _require(self, capability: str, what: str) -> None:
         if capability not in self.capabilities:
             raise NotSupported(
@@ -475,7 +517,7 @@ class ImapProvider:
         Bodies are fetched with BODY.PEEK (``\\Seen`` untouched). A message above
         ``max_size`` comes back header-only with ``truncated=True``.
         """
-        self._ensure_selected(folder)
+        self._refresh(folder)
         with self._guard("searching for new mail", folder) as client:
             found = client.search(["UID", f"{after_uid + 1}:*"])
         # n:* always matches the highest UID, even one below n (RFC 3501 §6.4.8).
@@ -487,11 +529,11 @@ class ImapProvider:
 
     def _fetch_batch(self, folder: str, uids: Sequence[int], max_size: int) -> list[FetchedMessage]:
         with self._guard("fetching mail", folder) as client:
-            meta = client.fetch(uid_set(uids), _FETCH_META)
+            meta = _uid_fetch(client, uid_set(uids), _FETCH_META)
             small = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) <= max_size]
             big = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) > max_size]
-            bodies = client.fetch(uid_set(small), ["BODY.PEEK[]"]) if small else {}
-            heads = client.fetch(uid_set(big), ["BODY.PEEK[HEADER]"]) if big else {}
+            bodies = _uid_fetch(client, uid_set(small), ["BODY.PEEK[]"]) if small else {}
+            heads = _uid_fetch(client, uid_set(big), ["BODY.PEEK[HEADER]"]) if big else {}
         out: list[FetchedMessage] = []
         for uid in uids:
             if uid in bodies:
@@ -517,7 +559,7 @@ class ImapProvider:
         """One full message, whatever its size (for "show original"); None if gone."""
         self._ensure_selected(folder)
         with self._guard("fetching a message", folder) as client:
-            resp = client.fetch(str(uid), [*_FETCH_META, "BODY.PEEK[]"])
+            resp = _uid_fetch(client, str(int(uid)), [*_FETCH_META, "BODY.PEEK[]"])
         m = resp.get(uid)
         if m is None:
             return None
@@ -533,9 +575,11 @@ class ImapProvider:
     def changed_flags(self, folder: str, since_modseq: int) -> list[FlagChange]:
         """Flags of messages changed after ``since_modseq`` (CONDSTORE ``CHANGEDSINCE``)."""
         self._require("CONDSTORE", "reading flag changes")
-        self._ensure_selected(folder)
+        self._refresh(folder)
         with self._guard("reading flag changes", folder) as client:
-            resp = client.fetch("1:*", ["FLAGS"], modifiers=[f"CHANGEDSINCE {int(since_modseq)}"])
+            resp = _uid_fetch(
+                client, "1:*", ["FLAGS"], modifiers=[f"CHANGEDSINCE {int(since_modseq)}"]
+            )
         return [
             FlagChange(uid=uid, flags=_flags(data.get(b"FLAGS")))
             for uid, data in sorted(resp.items())
@@ -544,28 +588,27 @@ class ImapProvider:
 
     def all_flags(self, folder: str, uids: Sequence[int] | None = None) -> list[FlagChange]:
         """Current flags of ``uids`` (or every message): the check without CONDSTORE."""
-        status = self.select(folder) if self._selected != folder else None
-        if status is not None and status.exists == 0:
-            return []
+        self._refresh(folder)
         out: list[FlagChange] = []
+        wanted = None if uids is None else set(uids)
         with self._guard("reading flags", folder) as client:
             if uids is None:
                 sets = ["1:*"]
             else:
                 sets = [uid_set(c) for c in _chunks(sorted(set(uids)), 5000)]
             for s in sets:
-                resp = client.fetch(s, ["FLAGS"])
+                resp = _uid_fetch(client, s, ["FLAGS"])
                 out.extend(
                     FlagChange(uid=uid, flags=_flags(data.get(b"FLAGS")))
                     for uid, data in resp.items()
-                    if b"FLAGS" in data
+                    if b"FLAGS" in data and (wanted is None or uid in wanted)
                 )
         out.sort(key=lambda c: c.uid)
         return out
 
     def list_uids(self, folder: str) -> set[int]:
         """Every UID in ``folder`` (``UID SEARCH ALL``), to find expunged messages."""
-        self._ensure_selected(folder)
+        self._refresh(folder)
         with self._guard("listing messages", folder) as client:
             return {int(u) for u in client.search("ALL")}
 
@@ -576,7 +619,7 @@ class ImapProvider:
             mid = mid[1:-1]
         if not mid or any(c in mid for c in "\r\n\0"):
             raise ValueError("a Message-ID must be a non-empty single line")
-        self._ensure_selected(folder)
+        self._refresh(folder)
         with self._guard("searching by Message-ID", folder) as client:
             # No CHARSET argument: some Microsoft servers reject any CHARSET.
             criteria: list[Any] = ["HEADER", "Message-ID", f"<{mid}>".encode()]

@@ -61,6 +61,11 @@ def translate_smtp_error(
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         code, text = exc.smtp_code, _reply(exc.smtp_error)
+        if code == 530:
+            return ConfigError(
+                f"The SMTP server {where} requires a login before sending ({code} {text}): "
+                "set the SMTP username and password in the account settings."
+            )
         if 400 <= code < 500:
             return TransientError(
                 f"The SMTP server {where} asked to try again later during {action} "

@@ -124,8 +124,8 @@ class DovecotServer:
         # Mail processes run as an unprivileged user: it must own the mail and home trees.
         for path in (self.mail_root, self.root / "home"):
             os.chown(path, self._uid, self._gid)
-        self.users_path.write_text("")
-        self.users_path.chmod(0o644)
+        self.users_path.mkdir(exist_ok=True)
+        self.users_path.chmod(0o755)
         self.config_path.write_text(self._config())
         # The daemon inherits stdout/stderr: point them at a file, not a pipe we wait on.
         startup = self.root / "startup.err"
@@ -193,16 +193,16 @@ class DovecotServer:
         password = secrets.token_urlsafe(12)
         with self._lock:
             self._users[username] = MailUser(username, password)
-            lines = [
-                f"{u.username}:{{PLAIN}}{u.password}:{self._uid}:{self._gid}::"
-                f"{self.root / 'home' / u.username}::"
-                for u in self._users.values()
-            ]
-            tmp = self.users_path.with_suffix(".tmp")
-            tmp.write_text("\n".join(lines) + "\n")
-            tmp.chmod(0o644)
-            # Dovecot re-reads the passwd-file when its mtime changes.
-            tmp.replace(self.users_path)
+        # One passwd-file per user (the config's path has %u): Dovecot re-checks a file
+        # at most once a second, so appending to a shared file races with logins.
+        line = (
+            f"{username}:{{PLAIN}}{password}:{self._uid}:{self._gid}::"
+            f"{self.root / 'home' / username}::\n"
+        )
+        tmp = self.users_path / f".{username}.tmp"
+        tmp.write_text(line)
+        tmp.chmod(0o644)
+        tmp.replace(self.users_path / username)
         return username, password
 
     def user(self, username: str) -> MailUser:
@@ -324,11 +324,11 @@ mail_plugins =
 imap_idle_notify_interval = 1 secs
 {capability}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.users_path}
+  args = scheme=PLAIN username_format=%u {self.users_path}/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {self.users_path}
+  args = username_format=%u {self.users_path}/%u
 }}
 namespace inbox {{
   inbox = yes
