@@ -1,0 +1,211 @@
+"""IMAP/SMTP accounts: create, read settings, check, list, remove.
+
+Connection settings live in ``Account.config`` (no secrets); passwords live in
+``Account.credentials``, encrypted by the Vault. Nothing here logs or returns a password.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.crypto import Vault
+from bot.providers.types import ConnectionReport, ImapSettings, Security, SmtpSettings
+from bot.services import Services
+from bot.store.models import Account, AccountStatus, AuditLog, Provider
+
+log = logging.getLogger(__name__)
+
+SECURITIES: tuple[Security, ...] = ("ssl", "starttls", "plain")
+
+
+class AccountError(Exception):
+    """A person-facing problem with an account operation (duplicate, unknown, bad input)."""
+
+
+def _server(settings: ImapSettings | SmtpSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "security": settings.security,
+        "username": settings.username,
+    }
+    if settings.ca_file:
+        out["ca_file"] = settings.ca_file
+    return out
+
+
+def _security(value: Any) -> Security:
+    text = str(value or "ssl").lower()
+    if text not in SECURITIES:
+        raise AccountError(f"Unknown security {value!r}: use ssl, starttls or plain.")
+    return text  # type: ignore[return-value,unused-ignore]
+
+
+def imap_settings(account: Account, *, timeout: float = 30.0) -> ImapSettings:
+    c = (account.config or {}).get("imap") or {}
+    if not c.get("host"):
+        raise AccountError(f"Account {account.email} has no IMAP settings.")
+    return ImapSettings(
+        host=str(c["host"]),
+        port=int(c.get("port") or 993),
+        security=_security(c.get("security")),
+        username=str(c.get("username") or account.email),
+        timeout=float(c.get("timeout") or timeout),
+        ca_file=c.get("ca_file"),
+    )
+
+
+def smtp_settings(account: Account, *, timeout: float = 30.0) -> SmtpSettings:
+    c = (account.config or {}).get("smtp") or {}
+    if not c.get("host"):
+        raise AccountError(f"Account {account.email} has no SMTP settings.")
+    return SmtpSettings(
+        host=str(c["host"]),
+        port=int(c.get("port") or 587),
+        security=_security(c.get("security") or "starttls"),
+        username=str(c.get("username") if c.get("username") is not None else account.email),
+        timeout=float(c.get("timeout") or timeout),
+        ca_file=c.get("ca_file"),
+    )
+
+
+def passwords(services: Services | Vault, account: Account) -> dict[str, str]:
+    """``{"imap_password", "smtp_password"}``, decrypted. Keep it out of logs."""
+    vault = services.vault if isinstance(services, Services) else services
+    if not account.credentials:
+        raise AccountError(f"Account {account.email} has no stored credentials.")
+    data = vault.decrypt(account.credentials)
+    imap_pw = str(data.get("imap_password") or "")
+    return {"imap_password": imap_pw, "smtp_password": str(data.get("smtp_password") or imap_pw)}
+
+
+def create_imap_account(
+    session: Session,
+    vault: Vault,
+    *,
+    email: str,
+    imap: ImapSettings,
+    smtp: SmtpSettings,
+    imap_password: str,
+    smtp_password: str,
+    channel_id: str | None,
+    sync_interval_seconds: int = 300,
+    folders: Sequence[str] = (),
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> Account:
+    """Add an IMAP account. Mail dated before now is history: imported, not announced."""
+    email = email.strip().lower()
+    if not email or "@" not in email or any(c in email for c in "\r\n \t"):
+        raise AccountError(f"{email!r} is not an email address.")
+    if session.scalar(select(Account).where(Account.email == email)) is not None:
+        raise AccountError(f"An account for {email} exists already.")
+    if sync_interval_seconds < 10:
+        raise AccountError("The sync interval must be at least 10 seconds.")
+    now = datetime.now(UTC)
+    account = Account(
+        provider=Provider.IMAP,
+        email=email,
+        config={"imap": _server(imap), "smtp": _server(smtp)},
+        credentials=vault.encrypt(
+            {"imap_password": imap_password, "smtp_password": smtp_password or imap_password}
+        ),
+        channel_id=channel_id,
+        sync_interval_seconds=sync_interval_seconds,
+        folders=list(folders),
+        auto_link=auto_link,
+        status=AccountStatus.ACTIVE,
+        announce_after=now,
+        next_sync_at=now,
+        created_by=created_by,
+    )
+    session.add(account)
+    session.flush()
+    session.add(
+        AuditLog(
+            actor=created_by or "cli",
+            action="account.add",
+            account_id=account.id,
+            details={"email": email, "provider": "imap", "imap_host": imap.host},
+        )
+    )
+    log.info("added IMAP account %s (id %s)", email, account.id)
+    return account
+
+
+def get_account(session: Session, email: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.email == email.strip().lower()))
+
+
+def list_accounts(session: Session) -> list[Account]:
+    return list(session.scalars(select(Account).order_by(Account.email)))
+
+
+def remove_account(session: Session, email: str, *, actor: str = "cli") -> bool:
+    """Delete the account and everything synced from it (the mailbox itself is untouched)."""
+    account = get_account(session, email)
+    if account is None:
+        return False
+    session.add(AuditLog(actor=actor, action="account.remove", details={"email": account.email}))
+    session.delete(account)
+    session.flush()
+    return True
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    imap: ConnectionReport
+    smtp: ConnectionReport | None  # None when IMAP failed first or SMTP was not checked
+
+    @property
+    def ok(self) -> bool:
+        return self.imap.ok and (self.smtp is None or self.smtp.ok)
+
+    def message(self) -> str:
+        """What a person reads: the failing step first."""
+        if not self.imap.ok:
+            return f"IMAP ({self.imap.step}): {self.imap.message}"
+        if self.smtp is not None and not self.smtp.ok:
+            return f"SMTP ({self.smtp.step}): {self.smtp.message}"
+        smtp_text = f" SMTP: {self.smtp.message}" if self.smtp is not None else ""
+        return f"IMAP: {self.imap.message}{smtp_text}"
+
+
+def check_settings(
+    imap: ImapSettings,
+    smtp: SmtpSettings | None,
+    *,
+    imap_password: str,
+    smtp_password: str | None = None,
+    folders: Sequence[str] = (),
+) -> CheckResult:
+    """Log in to IMAP (and SMTP) with these settings; never raises."""
+    from bot.providers.imap import test_connection
+    from bot.providers.smtp import test_smtp
+
+    imap_report = test_connection(imap, imap_password, folders=folders)
+    if not imap_report.ok or smtp is None:
+        return CheckResult(imap_report, None)
+    return CheckResult(imap_report, test_smtp(smtp, smtp_password or imap_password))
+
+
+def test_account(services: Services, account: Account) -> CheckResult:
+    """Check a stored account's settings and credentials."""
+    pw = passwords(services, account)
+    return check_settings(
+        imap_settings(account),
+        smtp_settings(account),
+        imap_password=pw["imap_password"],
+        smtp_password=pw["smtp_password"],
+        folders=tuple(account.folders or ()),
+    )
+
+
+test_account.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,0 +1,367 @@
+"""Sync one IMAP folder into the store.
+
+Order inside a folder (sync.md §1.4): new messages in batches, each batch one transaction
+(ingest every message in its own SAVEPOINT, add locations, advance ``last_uid`` to the
+batch's highest UID, commit); then flag changes; then expunges; then the folder's
+UIDNEXT/HIGHESTMODSEQ as seen at SELECT time. A crash between batches repeats at most one
+batch and never skips one, because the cursor moves in the same commit as its messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from bot.providers.imap import ImapProvider
+from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
+from bot.store.db import SessionFactory, session_scope
+from bot.store.models import Account, FolderState, Message, MessageLocation
+from bot.sync.state import (
+    chunks,
+    folder_state,
+    json_cursor,
+    recompute_conversations,
+    set_json_cursor,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # ingest failures of one message before it is quarantined
+FLAG_WINDOW = 500  # without CONDSTORE: newest messages whose flags are re-read each run
+SEEN = "\\Seen"
+
+
+class IngestFn(Protocol):
+    def __call__(self, session: Session, account: Account, raw: bytes, **kwargs: Any) -> Any: ...
+
+
+AnnounceFn = Callable[[Session, Account, Any], None]
+
+
+@dataclass
+class RunStats:
+    """What one run did, for the SyncRun row and the CLI."""
+
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    removed_messages: set[int] = field(default_factory=set)  # lost a location this run
+    touched_conversations: set[int] = field(default_factory=set)
+    changed_conversations: set[int] = field(default_factory=set)
+
+    def problem(self, folder: str, uid: int | None, problem: str, message_id: str = "") -> None:
+        self.problems.append(
+            {"folder": folder, "uid": uid, "message_id": message_id, "problem": problem}
+        )
+
+
+@dataclass
+class FolderJob:
+    factory: SessionFactory
+    account_id: int
+    provider: ImapProvider
+    stats: RunStats
+    ingest: IngestFn
+    announce: AnnounceFn | None
+    batch_size: int = 500
+    max_size: int = 25 * 1024 * 1024
+    flag_window: int = FLAG_WINDOW
+    after_batch: Callable[[str, int], None] | None = None  # (folder, last_uid) after commit
+    progress: Callable[[str], None] | None = None
+
+
+def _say(job: FolderJob, text: str) -> None:
+    log.info(text)
+    if job.progress is not None:
+        job.progress(text)
+
+
+def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
+    status = job.provider.select(name)
+    with session_scope(job.factory) as s:
+        fs = folder_state(s, job.account_id, name, role)
+        if fs.uidvalidity is not None and fs.uidvalidity != status.uidvalidity:
+            _reset_folder(s, fs, job.stats, status)
+        fs.uidvalidity = status.uidvalidity
+        fs_id, last_uid = fs.id, fs.last_uid
+        prev = (fs.uidnext, fs.highestmodseq, fs.exists_count)
+        extra = json_cursor(fs)
+    condstore = status.highestmodseq is not None
+    if condstore and prev == (status.uidnext, status.highestmodseq, status.exists):
+        with session_scope(job.factory) as s:
+            s.execute(
+                update(FolderState)
+                .where(FolderState.id == fs_id)
+                .values(synced_at=datetime.now(UTC))
+            )
+        return  # nothing new, nothing changed, nothing expunged
+    if extra.get("retry"):
+        _retry(job, name, fs_id, status.uidvalidity)
+    for batch in job.provider.fetch_new(
+        name, last_uid, batch_size=job.batch_size, max_size=job.max_size
+    ):
+        last_uid = _store_batch(job, name, fs_id, status.uidvalidity, batch)
+        _say(job, f"{name}: stored up to UID {last_uid}")
+        if job.after_batch is not None:
+            job.after_batch(name, last_uid)
+    if condstore and prev[1] is not None:
+        _apply_flags(job, fs_id, status.uidvalidity, job.provider.changed_flags(name, prev[1]))
+    elif not condstore:
+        newest = _newest_uids(job, fs_id, status.uidvalidity)
+        if newest:
+            _apply_flags(job, fs_id, status.uidvalidity, job.provider.all_flags(name, newest))
+    _check_expunges(job, name, fs_id, status)
+    with session_scope(job.factory) as s:
+        fs = s.get_one(FolderState, fs_id)
+        fs.uidnext = status.uidnext
+        fs.highestmodseq = status.highestmodseq
+        fs.exists_count = status.exists
+        fs.synced_at = datetime.now(UTC)
+
+
+def _reset_folder(s: Session, fs: FolderState, stats: RunStats, status: FolderStatus) -> None:
+    """UIDVALIDITY changed: every cached UID is void. Drop this folder's locations and
+    fetch it again; ingest finds the messages by Message-ID, so nothing doubles and
+    conversations, links and Slack threads survive."""
+    log.warning(
+        "folder %s: UIDVALIDITY %s -> %s, resyncing", fs.name, fs.uidvalidity, status.uidvalidity
+    )
+    stats.removed_messages.update(
+        s.scalars(select(MessageLocation.message_id).where(MessageLocation.folder_id == fs.id))
+    )
+    s.execute(delete(MessageLocation).where(MessageLocation.folder_id == fs.id))
+    fs.last_uid = 0
+    fs.uidnext = None
+    fs.highestmodseq = None
+    fs.exists_count = None
+    set_json_cursor(fs, {})
+    stats.problem(fs.name, None, "UIDVALIDITY changed on the server: folder re-read, no duplicates")
+
+
+def _ingest_one(
+    job: FolderJob, s: Session, account: Account, fs: FolderState, uv: int, m: FetchedMessage
+) -> Any:
+    with s.begin_nested():
+        result = job.ingest(
+            s,
+            account,
+            m.raw,
+            is_read=SEEN in m.flags,
+            location=(fs, uv, m.uid),
+            flags=sorted(m.flags),
+            truncated=m.truncated,
+            received_at=m.internaldate,
+        )
+    if job.announce is not None:
+        try:
+            with s.begin_nested():
+                job.announce(s, account, result)
+        except Exception as exc:  # the mail is stored; a Slack post problem must not undo it
+            log.exception("announce failed for %s uid %s", fs.name, m.uid)
+            job.stats.problem(fs.name, m.uid, f"not announced in Slack: {type(exc).__name__}")
+    return result
+
+
+def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: Any) -> None:
+    message: Message = result.message
+    if result.created:
+        job.stats.new += 1
+    elif message.deleted:
+        message.deleted = False  # seen again in a folder: it is back
+    job.stats.touched_conversations.add(result.conversation.id)
+    if m.truncated:
+        job.stats.problem(
+            name,
+            m.uid,
+            f"larger than {job.max_size // (1024 * 1024)} MB ({m.size} bytes): stored headers only",
+            message.message_id,
+        )
+        defects = list(message.parse_defects or [])
+        if not any(d.startswith("truncated") for d in defects):
+            message.parse_defects = [*defects, f"truncated: over the size limit ({m.size} bytes)"]
+        message.truncated = True
+    elif message.parse_defects and result.created:
+        job.stats.problem(
+            name,
+            m.uid,
+            "kept with defects: " + "; ".join(message.parse_defects[:3]),
+            message.message_id,
+        )
+
+
+def _store_batch(
+    job: FolderJob, name: str, fs_id: int, uv: int, batch: list[FetchedMessage]
+) -> int:
+    with session_scope(job.factory) as s:
+        # A write first: it opens the transaction (pysqlite would otherwise let the first
+        # SAVEPOINT start, and its RELEASE commit, a transaction of its own) and locks
+        # the folder row against a second writer.
+        s.execute(
+            update(FolderState).where(FolderState.id == fs_id).values(synced_at=datetime.now(UTC))
+        )
+        fs = s.get_one(FolderState, fs_id)
+        account = s.get_one(Account, job.account_id)
+        extra = json_cursor(fs)
+        retry: dict[str, int] = dict(extra.get("retry") or {})
+        touched: set[int] = set()
+        for m in batch:
+            try:
+                result = _ingest_one(job, s, account, fs, uv, m)
+            except Exception as exc:
+                log.exception("ingest failed for %s uid %s", name, m.uid)
+                retry[str(m.uid)] = 1
+                job.stats.problem(
+                    name,
+                    m.uid,
+                    f"could not be stored ({type(exc).__name__}: {exc}); "
+                    f"will retry {MAX_ATTEMPTS - 1} more time(s)",
+                )
+                continue
+            _after_ingest(job, name, m, result)
+            touched.add(result.conversation.id)
+        fs.last_uid = max(fs.last_uid, max(m.uid for m in batch))
+        extra["retry"] = retry
+        set_json_cursor(fs, {k: v for k, v in extra.items() if v})
+        job.stats.changed_conversations |= recompute_conversations(s, touched)
+        return fs.last_uid
+
+
+def _retry(job: FolderJob, name: str, fs_id: int, uv: int) -> None:
+    """Messages whose ingest failed before get another try; after MAX_ATTEMPTS they are
+    quarantined (listed in the folder state and the run's problems, never re-fetched)."""
+    with session_scope(job.factory) as s:
+        s.execute(
+            update(FolderState).where(FolderState.id == fs_id).values(synced_at=datetime.now(UTC))
+        )
+        fs = s.get_one(FolderState, fs_id)
+        account = s.get_one(Account, job.account_id)
+        extra = json_cursor(fs)
+        retry: dict[str, int] = dict(extra.get("retry") or {})
+        quarantined: list[int] = list(extra.get("quarantined") or [])
+        for key, attempts in sorted(retry.items()):
+            uid = int(key)
+            m = job.provider.fetch_raw(name, uid)
+            if m is None:
+                del retry[key]  # gone from the server meanwhile
+                continue
+            if m.size > job.max_size:
+                m = FetchedMessage(m.uid, m.flags, m.internaldate, m.size, m.raw, True)
+            try:
+                result = _ingest_one(job, s, account, fs, uv, m)
+            except Exception as exc:
+                attempts += 1
+                if attempts >= MAX_ATTEMPTS:
+                    del retry[key]
+                    quarantined.append(uid)
+                    job.stats.problem(
+                        name,
+                        uid,
+                        f"quarantined after {attempts} failed attempts "
+                        f"({type(exc).__name__}: {exc})",
+                    )
+                else:
+                    retry[key] = attempts
+                    job.stats.problem(
+                        name, uid, f"could not be stored (attempt {attempts}): {type(exc).__name__}"
+                    )
+                continue
+            del retry[key]
+            _after_ingest(job, name, m, result)
+            job.stats.changed_conversations |= recompute_conversations(s, {result.conversation.id})
+        extra["retry"], extra["quarantined"] = retry, sorted(set(quarantined))
+        set_json_cursor(fs, {k: v for k, v in extra.items() if v})
+
+
+def _newest_uids(job: FolderJob, fs_id: int, uv: int) -> list[int]:
+    with session_scope(job.factory) as s:
+        return list(
+            s.scalars(
+                select(MessageLocation.uid)
+                .where(MessageLocation.folder_id == fs_id, MessageLocation.uidvalidity == uv)
+                .order_by(MessageLocation.uid.desc())
+                .limit(job.flag_window)
+            )
+        )
+
+
+def _apply_flags(job: FolderJob, fs_id: int, uv: int, changes: list[FlagChange]) -> None:
+    """Remote wins: the mailbox's \\Seen becomes the message's read state."""
+    if not changes:
+        return
+    by_uid = {c.uid: c for c in changes}
+    with session_scope(job.factory) as s:
+        touched: set[int] = set()
+        for uids in chunks(sorted(by_uid)):
+            rows = s.execute(
+                select(MessageLocation, Message)
+                .join(Message, Message.id == MessageLocation.message_id)
+                .where(
+                    MessageLocation.folder_id == fs_id,
+                    MessageLocation.uidvalidity == uv,
+                    MessageLocation.uid.in_(uids),
+                )
+            ).tuples()
+            for loc, msg in rows:
+                flags = sorted(by_uid[loc.uid].flags)
+                if list(loc.flags or []) != flags:
+                    loc.flags = flags
+                seen = SEEN in flags
+                flagged = "\\Flagged" in flags
+                if msg.is_read != seen or msg.is_flagged != flagged:
+                    msg.is_read, msg.is_flagged = seen, flagged
+                    job.stats.changed += 1
+                    touched.add(msg.conversation_id)
+        job.stats.changed_conversations |= recompute_conversations(s, touched)
+
+
+def _check_expunges(job: FolderJob, name: str, fs_id: int, status: FolderStatus) -> None:
+    """EXISTS differs from what we hold ⇒ diff the UID lists and drop what is gone."""
+    with session_scope(job.factory) as s:
+        fs = s.get_one(FolderState, fs_id)
+        extra = json_cursor(fs)
+        held = int(
+            s.scalar(
+                select(func.count(MessageLocation.id)).where(
+                    MessageLocation.folder_id == fs_id,
+                    MessageLocation.uidvalidity == status.uidvalidity,
+                )
+            )
+            or 0
+        )
+    skipped = set(map(int, extra.get("retry") or {})) | set(extra.get("quarantined") or [])
+    if held + len(skipped) == status.exists:
+        return
+    server = job.provider.list_uids(name)
+    with session_scope(job.factory) as s:
+        gone = [
+            (loc_id, mid)
+            for loc_id, uid, mid in s.execute(
+                select(MessageLocation.id, MessageLocation.uid, MessageLocation.message_id).where(
+                    MessageLocation.folder_id == fs_id,
+                    MessageLocation.uidvalidity == status.uidvalidity,
+                )
+            )
+            if uid not in server
+        ]
+        for ids in chunks([g[0] for g in gone]):
+            s.execute(delete(MessageLocation).where(MessageLocation.id.in_(ids)))
+        job.stats.removed += len(gone)
+        job.stats.removed_messages.update(g[1] for g in gone)
+        if skipped - server:
+            fs = s.get_one(FolderState, fs_id)
+            extra = json_cursor(fs)
+            extra["retry"] = {
+                k: v for k, v in (extra.get("retry") or {}).items() if int(k) in server
+            }
+            extra["quarantined"] = [u for u in extra.get("quarantined") or [] if u in server]
+            set_json_cursor(fs, {k: v for k, v in extra.items() if v})
+    if gone:
+        _say(job, f"{name}: {len(gone)} message(s) removed on the server")
