@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.handlers.actions import conversation as conversation_actions
+
 
 def register(app: App) -> None:
-    """Nothing registered yet for this kind."""
+    conversation_actions.register(app)

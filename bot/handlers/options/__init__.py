@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.handlers.options import clients as client_options
+
 
 def register(app: App) -> None:
-    """Nothing registered yet for this kind."""
+    client_options.register(app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.handlers.views import conversation as conversation_views
+
 
 def register(app: App) -> None:
-    """Nothing registered yet for this kind."""
+    conversation_views.register(app)

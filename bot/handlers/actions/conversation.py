@@ -1,0 +1,138 @@
+"""Buttons and the overflow menu on a conversation's messages.
+
+Ack first; Open, Delete, Unlink and Link then open their modal at once (a trigger_id lives
+about 3 s). Delete and Unlink only ask here: the change happens when the modal is submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, BoltContext, Respond
+from slack_sdk import WebClient
+
+from bot.access import AccessDenied
+from bot.blocks import ids
+from bot.blocks.confirm import confirm_delete_modal, confirm_unlink_modal
+from bot.blocks.conversation import parse_open_value, parse_overflow_value
+from bot.blocks.email_modal import email_modal, notice_modal
+from bot.blocks.link_client import ClientChoice, link_client_modal
+from bot.handlers.middleware import services_of
+from bot.inbox import actions
+
+log = logging.getLogger(__name__)
+
+REFUSAL = "You can act on this mailbox's email only as a member of its channel."
+
+
+def register(app: Any) -> None:
+    app.action(ids.CONV_OPEN)(open_clicked)
+    app.action(ids.CONV_MORE)(more_selected)
+    for action_id in (
+        ids.CONV_ARCHIVE,
+        ids.CONV_UNARCHIVE,
+        ids.CONV_MARK_UNREAD,
+        ids.CONV_DELETE,
+        ids.CONV_LINK,
+        ids.CONV_UNLINK,
+    ):
+        app.action(action_id)(button_clicked)
+
+
+def refuse(body: dict[str, Any], client: WebClient, respond: Respond, text: str = REFUSAL) -> None:
+    """An ephemeral refusal: to the clicker only, whether or not they are in the channel."""
+    if body.get("response_url"):
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    else:
+        client.chat_postMessage(channel=body["user"]["id"], text=text)
+
+
+def open_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    ack()
+    parsed = parse_open_value(str(body["actions"][0].get("value") or ""))
+    if parsed is None:
+        return
+    conversation_id, message_id = parsed
+    user_id = body["user"]["id"]
+    try:
+        view = actions.open_email(
+            services_of(context), client, user_id, conversation_id, message_id
+        )
+    except AccessDenied:
+        refuse(body, client, respond)
+        return
+    except actions.NotFound:
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=notice_modal("Email not found", "This email is no longer in the mailbox."),
+        )
+        return
+    client.views_open(trigger_id=body["trigger_id"], view=email_modal(view))
+
+
+def more_selected(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    ack()
+    option = body["actions"][0].get("selected_option") or {}
+    parsed = parse_overflow_value(str(option.get("value") or ""))
+    if parsed is not None:
+        run(parsed[0], parsed[1], body, client, context, respond)
+
+
+def button_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    ack()
+    action = body["actions"][0]
+    value = str(action.get("value") or "")
+    if value.isdigit():
+        run(str(action["action_id"]), int(value), body, client, context, respond)
+
+
+def run(
+    verb: str,
+    conversation_id: int,
+    body: dict[str, Any],
+    client: WebClient,
+    context: BoltContext,
+    respond: Respond,
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    channel_id = (body.get("channel") or {}).get("id")
+    try:
+        if verb == ids.CONV_DELETE:
+            info = actions.conversation_info(services, client, user_id, conversation_id)
+            view = confirm_delete_modal(info.conversation_id, info.subject, channel_id)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif verb == ids.CONV_UNLINK:
+            info = actions.conversation_info(services, client, user_id, conversation_id)
+            if info.client_name is None:
+                return  # nothing linked (a stale menu): nothing to confirm
+            view = confirm_unlink_modal(
+                info.conversation_id, info.subject, info.client_name, channel_id
+            )
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif verb == ids.CONV_LINK:
+            info = actions.conversation_info(services, client, user_id, conversation_id)
+            current = (
+                ClientChoice(info.client_id, info.client_name or "")
+                if info.client_id is not None
+                else None
+            )
+            view = link_client_modal(info.conversation_id, info.subject, current, channel_id)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif verb == ids.CONV_ARCHIVE:
+            actions.archive(services, client, user_id, conversation_id)
+        elif verb == ids.CONV_UNARCHIVE:
+            actions.unarchive(services, client, user_id, conversation_id)
+        elif verb == ids.CONV_MARK_UNREAD:
+            actions.mark_unread(services, client, user_id, conversation_id)
+    except AccessDenied:
+        refuse(body, client, respond)
+    except actions.NotFound:
+        log.info("action %s on missing conversation %s", verb, conversation_id)

@@ -1,0 +1,92 @@
+"""Submissions of the Delete / Unlink confirmations and the Link-to-client modal.
+
+The change is made before the ack (a few fast store writes), so a refusal or a vanished
+client can still be shown in the modal; the Slack and mailbox effects run later from the outbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+
+from bot.access import AccessDenied
+from bot.blocks import ids
+from bot.blocks.confirm import parse_metadata
+from bot.blocks.email_modal import notice_modal
+from bot.blocks.link_client import LINK_BLOCK, selected_client_id
+from bot.handlers.actions.conversation import REFUSAL
+from bot.handlers.middleware import services_of
+from bot.inbox import actions
+
+
+def register(app: Any) -> None:
+    app.view(ids.VIEW_CONFIRM_DELETE)(delete_confirmed)
+    app.view(ids.VIEW_CONFIRM_UNLINK)(unlink_confirmed)
+    app.view(ids.VIEW_LINK_CLIENT)(link_submitted)
+
+
+def _refused(ack: Ack) -> None:
+    ack(response_action="update", view=notice_modal("Not allowed", REFUSAL))
+
+
+def _gone(ack: Ack) -> None:
+    ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
+
+
+def delete_confirmed(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    meta = parse_metadata(body["view"].get("private_metadata"))
+    if meta is None:
+        _gone(ack)
+        return
+    try:
+        actions.delete(services_of(context), client, body["user"]["id"], meta[0])
+    except AccessDenied:
+        _refused(ack)
+        return
+    except actions.NotFound:
+        _gone(ack)
+        return
+    ack()
+
+
+def unlink_confirmed(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    meta = parse_metadata(body["view"].get("private_metadata"))
+    if meta is None:
+        _gone(ack)
+        return
+    try:
+        actions.unlink_client(services_of(context), client, body["user"]["id"], meta[0])
+    except AccessDenied:
+        _refused(ack)
+        return
+    except actions.NotFound:
+        _gone(ack)
+        return
+    ack()
+
+
+def link_submitted(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    view = body["view"]
+    meta = parse_metadata(view.get("private_metadata"))
+    if meta is None:
+        _gone(ack)
+        return
+    client_id = selected_client_id(view)
+    if client_id is None:
+        ack(response_action="errors", errors={LINK_BLOCK: "Pick a client."})
+        return
+    try:
+        actions.link_client(services_of(context), client, body["user"]["id"], meta[0], client_id)
+    except AccessDenied:
+        _refused(ack)
+        return
+    except actions.NotFound:
+        ack(response_action="errors", errors={LINK_BLOCK: "That client no longer exists."})
+        return
+    ack()

@@ -1,0 +1,196 @@
+"""Turning newly ingested mail into Slack outbox rows (the posts themselves run later).
+
+Called by the sync engine right after `ingest_message`, in the same transaction, so a message
+is stored and its announcement queued together or not at all. Keys make it idempotent: running
+it twice for the same message queues nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.store import outbox
+from bot.store.models import (
+    Account,
+    Conversation,
+    Message,
+    Outbox,
+    OutboxStatus,
+    SlackThread,
+)
+
+if TYPE_CHECKING:
+    from bot.store.ingest import IngestResult
+
+POST_PARENT = "slack.post_parent"
+POST_IN_THREAD = "slack.post_in_thread"
+UPDATE_PARENT = "slack.update_parent"
+UPLOAD_ATTACHMENTS = "slack.upload_attachments"
+DM = "slack.dm"
+
+
+def parent_key(conversation_id: int) -> str:
+    return f"{POST_PARENT}:{conversation_id}"
+
+
+def email_key(message_id: int) -> str:
+    return f"{POST_IN_THREAD}:msg:{message_id}"
+
+
+def files_key(message_id: int) -> str:
+    return f"{UPLOAD_ATTACHMENTS}:{message_id}"
+
+
+def _is_history(account: Account, message: Message) -> bool:
+    if account.announce_after is None:
+        return False
+    when = message.date or message.received_at
+    return when is not None and when < account.announce_after
+
+
+def ensure_parent(session: Session, conversation: Conversation, channel_id: str) -> SlackThread:
+    """The conversation's SlackThread row and its (idempotent) parent post."""
+    thread = conversation.slack_thread
+    if thread is None:
+        thread = SlackThread(conversation_id=conversation.id, channel_id=channel_id)
+        conversation.slack_thread = thread
+        session.flush()
+    if thread.ts is None:
+        outbox.enqueue(
+            session,
+            kind=POST_PARENT,
+            key=parent_key(conversation.id),
+            payload={"conversation_id": conversation.id},
+            account_id=conversation.account_id,
+            conversation_id=conversation.id,
+            channel_id=thread.channel_id,
+        )
+    return thread
+
+
+def announce_ingested(session: Session, account: Account, result: IngestResult) -> None:
+    """Queue the Slack posts for a newly ingested message.
+
+    A new conversation gets a parent message (the first email is the parent); a later email goes
+    into the thread. Nothing for a message seen before, for history older than
+    `account.announce_after`, or for a copy of a reply sent from Slack (its own post shows it).
+    """
+    if not result.created or not account.channel_id:
+        return
+    message, conversation = result.message, result.conversation
+    if conversation.merged_into_id is not None:
+        target = session.get(Conversation, conversation.merged_into_id)
+        if target is None:
+            return
+        conversation = target
+    if result.merged_conversation_ids:
+        refresh_parent(session, conversation.id)
+    if _is_history(account, message) or message.sent_by:
+        if conversation.slack_thread is not None and conversation.slack_thread.ts is not None:
+            refresh_parent(session, conversation.id)  # counts and snippet moved on
+        return
+    had_thread = conversation.slack_thread is not None
+    thread = ensure_parent(session, conversation, account.channel_id)
+    first = session.scalar(
+        select(Message.id)
+        .where(Message.conversation_id == conversation.id)
+        .order_by(Message.date.is_(None), Message.date, Message.id)
+        .limit(1)
+    )
+    if not had_thread and first == message.id:
+        # The parent shows this email; its attachments follow in the thread.
+        if message.has_attachments:
+            enqueue_attachments(session, conversation, message.id, thread.channel_id)
+        return
+    outbox.enqueue(
+        session,
+        kind=POST_IN_THREAD,
+        key=email_key(message.id),
+        payload={
+            "conversation_id": conversation.id,
+            "message_id": message.id,
+            "key": email_key(message.id),
+        },
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        channel_id=thread.channel_id,
+    )
+    if had_thread:
+        refresh_parent(session, conversation.id)
+
+
+def enqueue_attachments(
+    session: Session, conversation: Conversation, message_id: int, channel_id: str
+) -> None:
+    outbox.enqueue(
+        session,
+        kind=UPLOAD_ATTACHMENTS,
+        key=files_key(message_id),
+        payload={"message_id": message_id},
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        channel_id=channel_id,
+    )
+
+
+def refresh_parent(session: Session, conversation_id: int) -> None:
+    """Queue a `chat.update` of the parent so it shows the conversation's current state.
+
+    A still-pending update renders the state when it runs, so it covers this change too and
+    nothing new is queued; otherwise the key carries the next version number, so each change
+    updates once. The handler skips the call when the rendering did not change.
+    """
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.slack_thread is None:
+        return
+    pending = session.scalar(
+        select(Outbox.id).where(
+            Outbox.kind == UPDATE_PARENT,
+            Outbox.conversation_id == conversation_id,
+            Outbox.status == OutboxStatus.PENDING,
+        )
+    )
+    if pending is not None:
+        return
+    version = session.scalar(
+        select(func.count())
+        .select_from(Outbox)
+        .where(Outbox.kind == UPDATE_PARENT, Outbox.conversation_id == conversation_id)
+    )
+    outbox.enqueue(
+        session,
+        kind=UPDATE_PARENT,
+        key=f"{UPDATE_PARENT}:{conversation_id}:{int(version or 0) + 1}",
+        payload={"conversation_id": conversation_id},
+        account_id=conversation.account_id,
+        conversation_id=conversation_id,
+        channel_id=conversation.slack_thread.channel_id,
+    )
+
+
+def thread_note(
+    session: Session,
+    conversation: Conversation,
+    *,
+    key: str,
+    text: str,
+    blocks: list[dict[str, object]],
+    created_by: str | None = None,
+) -> None:
+    """Queue a note in the conversation's thread (only when it has one)."""
+    thread = conversation.slack_thread
+    if thread is None:
+        return
+    outbox.enqueue(
+        session,
+        kind=POST_IN_THREAD,
+        key=key,
+        payload={"conversation_id": conversation.id, "text": text, "blocks": blocks, "key": key},
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        channel_id=thread.channel_id,
+        created_by=created_by,
+    )
