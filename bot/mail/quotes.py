@@ -10,7 +10,7 @@ _ATTRIBUTION_START = re.compile(
 )
 _ATTRIBUTION_END = re.compile(
     r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|skrev|napisał|napsal|"
-    r"пишет|написал|kirjoitti)\s*:\s*$",
+    r"пишет|написал|kirjoitti)\b[^\n]*:\s*$",
     re.IGNORECASE,
 )
 _ORIGINAL_MESSAGE = re.compile(

@@ -122,8 +122,8 @@ def test_date_is_utc_aware(eml: Load) -> None:
 
 def test_outlook_reply_snippet_drops_history(eml: Load) -> None:
     p = parse_message(eml("outlook-quoted-reply.eml"))
-    assert p.text.startswith("Thanks, paid today – please confirm.")
-    assert p.snippet == "Thanks, paid today – please confirm. Best regards Client"
+    assert p.text.startswith("Thanks, paid today \u2013 please confirm.")
+    assert p.snippet == "Thanks, paid today \u2013 please confirm. Best regards Client"
     assert "Please find the invoice" in p.text  # the full body keeps it
 
 

@@ -1,0 +1,113 @@
+"""Subject normalisation, HTML to text and quote trimming."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.mail.html import html_to_text
+from bot.mail.quotes import trim_quoted
+from bot.mail.subject import has_reply_prefix, normalize_subject
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Re: Plan",
+        "RE: Plan",
+        "Re[2]: Plan",
+        "Re(3): Plan",
+        "Fwd: Plan",
+        "Fw: Plan",
+        "FW: Plan",
+        "AW: Plan",
+        "WG: Plan",
+        "SV: Plan",
+        "VS: Plan",
+        "VL: Plan",
+        "Antw: Plan",
+        "Doorst: Plan",
+        "Odp: Plan",
+        "PD: Plan",
+        "Rif: Plan",
+        "R: Plan",
+        "I: Plan",
+        "RV: Plan",
+        "TR: Plan",
+        "Ответ: Plan",
+        "回复\uff1aPlan",
+        "回覆: Plan",
+        "转发: Plan",
+        "轉寄: Plan",
+        "答复: Plan",
+        "返信: Plan",
+        "転送: Plan",
+        "Vá: Plan",
+        "Ynt: Plan",
+        "Re: Re: AW:  [team] Fwd: Plan",
+        "[team] Re: Plan",
+        "Plan (fwd)",
+        "[Fwd: Plan]",
+        "re :Plan",
+    ],
+)
+def test_reply_prefixes_are_stripped(subject: str) -> None:
+    assert normalize_subject(subject) == "plan"
+    assert has_reply_prefix(subject)
+
+
+@pytest.mark.parametrize("subject", ["Plan", "[team] Plan", "Regarding plan", "Iplan: x", "Reply"])
+def test_plain_subjects_have_no_prefix(subject: str) -> None:
+    assert not has_reply_prefix(subject)
+
+
+def test_blob_only_subject_is_kept_and_whitespace_collapses() -> None:
+    assert normalize_subject("Re: [mxr]") == "[mxr]"
+    assert normalize_subject("  Quarterly\t\tPLAN ") == "quarterly plan"
+    assert normalize_subject("Respuesta: Plan", ["respuesta"]) == "plan"
+
+
+def test_html_to_text_structure() -> None:
+    html = (
+        "<html><head><title>T</title><style>.a{}</style></head><body>"
+        "<h1>Title</h1><p>One&amp;two&nbsp;three</p><p>Line<br>break</p>"
+        "<ol><li>first</li><li>second</li></ol>"
+        '<a href="https://e.example/x">link</a> <a href="https://e.example/y">https://e.example/y</a>'
+        "<script>evil()</script></body></html>"
+    )
+    assert html_to_text(html) == (
+        "Title\n\nOne&two three\n\nLine\nbreak\n\n• first\n• second\n\n"
+        "link (https://e.example/x) https://e.example/y"
+    )
+
+
+def test_html_to_text_survives_broken_and_huge_input() -> None:
+    assert html_to_text("<div><p>unclosed <b>bold <i>x</div></span></table>") == "unclosed bold x"
+    assert html_to_text("<p>" * 50_000 + "end") == "end"
+    huge = "<p>" + "word " * 600_000
+    assert html_to_text(huge).endswith("[…]")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=2000))
+def test_html_to_text_never_raises(html: str) -> None:
+    html_to_text(html)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@x.com> wrote:\n> hi\n", "Thanks!"),
+        ("Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Bob\n<b@x.com> wrote:\n> hi\n", "Thanks!"),
+        ("Danke\n\nAm 01.01.2024 um 10:00 schrieb Bob <b@x.com>:\n> hi\n", "Danke"),
+        ("Merci\n\nLe lun. 1 janv. 2024, Bob <b@x.com> a écrit :\n> hi\n", "Merci"),
+        ("Sure\n-- \nBob\nACME", "Sure"),
+        ("Yes\n\n-----Original Message-----\nFrom: Bob\nSent: Monday\n\nold", "Yes"),
+        ("Ok\n\nFrom: Bob <b@x.com>\nSent: Monday\nTo: me\nSubject: x\n\nold", "Ok"),
+        ("a\n> quoted inline\nb\n\nSent from my iPhone", "a\nb"),
+        ("> only a quote", "only a quote"),
+    ],
+)
+def test_trim_quoted(text: str, expected: str) -> None:
+    assert trim_quoted(text) == expected
