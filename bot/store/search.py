@@ -1,0 +1,400 @@
+"""Run a parsed search query against PostgreSQL (tsvector + GIN) or SQLite (FTS5).
+
+Shape (search-baseline.md): first fetch up to CANDIDATE_LIMIT matches from the text index;
+when that is all of them, filter and sort just those (rare terms stay fast). Only when a term
+is common, walk each visible account's (account_id, date) index newest first and stop at the
+page (common terms stay fast). Counts are capped at COUNT_CAP ("1,000+"); snippets are built
+for the page only. User text reaches the engines only as escaped literals (bot/search/query.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from bot.search.query import (
+    SearchQuery,
+    fts5_match,
+    fts5_negatives,
+    parse_query,
+    tsquery_negatives,
+    tsquery_text,
+)
+from bot.store.models import (
+    Account,
+    Client,
+    ClientAddress,
+    Conversation,
+    ConversationLink,
+    Message,
+)
+
+CANDIDATE_LIMIT = 2000
+COUNT_CAP = 1000
+HIGHLIGHT = ("«", "»")
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class SearchHit:
+    id: int
+    message_id: str
+    subject: str
+    from_email: str
+    from_name: str
+    date: datetime | None
+    conversation_id: int
+    account_id: int
+    snippet: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "subject": self.subject,
+            "from": self.from_email,
+            "from_name": self.from_name,
+            "date": self.date.isoformat() if self.date else None,
+            "conversation_id": self.conversation_id,
+            "account_id": self.account_id,
+            "snippet": self.snippet,
+        }
+
+
+@dataclass
+class SearchPage:
+    hits: list[SearchHit]
+    total: int  # exact when not capped, else COUNT_CAP
+    capped: bool  # more than COUNT_CAP matches: show "1,000+"
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total_label(self) -> str:
+        return f"{COUNT_CAP:,}+" if self.capped else f"{self.total:,}"
+
+
+def _pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(col: Any, value: str) -> ColumnElement[bool]:
+    return func.lower(col).like("%" + _like_escape(value.lower()) + "%", escape="\\")
+
+
+def _from_condition(value: str) -> ColumnElement[bool]:
+    v = value.strip().lower()
+    if v.startswith("@"):
+        return Message.from_email.like("%" + _like_escape(v), escape="\\")
+    if "@" in v:
+        return Message.from_email == v  # uses ix_messages_from_email
+    if "." in v:  # a domain
+        return or_(
+            Message.from_email.like("%@" + _like_escape(v), escape="\\"),
+            Message.from_email.like("%." + _like_escape(v), escape="\\"),
+        )
+    return or_(_contains(Message.from_email, v), _contains(Message.from_name, v))
+
+
+def _to_condition(value: str) -> ColumnElement[bool]:
+    # Recipients are JSON lists of {name, email}; a substring of their text is enough here.
+    return or_(
+        _contains(cast(Message.to, Text), value),
+        _contains(cast(Message.cc, Text), value),
+    )
+
+
+def _client_condition(value: str) -> ColumnElement[bool]:
+    v = value.strip()
+    clients = select(Client.id).where(
+        or_(
+            _contains(Client.name, v),
+            _contains(Client.company, v),
+            Client.id.in_(select(ClientAddress.client_id).where(ClientAddress.email == v.lower())),
+            *([Client.id == int(v)] if v.isdigit() else []),
+        )
+    )
+    return Message.conversation_id.in_(
+        select(ConversationLink.conversation_id).where(ConversationLink.client_id.in_(clients))
+    )
+
+
+def _is_condition(value: str) -> ColumnElement[bool]:
+    if value == "unread":
+        return Message.is_read.is_(False)
+    if value == "read":
+        return Message.is_read.is_(True)
+    linked = select(ConversationLink.conversation_id)
+    if value == "linked":
+        return Message.conversation_id.in_(linked)
+    if value == "unlinked":
+        return Message.conversation_id.not_in(linked)
+    return Message.conversation_id.in_(select(Conversation.id).where(Conversation.archived))
+
+
+def _structured(q: SearchQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [Message.deleted.is_(False)]
+    for f in q.filters:
+        cond: ColumnElement[bool] | None = None
+        if f.field == "from":
+            cond = _from_condition(f.value)
+        elif f.field == "to":
+            cond = _to_condition(f.value)
+        elif f.field == "client":
+            cond = _client_condition(f.value)
+        elif f.field == "is":
+            cond = _is_condition(f.value)
+        elif f.field == "has":
+            cond = Message.has_attachments.is_(True)
+        if cond is not None:
+            conds.append(not_(cond) if f.negated else cond)
+    if q.after is not None:
+        conds.append(Message.date >= datetime.combine(q.after, time(), UTC))
+    if q.before is not None:
+        conds.append(Message.date < datetime.combine(q.before, time(), UTC))
+    return conds
+
+
+def _accounts(session: Session, q: SearchQuery, visible: Collection[int]) -> list[int]:
+    ids = set(visible)
+    for value, negated in [(v, False) for v in q.values("account")] + [
+        (v, True) for v in q.values("account", negated=True)
+    ]:
+        v = value.strip().lower()
+        matched = set(
+            session.scalars(
+                select(Account.id).where(
+                    or_(
+                        func.lower(Account.email) == v,
+                        *([Account.id == int(v)] if v.isdigit() else []),
+                    )
+                )
+            )
+        )
+        ids = ids - matched if negated else ids & matched
+    return sorted(ids)
+
+
+class _Engine:
+    """The dialect-specific text pieces."""
+
+    def __init__(self, session: Session, q: SearchQuery) -> None:
+        self.pg = _pg(session)
+        if self.pg:
+            self.positive = tsquery_text(q)
+            self.negative = None if self.positive else tsquery_negatives(q)
+        else:
+            self.positive = fts5_match(q)
+            self.negative = None if self.positive else fts5_negatives(q)
+
+    def _match_ids(self, expr: str) -> Any:
+        # SQLite: the rowids FTS5 matches, as a subquery.
+        return text("SELECT rowid FROM message_fts WHERE message_fts MATCH :fts").bindparams(
+            fts=expr
+        )
+
+    def condition(self, expr: str) -> ColumnElement[bool]:
+        if self.pg:
+            return literal_column("messages.search_vector").op("@@")(
+                func.to_tsquery("simple", expr)
+            )
+        return Message.id.in_(self._match_ids(expr))
+
+    def extra_conditions(self) -> list[ColumnElement[bool]]:
+        return [not_(self.condition(self.negative))] if self.negative else []
+
+    def candidates(self, session: Session) -> list[int]:
+        assert self.positive is not None
+        if self.pg:
+            stmt = (
+                select(Message.id).where(self.condition(self.positive)).limit(CANDIDATE_LIMIT + 1)
+            )
+            return list(session.scalars(stmt))
+        rows = session.execute(
+            text(
+                "SELECT rowid FROM message_fts WHERE message_fts MATCH :fts "
+                "ORDER BY rowid DESC LIMIT :n"
+            ),
+            {"fts": self.positive, "n": CANDIDATE_LIMIT + 1},
+        )
+        return [r[0] for r in rows]
+
+    def snippets(self, session: Session, ids: Sequence[int]) -> dict[int, str]:
+        if not ids or self.positive is None:
+            return {}
+        start, stop = HIGHLIGHT
+        if self.pg:
+            options = (
+                f"MaxFragments=1, MaxWords=24, MinWords=8, StartSel={start}, StopSel={stop}, "
+                'FragmentDelimiter=" … "'
+            )
+            stmt = text(
+                "SELECT id, ts_headline('simple', left(body_text, 20000), "
+                "to_tsquery('simple', :q), :opts) FROM messages WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True))
+            rows = session.execute(stmt, {"q": self.positive, "opts": options, "ids": list(ids)})
+        else:
+            stmt = text(
+                "SELECT rowid, snippet(message_fts, 2, :a, :b, '…', 16) FROM message_fts "
+                "WHERE message_fts MATCH :fts AND rowid IN :ids"
+            ).bindparams(bindparam("ids", expanding=True))
+            rows = session.execute(
+                stmt, {"a": start, "b": stop, "fts": self.positive, "ids": list(ids)}
+            )
+        return {r[0]: _WS.sub(" ", r[1] or "").strip() for r in rows}
+
+
+def search(
+    session: Session,
+    query: str | SearchQuery,
+    *,
+    visible_account_ids: Collection[int] | None,
+    limit: int = 20,
+    offset: int = 0,
+) -> SearchPage:
+    """Messages matching `query`, newest first. `visible_account_ids` is the access filter:
+    the accounts this person may see (required on purpose; pass every id for the CLI). None
+    is refused rather than read as "all"."""
+    if visible_account_ids is None:
+        raise ValueError("visible_account_ids is required (pass the accounts the person may see)")
+    q = parse_query(query) if isinstance(query, str) else query
+    limit, offset = max(1, min(limit, 500)), max(0, offset)
+    accounts = _accounts(session, q, visible_account_ids)
+    if not accounts:
+        return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
+    engine = _Engine(session, q)
+    conds = [*_structured(q), *engine.extra_conditions()]
+
+    if engine.positive is not None:
+        candidates = engine.candidates(session)
+        if len(candidates) <= CANDIDATE_LIMIT:
+            # Every match is known: filter and sort them all (at most 2,000 small rows).
+            if not candidates:
+                return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
+            rows = session.execute(
+                select(Message.id)
+                .where(Message.id.in_(candidates), Message.account_id.in_(accounts), *conds)
+                .order_by(Message.date.desc(), Message.id.desc())
+            ).all()
+            ids = [r[0] for r in rows]
+            page_ids = ids[offset : offset + limit]
+            total, capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
+            return _page(session, engine, page_ids, total, capped, q.errors)
+        conds.append(engine.condition(engine.positive))
+
+    page_ids = _walk(session, accounts, conds, offset + limit)[offset:]
+    total, capped = _capped_count(session, accounts, conds)
+    return _page(session, engine, page_ids, total, capped, q.errors)
+
+
+def _walk(
+    session: Session, accounts: Sequence[int], conds: Sequence[ColumnElement[bool]], k: int
+) -> list[int]:
+    """Newest k matching ids: one walk of the (account_id, date) index per account, merged."""
+    streams = []
+    for account_id in accounts:
+        rows = session.execute(
+            select(Message.date, Message.id)
+            .where(Message.account_id == account_id, *conds)
+            .order_by(Message.date.desc(), Message.id.desc())
+            .limit(k)
+        ).all()
+        streams.append([(r[0] or datetime.min.replace(tzinfo=UTC), r[1]) for r in rows])
+    merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
+    return [i for _d, i in list(merged)[:k]]
+
+
+def _capped_count(
+    session: Session, accounts: Sequence[int], conds: Sequence[ColumnElement[bool]]
+) -> tuple[int, bool]:
+    inner = (
+        select(Message.id)
+        .where(Message.account_id.in_(accounts), *conds)
+        .limit(COUNT_CAP + 1)
+        .subquery()
+    )
+    n = session.scalar(select(func.count()).select_from(inner)) or 0
+    return min(n, COUNT_CAP), n > COUNT_CAP
+
+
+def _page(
+    session: Session,
+    engine: _Engine,
+    ids: Sequence[int],
+    total: int,
+    capped: bool,
+    errors: list[str],
+) -> SearchPage:
+    if not ids:
+        return SearchPage(hits=[], total=total, capped=capped, errors=errors)
+    rows = {
+        m.id: m
+        for m in session.execute(
+            select(
+                Message.id,
+                Message.message_id,
+                Message.subject,
+                Message.from_email,
+                Message.from_name,
+                Message.date,
+                Message.conversation_id,
+                Message.account_id,
+                Message.snippet,
+            ).where(Message.id.in_(list(ids)))
+        )
+    }
+    snippets = engine.snippets(session, ids)
+    hits = []
+    for i in ids:
+        r = rows[i]
+        hits.append(
+            SearchHit(
+                id=r.id,
+                message_id=r.message_id,
+                subject=r.subject,
+                from_email=r.from_email,
+                from_name=r.from_name,
+                date=r.date,
+                conversation_id=r.conversation_id,
+                account_id=r.account_id,
+                snippet=snippets.get(i) or r.snippet,
+            )
+        )
+    return SearchPage(hits=hits, total=total, capped=capped, errors=errors)
+
+
+def all_account_ids(session: Session) -> list[int]:
+    """Every account id: what the CLI (an operator on the host) may see."""
+    return list(session.scalars(select(Account.id).order_by(Account.id)))
+
+
+__all__ = [
+    "CANDIDATE_LIMIT",
+    "COUNT_CAP",
+    "HIGHLIGHT",
+    "SearchHit",
+    "SearchPage",
+    "all_account_ids",
+    "search",
+]
