@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.handlers.shortcuts import compose as compose_shortcuts
+
 
 def register(app: App) -> None:
-    """Nothing registered yet for this kind."""
+    compose_shortcuts.register(app)

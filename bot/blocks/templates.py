@@ -1,0 +1,162 @@
+"""Email templates in Slack: the App Home section and the create/edit modal (pure builders)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from bot.blocks import ids
+from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+
+NAME_BLOCK = "tpl_name"
+SUBJECT_BLOCK = "tpl_subject"
+BODY_BLOCK = "tpl_body"
+VALUE = "value"
+HOME_LIMIT = 15  # two blocks each; the Home tab has 100 in all
+
+# Kept in step with bot.templates.VARIABLES (a test checks); blocks stay import-free of it.
+VARIABLE_HELP = (
+    "`{{ client.name }}` `{{ client.company }}` · "
+    "`{{ contact.name }}` `{{ contact.first_name }}` `{{ contact.email }}` · "
+    "`{{ agent.name }}` `{{ agent.first_name }}` · "
+    "`{{ account.email }}` `{{ account.name }}` · `{{ thread.subject }}` · `{{ today }}`\n"
+    "A fallback for a missing value: `{{ contact.first_name | default('there') }}`. "
+    "Conditions: `{% if client.company %}…{% endif %}`."
+)
+
+
+class TemplateLike(Protocol):
+    id: int
+    name: str
+    subject: str
+
+
+def template_section(templates: list[Any], *, is_admin: bool = True) -> list[dict[str, Any]]:
+    """"Settings → Email Templates" for the App Home. Edit/delete only for admins (the
+    handlers check again: hiding a button is not a permission)."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": plain("Settings → Email Templates", 150)},
+    ]
+    intro = (
+        f"{len(templates)} template(s). Pick one in any reply or new email to fill it in."
+        if templates
+        else "No templates yet."
+    )
+    section: dict[str, Any] = {"type": "section", "text": mrkdwn(intro)}
+    if is_admin:
+        section["accessory"] = {
+            "type": "button",
+            "action_id": ids.HOME_TEMPLATE_NEW,
+            "text": plain("New template", 75),
+            "style": "primary",
+            "value": "new",
+        }
+    blocks.append(section)
+    for tpl in templates[:HOME_LIMIT]:
+        subject = escape_mrkdwn(truncate(tpl.subject, 200)) if tpl.subject else "_no subject_"
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(f"*{escape_mrkdwn(truncate(tpl.name, 200))}*\n{subject}"),
+            }
+        )
+        if is_admin:
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"tpl_actions_{tpl.id}",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": ids.HOME_TEMPLATE_EDIT,
+                            "text": plain("Edit", 75),
+                            "value": str(tpl.id),
+                        },
+                        {
+                            "type": "button",
+                            "action_id": ids.HOME_TEMPLATE_DELETE,
+                            "text": plain("Delete", 75),
+                            "style": "danger",
+                            "value": str(tpl.id),
+                            "confirm": {
+                                "title": plain("Delete template?", 100),
+                                "text": plain(
+                                    f"“{truncate(tpl.name, 150)}” will be gone for everyone. "
+                                    "Emails already sent are not affected.",
+                                    300,
+                                ),
+                                "confirm": plain("Delete", 30),
+                                "deny": plain("Keep", 30),
+                                "style": "danger",
+                            },
+                        },
+                    ],
+                }
+            )
+    if len(templates) > HOME_LIMIT:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [mrkdwn(f"…and {len(templates) - HOME_LIMIT} more.")],
+            }
+        )
+    return blocks
+
+
+def _input(
+    block_id: str, label: str, value: str, *, multiline: bool, max_length: int, hint: str = ""
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": VALUE,
+        "multiline": multiline,
+        "max_length": max_length,
+    }
+    if value:
+        element["initial_value"] = value[:max_length]
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label),
+        "element": element,
+    }
+    if block_id == SUBJECT_BLOCK:
+        block["optional"] = True
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def template_edit_view(
+    template_id: int | None, *, name: str = "", subject: str = "", body: str = ""
+) -> dict[str, Any]:
+    meta = {"t": template_id} if template_id is not None else {}
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_TEMPLATE_EDIT,
+        "title": plain("Edit template" if template_id else "New template", 24),
+        "submit": plain("Save", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps(meta),
+        "blocks": [
+            _input(NAME_BLOCK, "Name", name, multiline=False, max_length=200),
+            _input(
+                SUBJECT_BLOCK,
+                "Subject",
+                subject,
+                multiline=False,
+                max_length=500,
+                hint="Leave empty to keep the subject of the reply.",
+            ),
+            _input(BODY_BLOCK, "Body", body, multiline=True, max_length=3000),
+            {"type": "section", "text": mrkdwn("*Variables*\n" + VARIABLE_HELP)},
+        ],
+    }
+
+
+def template_id_of(private_metadata: str | None) -> int | None:
+    try:
+        value = json.loads(private_metadata or "{}").get("t")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None

@@ -1,0 +1,170 @@
+"""Reading and checking what a person typed in the compose modal (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.blocks import compose as cb
+from bot.blocks import ids
+from bot.mail.compose import parse_address_list
+from bot.mail.types import Address
+
+MODES = ("new", "reply", "reply_all", "forward")
+
+
+@dataclass
+class ComposeMeta:
+    """The modal's private_metadata: ids only, the state itself lives in the store."""
+
+    mode: str
+    message_id: str  # the Message-ID chosen when the modal opened (idempotency key)
+    account_id: int | None = None
+    conversation_id: int | None = None
+    source_message: int | None = None  # Message pk replied to / forwarded
+    newest_seen: int | None = None  # newest Message pk of the conversation at open
+    rotation: int = 0
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "mid": self.message_id, "r": self.rotation}
+        for key, value in (
+            ("a", self.account_id),
+            ("c", self.conversation_id),
+            ("m", self.source_message),
+            ("n", self.newest_seen),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def load(cls, text: str | None) -> ComposeMeta | None:
+        try:
+            data = json.loads(text or "")
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("mode") not in MODES or not data.get("mid"):
+            return None
+
+        def num(key: str) -> int | None:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        return cls(
+            mode=data["mode"],
+            message_id=str(data["mid"]),
+            account_id=num("a"),
+            conversation_id=num("c"),
+            source_message=num("m"),
+            newest_seen=num("n"),
+            rotation=num("r") or 0,
+        )
+
+
+@dataclass
+class SlackFile:
+    id: str
+    name: str
+    mimetype: str
+    url: str
+
+
+@dataclass
+class Submission:
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    subject: str
+    body: str
+    quote: bool
+    from_account: int | None
+    files: list[SlackFile] = field(default_factory=list)
+
+
+def _value(values: dict[str, Any], block_id: str, action_id: str = cb.VALUE) -> Any:
+    return (values.get(block_id) or {}).get(action_id) or {}
+
+
+def _text(values: dict[str, Any], block_id: str) -> str:
+    return str(_value(values, block_id).get("value") or "")
+
+
+def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submission, dict[str, str]]:
+    """The typed values, and errors keyed by the block_id they belong next to."""
+    errors: dict[str, str] = {}
+    parsed: dict[str, list[Address]] = {}
+    for block in (cb.TO_BLOCK, cb.CC_BLOCK, cb.BCC_BLOCK):
+        addresses, problems = parse_address_list(_text(values, block))
+        parsed[block] = addresses
+        if problems:
+            errors[block] = "Not an email address: " + "; ".join(problems)
+    if cb.TO_BLOCK not in errors and not parsed[cb.TO_BLOCK]:
+        errors[cb.TO_BLOCK] = "Add at least one recipient."
+    subject_block = cb.subject_block(meta.rotation)
+    subject = _text(values, subject_block)
+    if "\r" in subject or "\n" in subject:
+        errors[subject_block] = "The subject must be one line."
+    body = _text(values, cb.body_block(meta.rotation))
+    if meta.mode != "forward" and not body.strip():
+        errors[cb.body_block(meta.rotation)] = "Write a message."
+    quote_state = _value(values, cb.QUOTE_BLOCK)
+    quote = any(
+        (o or {}).get("value") == cb.QUOTE_OPTION for o in quote_state.get("selected_options") or []
+    )
+    from_account: int | None = None
+    if meta.mode == "new":
+        chosen = _value(values, cb.FROM_BLOCK, ids.COMPOSE_FROM).get("selected_option") or {}
+        try:
+            from_account = int(chosen.get("value"))
+        except (TypeError, ValueError):
+            errors[cb.FROM_BLOCK] = "Choose the mailbox to send from."
+    files = [
+        SlackFile(
+            id=str(f.get("id") or ""),
+            name=str(f.get("name") or f.get("title") or "attachment"),
+            mimetype=str(f.get("mimetype") or "application/octet-stream"),
+            url=str(f.get("url_private_download") or f.get("url_private") or ""),
+        )
+        for f in _value(values, cb.FILES_BLOCK).get("files") or []
+        if isinstance(f, dict)
+    ]
+    return (
+        Submission(
+            to=parsed[cb.TO_BLOCK],
+            cc=parsed[cb.CC_BLOCK],
+            bcc=parsed[cb.BCC_BLOCK],
+            subject=" ".join(subject.split()),
+            body=body,
+            quote=quote,
+            from_account=from_account,
+            files=files,
+        ),
+        errors,
+    )
+
+
+def format_addresses(addresses: list[Address]) -> str:
+    """For the To/Cc inputs: 'Name <a@b>, c@d' (names with specials quoted)."""
+    out = []
+    for a in addresses:
+        if a.name:
+            name = a.name
+            if any(c in name for c in ',;<>"@'):
+                name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            out.append(f"{name} <{a.email}>")
+        else:
+            out.append(a.email)
+    return ", ".join(out)
+
+
+def addresses_to_json(addresses: list[Address]) -> list[dict[str, str]]:
+    return [{"name": a.name, "email": a.email} for a in addresses]
+
+
+def addresses_from_json(items: Any) -> list[Address]:
+    return [
+        Address(name=str(i.get("name") or ""), email=str(i.get("email") or ""))
+        for i in items or []
+        if isinstance(i, dict) and i.get("email")
+    ]

@@ -1,0 +1,301 @@
+"""The "mail.send" outbox handler: build the MIME, send it, say so in the Slack thread.
+
+"Sent" is posted only after the server accepted the message. A failure a person must fix (wrong
+password, refused recipient) is posted with a Retry button and the row fails; a transient one is
+retried with backoff and posted only when the dispatcher gives up. The Message-ID was chosen
+before the first attempt, and `send_mail` skips SMTP when that Message-ID is already in Sent, so
+a retry after a crash never sends twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.blocks import compose as cb
+from bot.blocks.text import escape_mrkdwn, mrkdwn
+from bot.compose.drafts import arrived_since, live_conversation, newest_message_id
+from bot.compose.files import DownloadError, download
+from bot.compose.form import addresses_from_json
+from bot.compose.submit import SEND_KIND
+from bot.mail.compose import Draft, HeaderError, OutgoingAttachment, build_mime, envelope_recipients
+from bot.mail.parse import extract_attachment
+from bot.mail.types import Address
+from bot.outbox.dispatch import (
+    MAX_ATTEMPTS,
+    OutboxContext,
+    PermanentFailure,
+    Registry,
+    RetryLater,
+)
+from bot.providers.errors import (
+    AuthError,
+    ConfigError,
+    MessageRejected,
+    ProviderError,
+    TransientError,
+)
+from bot.store import audit, outbox
+from bot.store.db import session_scope
+from bot.store.models import (
+    Account,
+    Attachment,
+    Conversation,
+    Message,
+    MessageRaw,
+    Outbox,
+    OutboxStatus,
+)
+
+log = logging.getLogger(__name__)
+
+POST_IN_THREAD = "slack.post_in_thread"
+DM_KIND = "compose.dm"
+
+
+def register(registry: Registry) -> None:
+    registry.register(SEND_KIND, handle_send)
+    registry.register(DM_KIND, handle_dm)
+
+
+# -- posting results ---------------------------------------------------------------------------
+
+
+def _thread_ready(session: Session, conversation_id: int | None) -> Conversation | None:
+    if conversation_id is None:
+        return None
+    conv = live_conversation(session, conversation_id)
+    if conv is None or conv.slack_thread is None:
+        return None
+    return conv
+
+
+def _post(
+    session: Session,
+    row: Outbox,
+    conversation_id: int | None,
+    key: str,
+    text: str,
+    blocks: list[dict[str, Any]],
+) -> None:
+    """Into the conversation's thread when it has one, else a DM to the person who wrote it."""
+    conv = _thread_ready(session, conversation_id)
+    if conv is not None and conv.slack_thread is not None:
+        outbox.enqueue(
+            session,
+            kind=POST_IN_THREAD,
+            key=key,
+            payload={"conversation_id": conv.id, "text": text, "blocks": blocks, "key": key},
+            account_id=conv.account_id,
+            conversation_id=conv.id,
+            channel_id=conv.slack_thread.channel_id,
+        )
+        return
+    user = row.payload.get("slack_user")
+    if user:
+        outbox.enqueue(
+            session,
+            kind=DM_KIND,
+            key=key + ":dm",
+            payload={"user_id": user, "text": text, "blocks": blocks},
+            created_by=user,
+        )
+
+
+def handle_dm(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        resp = ctx.slack.chat_postMessage(
+            channel=row.payload["user_id"],
+            text=row.payload.get("text") or " ",
+            blocks=row.payload.get("blocks"),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+    except SlackApiError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        if status == 429 or status >= 500:
+            after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            raise RetryLater(str(exc), float(after) if after else None) from exc
+        raise PermanentFailure(f"Slack refused the DM: {exc.response.get('error')}") from exc
+    return {"ts": resp.get("ts")}
+
+
+# -- the send ---------------------------------------------------------------------------------
+
+
+def _forward_attachments(session: Session, message_pk: int | None) -> list[OutgoingAttachment]:
+    if message_pk is None:
+        return []
+    raw = session.get(MessageRaw, message_pk)
+    rows = session.scalars(
+        select(Attachment).where(Attachment.message_id == message_pk).order_by(Attachment.id)
+    ).all()
+    if raw is None or not rows:
+        return []
+    out = []
+    for att in rows:
+        try:
+            info, data = extract_attachment(raw.raw, att.part_index)
+        except Exception as exc:  # a broken part must not block the forward of the others
+            log.warning("attachment %s of message %s unreadable: %s", att.id, message_pk, exc)
+            continue
+        out.append(
+            OutgoingAttachment(
+                filename=info.filename or att.filename or "attachment",
+                content_type=info.content_type or att.content_type,
+                data=data,
+            )
+        )
+    return out
+
+
+def _hold_if_new_mail(session: Session, row: Outbox) -> bool:
+    """New mail since the modal opened: hold the send and ask in the thread."""
+    p = row.payload
+    if p.get("send_anyway") or p.get("conversation_id") is None:
+        return False
+    conv = live_conversation(session, int(p["conversation_id"]))
+    if conv is None:
+        return False
+    arrived = arrived_since(
+        session, conv.id, p.get("newest_seen"), exclude_message_id=str(p.get("message_id"))
+    )
+    if not arrived:
+        return False
+    fresh = session.get(Outbox, row.id)
+    if fresh is None:
+        return False
+    fresh.status = OutboxStatus.HELD
+    fresh.lease_owner = None
+    fresh.lease_expires_at = None
+    text, blocks = cb.held_post(str(p.get("slack_user") or ""), arrived, row.id)
+    newest = newest_message_id(session, conv.id)
+    _post(session, row, conv.id, f"compose.held:{p['message_id']}:{newest}", text, blocks)
+    return True
+
+
+def _fail(ctx: OutboxContext, row: Outbox, error: str) -> PermanentFailure:
+    """Post the error with a Retry button (once per attempt) and fail the row."""
+    p = row.payload
+    attempt = row.lease_expires_at.timestamp() if row.lease_expires_at else row.attempts
+    with session_scope(ctx.services.session_factory) as session:
+        text, blocks = cb.failed_post(str(p.get("slack_user") or ""), error, row.id)
+        key = f"compose.failed:{p['message_id']}:{attempt}"
+        _post(session, row, p.get("conversation_id"), key, text, blocks)
+        audit.record(
+            session,
+            "system",
+            "mail.send.failed",
+            account_id=row.account_id,
+            conversation_id=p.get("conversation_id"),
+            details={"message_id": p.get("message_id"), "error": error[:500]},
+        )
+    return PermanentFailure(error)
+
+
+def _addr(value: Any) -> Address:
+    value = value or {}
+    return Address(str(value.get("name") or ""), str(value.get("email") or ""))
+
+
+def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
+    p = row.payload
+    services = ctx.services
+    with session_scope(services.session_factory) as session:
+        if _hold_if_new_mail(session, row):
+            return None
+        account = session.get(Account, row.account_id) if row.account_id else None
+        if account is None:
+            raise _fail(ctx, row, "The mailbox this email was written from was removed.")
+        session.expunge(account)
+        attachments = _forward_attachments(session, p.get("forward_message_pk"))
+    token = ctx.slack.token or ""
+    for f in p.get("slack_files") or []:
+        try:
+            got = download(
+                str(f.get("url") or ""),
+                token,
+                name=str(f.get("name")),
+                mimetype=str(f.get("mimetype")),
+            )
+        except DownloadError as exc:
+            if exc.transient and row.attempts < MAX_ATTEMPTS:
+                raise RetryLater(str(exc)) from exc
+            raise _fail(ctx, row, f"An attachment could not be read from Slack: {exc}") from exc
+        attachments.append(OutgoingAttachment(got.name, got.mimetype, got.data))
+    draft = Draft(
+        from_=_addr(p.get("from")),
+        to=addresses_from_json(p.get("to")),
+        cc=addresses_from_json(p.get("cc")),
+        bcc=addresses_from_json(p.get("bcc")),
+        subject=str(p.get("subject") or ""),
+        body=str(p.get("body") or ""),
+        message_id=str(p["message_id"]),
+        in_reply_to=p.get("in_reply_to"),
+        references=list(p.get("references") or []),
+        attachments=attachments,
+    )
+    try:
+        raw = build_mime(draft)
+    except HeaderError as exc:
+        raise _fail(ctx, row, f"The email cannot be built: {exc}") from exc
+    rcpt = envelope_recipients(draft)
+    from bot.sync.writeback import send_mail  # written by the sync part
+
+    try:
+        send_mail(services, account, raw, draft.from_.email, rcpt, draft.message_id)
+    except MessageRejected as exc:
+        if exc.delivered_to:
+            # Some recipients got it: sending again would duplicate it for them.
+            _record_sent(ctx, row, draft, partial=str(exc))
+            return {"sent": True, "refused": sorted(exc.refused)}
+        raise _fail(ctx, row, str(exc)) from exc
+    except (AuthError, ConfigError) as exc:
+        raise _fail(ctx, row, str(exc)) from exc
+    except (TransientError, ProviderError) as exc:
+        if row.attempts >= MAX_ATTEMPTS:
+            raise _fail(ctx, row, f"{exc} (gave up after {row.attempts} tries)") from exc
+        raise RetryLater(str(exc)) from exc
+    _record_sent(ctx, row, draft)
+    return {"sent": True}
+
+
+def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | None = None) -> None:
+    p = row.payload
+    user = str(p.get("slack_user") or "")
+    with session_scope(ctx.services.session_factory) as session:
+        conversation_id = p.get("conversation_id")
+        sent_copy = session.scalar(
+            select(Message).where(
+                Message.account_id == row.account_id, Message.message_id == draft.message_id
+            )
+        )
+        if p.get("mode") == "new" and sent_copy is not None:
+            conversation_id = sent_copy.conversation_id
+            conv = live_conversation(session, conversation_id)
+            account = session.get(Account, row.account_id)
+            if conv is not None and account is not None and account.channel_id:
+                # The sent copy was ingested as ours (announce skips those): a new
+                # conversation still needs its parent post so the thread exists.
+                from bot.inbox.announce import ensure_parent
+
+                ensure_parent(session, conv, account.channel_id)
+        text, blocks = cb.sent_post(user, [a.email for a in draft.to], draft.subject)
+        if partial:
+            text += f" (some recipients refused: {partial})"
+            blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
+        _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
+        audit.record(
+            session,
+            user or "system",
+            "mail.sent",
+            account_id=row.account_id,
+            conversation_id=conversation_id,
+            message_id=sent_copy.id if sent_copy else None,
+            details={"message_id": draft.message_id, "mode": p.get("mode")},
+        )

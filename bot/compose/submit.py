@@ -1,0 +1,165 @@
+"""Submitting the compose modal: one durable "mail.send" row per Message-ID.
+
+The Message-ID is chosen when the modal opens and travels in private_metadata, so a double
+submit or a Slack retry enqueues the same key and sends once. If mail arrived in the conversation
+after the modal opened, the row is written HELD and the person decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.blocks.compose import Arrived
+from bot.compose.drafts import DraftError, arrived_since, build_body, live_conversation
+from bot.compose.form import ComposeMeta, Submission, addresses_to_json
+from bot.store import audit, outbox
+from bot.store.models import Account, Outbox, OutboxStatus, utcnow
+
+SEND_KIND = "mail.send"
+
+
+def send_key(message_id: str) -> str:
+    return f"{SEND_KIND}:{message_id}"
+
+
+@dataclass
+class SubmitResult:
+    outbox_id: int | None = None
+    held: list[Arrived] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # block_id → message
+    problem: str | None = None  # not tied to a field
+
+
+def submit(
+    session: Session,
+    meta: ComposeMeta,
+    sub: Submission,
+    *,
+    user_id: str,
+    account: Account,
+) -> SubmitResult:
+    """Write the send row (idempotent by Message-ID). Access was checked by the caller."""
+    key = send_key(meta.message_id)
+    existing = session.scalar(select(Outbox).where(Outbox.key == key))
+    if existing is not None:  # a double submit or a Slack retry: the first one stands
+        held_before = existing.status == OutboxStatus.HELD and existing.created_by == user_id
+        return SubmitResult(
+            outbox_id=existing.id, held=[] if not held_before else _held_of(session, existing)
+        )
+    conversation_id = meta.conversation_id
+    newest_seen = meta.newest_seen
+    arrived: list[Arrived] = []
+    if conversation_id is not None:
+        conv = live_conversation(session, conversation_id)
+        if conv is None:
+            return SubmitResult(problem="This conversation no longer exists.")
+        conversation_id = conv.id
+        arrived = arrived_since(session, conv.id, newest_seen, exclude_message_id=meta.message_id)
+    try:
+        built = build_body(
+            session,
+            meta.mode,
+            meta.source_message,
+            sub.body,
+            quote=sub.quote,
+        )
+    except DraftError as exc:
+        return SubmitResult(problem=str(exc))
+    payload: dict[str, Any] = {
+        "mode": meta.mode,
+        "message_id": meta.message_id,
+        "conversation_id": conversation_id,
+        "in_reply_to_message_pk": meta.source_message if meta.mode != "new" else None,
+        "forward_message_pk": meta.source_message if meta.mode == "forward" else None,
+        "newest_seen": newest_seen,
+        "slack_user": user_id,
+        "from": {"name": account.display_name or "", "email": account.email},
+        "to": addresses_to_json(sub.to),
+        "cc": addresses_to_json(sub.cc),
+        "bcc": addresses_to_json(sub.bcc),
+        "subject": sub.subject,
+        "body": built.text,
+        "in_reply_to": built.in_reply_to,
+        "references": built.references,
+        "slack_files": [
+            {"id": f.id, "name": f.name, "mimetype": f.mimetype, "url": f.url} for f in sub.files
+        ],
+        "send_anyway": False,
+    }
+    channel_id = account.channel_id
+    row = outbox.enqueue(
+        session,
+        kind=SEND_KIND,
+        key=key,
+        payload=payload,
+        account_id=account.id,
+        conversation_id=conversation_id,
+        channel_id=channel_id,
+        created_by=user_id,
+        status=OutboxStatus.HELD if arrived else OutboxStatus.PENDING,
+    )
+    audit.record(
+        session,
+        user_id,
+        "mail.send.queued",
+        account_id=account.id,
+        conversation_id=conversation_id,
+        details={"mode": meta.mode, "message_id": meta.message_id, "held": bool(arrived)},
+    )
+    held = arrived if row.status == OutboxStatus.HELD else []
+    return SubmitResult(outbox_id=row.id, held=held)
+
+
+def _held_of(session: Session, row: Outbox) -> list[Arrived]:
+    if row.conversation_id is None:
+        return []
+    return arrived_since(
+        session,
+        row.conversation_id,
+        row.payload.get("newest_seen"),
+        exclude_message_id=str(row.payload.get("message_id")),
+    )
+
+
+def release_held(session: Session, outbox_id: int, user_id: str) -> Outbox | None:
+    """ "Send anyway": a held send becomes due now and skips the new-mail check."""
+    row = session.get(Outbox, outbox_id)
+    if row is None or row.kind != SEND_KIND or row.status != OutboxStatus.HELD:
+        return None
+    row.payload = {**row.payload, "send_anyway": True}
+    row.status = OutboxStatus.PENDING
+    row.attempts = 0
+    row.next_attempt_at = utcnow()
+    audit.record(
+        session,
+        user_id,
+        "mail.send.anyway",
+        account_id=row.account_id,
+        conversation_id=row.conversation_id,
+        details={"message_id": row.payload.get("message_id")},
+    )
+    return row
+
+
+def retry_failed(session: Session, outbox_id: int, user_id: str) -> Outbox | None:
+    """Retry a failed send (e.g. after the SMTP password was fixed). Same Message-ID: the
+    write-back recognises a copy already in Sent and does not send twice."""
+    row = session.get(Outbox, outbox_id)
+    if row is None or row.kind != SEND_KIND or row.status != OutboxStatus.FAILED:
+        return None
+    row.status = OutboxStatus.PENDING
+    row.attempts = 0
+    row.next_attempt_at = utcnow()
+    audit.record(
+        session,
+        user_id,
+        "mail.send.retry",
+        account_id=row.account_id,
+        conversation_id=row.conversation_id,
+        details={"message_id": row.payload.get("message_id")},
+    )
+    return row

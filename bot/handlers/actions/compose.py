@@ -1,0 +1,147 @@
+"""Reply / Reply all / Forward buttons, the template picker, Retry and Send anyway.
+
+Ack first, then open or update the modal at once (a trigger_id lives about 3 s). Nothing here
+talks to a mailbox: sending happens in the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, BoltContext, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import compose as cb
+from bot.blocks import ids
+from bot.compose.modal import ComposeRefused, conversation_view, with_template
+from bot.compose.submit import release_held, retry_failed
+from bot.handlers.middleware import services_of
+from bot.services import Services
+from bot.store.db import session_scope
+from bot.store.models import Account, Outbox
+
+log = logging.getLogger(__name__)
+
+MODES = {ids.CONV_REPLY: "reply", ids.CONV_REPLY_ALL: "reply_all", ids.CONV_FORWARD: "forward"}
+
+
+def register(app: Any) -> None:
+    for action_id in MODES:
+        app.action(action_id)(compose_clicked)
+    app.action(ids.COMPOSE_TEMPLATE_PICK)(template_picked)
+    app.action(ids.SEND_RETRY)(retry_clicked)
+    app.action(ids.SEND_ANYWAY)(send_anyway_clicked)
+
+
+def parse_value(value: str) -> tuple[int, int | None] | None:
+    """ "<conversation>" or "<conversation>:<message>"."""
+    conv, _, msg = value.partition(":")
+    if not conv.isdigit() or (msg and not msg.isdigit()):
+        return None
+    return int(conv), int(msg) if msg else None
+
+
+def compose_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    action = body["actions"][0]
+    parsed = parse_value(str(action.get("value") or ""))
+    if parsed is None:
+        return
+    mode = MODES[str(action["action_id"])]
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    try:
+        view = conversation_view(services, client, user_id, mode, parsed[0], parsed[1])
+    except ComposeRefused as exc:
+        view = cb.notice_view(cb.TITLES[mode], str(exc))
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def template_picked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    view = body.get("view") or {}
+    option = body["actions"][0].get("selected_option") or {}
+    try:
+        template_id = int(option.get("value"))
+    except (TypeError, ValueError):
+        return
+    new_view = with_template(services_of(context), client, body["user"]["id"], view, template_id)
+    if new_view is None:
+        return
+    try:
+        client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+    except SlackApiError as exc:
+        # hash_conflict: the modal changed meanwhile (another pick); the newer state wins.
+        log.info("template fill not applied: %s", exc.response.get("error"))
+
+
+def _may_act(services: Services, client: WebClient, user_id: str, outbox_id: int) -> bool:
+    with session_scope(services.session_factory) as session:
+        row = session.get(Outbox, outbox_id)
+        if row is None or row.account_id is None:
+            return False
+        account = session.get(Account, row.account_id)
+        channel = account.channel_id if account else None
+    return services.access.can_see_channel(client, user_id, channel)
+
+
+def _tell(body: dict[str, Any], client: WebClient, respond: Respond, text: str) -> None:
+    if body.get("response_url"):
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    elif body.get("view"):
+        view = body["view"]
+        try:
+            client.views_update(view_id=view["id"], view=cb.notice_view("Email", text))
+        except SlackApiError as exc:
+            log.info("could not update the modal: %s", exc.response.get("error"))
+
+
+def _outbox_id(body: dict[str, Any]) -> int | None:
+    value = str(body["actions"][0].get("value") or "")
+    return int(value) if value.isdigit() else None
+
+
+def retry_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    ack()
+    outbox_id = _outbox_id(body)
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if outbox_id is None:
+        return
+    if not _may_act(services, client, user_id, outbox_id):
+        _tell(body, client, respond, "Only members of this mailbox's channel can retry.")
+        return
+    with session_scope(services.session_factory) as session:
+        row = retry_failed(session, outbox_id, user_id)
+    if row is None:
+        _tell(body, client, respond, "This email is already being sent or was sent.")
+    else:
+        _tell(body, client, respond, "Trying again. The result will show in this thread.")
+
+
+def send_anyway_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    ack()
+    outbox_id = _outbox_id(body)
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if outbox_id is None:
+        return
+    if not _may_act(services, client, user_id, outbox_id):
+        _tell(body, client, respond, "Only members of this mailbox's channel can send this.")
+        return
+    with session_scope(services.session_factory) as session:
+        row = release_held(session, outbox_id, user_id)
+    if row is None:
+        _tell(body, client, respond, "This email is no longer held: it was sent or discarded.")
+    else:
+        _tell(body, client, respond, "Sending. The result will show in the conversation's thread.")

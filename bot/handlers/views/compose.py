@@ -1,0 +1,74 @@
+"""Submitting the compose modal: validate in the ack, write the send row, close at once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks import compose as cb
+from bot.blocks import ids
+from bot.compose.form import ComposeMeta, read_submission
+from bot.compose.modal import sendable_accounts
+from bot.compose.submit import submit
+from bot.handlers.middleware import services_of
+from bot.store.db import session_scope
+from bot.store.models import Account
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Any) -> None:
+    app.view(ids.VIEW_COMPOSE)(compose_submitted)
+
+
+def compose_submitted(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    view = body["view"]
+    user_id = body["user"]["id"]
+    services = services_of(context)
+    meta = ComposeMeta.load(view.get("private_metadata"))
+    if meta is None:
+        ack(response_action="update", view=cb.notice_view("Email", "This form is out of date."))
+        return
+    values = (view.get("state") or {}).get("values") or {}
+    sub, errors = read_submission(values, meta)
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    if meta.mode == "new":
+        allowed = {a.id for a in sendable_accounts(services, client, user_id)}
+        account_id = sub.from_account if sub.from_account in allowed else None
+        if account_id is None:
+            ack(
+                response_action="errors",
+                errors={
+                    cb.FROM_BLOCK: "You may send only from mailboxes whose channel you are in."
+                },
+            )
+            return
+        meta.account_id = account_id
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, meta.account_id) if meta.account_id else None
+        channel = account.channel_id if account else None
+    if account is None or not services.access.can_see_channel(client, user_id, channel):
+        ack(
+            response_action="update",
+            view=cb.notice_view(
+                "Email", "You can send only from mailboxes whose channel you are in."
+            ),
+        )
+        return
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, meta.account_id)
+        assert account is not None
+        result = submit(session, meta, sub, user_id=user_id, account=account)
+    if result.problem:
+        ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
+    elif result.held and result.outbox_id is not None:
+        ack(response_action="update", view=cb.held_view(result.held, result.outbox_id))
+    else:
+        ack()  # closes the modal; "sent" shows in the thread once the server accepted it

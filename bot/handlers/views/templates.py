@@ -1,0 +1,81 @@
+"""Saving a template from its modal: admins only; a template that does not render is refused
+with its error next to the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks import compose as cb
+from bot.blocks import ids
+from bot.blocks import templates as tb
+from bot.handlers.actions.templates import ADMINS_ONLY, refresh_home
+from bot.handlers.middleware import services_of
+from bot.store import audit
+from bot.store.db import session_scope
+from bot.store.templates import DuplicateName, create_template, update_template
+from bot.templates import validate
+
+FIELD_BLOCKS = {"name": tb.NAME_BLOCK, "subject": tb.SUBJECT_BLOCK, "body": tb.BODY_BLOCK}
+
+
+def register(app: Any) -> None:
+    app.view(ids.VIEW_TEMPLATE_EDIT)(template_submitted)
+
+
+def _text(values: dict[str, Any], block_id: str) -> str:
+    return str(((values.get(block_id) or {}).get(tb.VALUE) or {}).get("value") or "")
+
+
+def template_submitted(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    view = body["view"]
+    if not services.access.is_admin(client, user_id):
+        ack(response_action="update", view=cb.notice_view("Templates", ADMINS_ONLY))
+        return
+    values = (view.get("state") or {}).get("values") or {}
+    name, subject, text = (
+        _text(values, tb.NAME_BLOCK).strip(),
+        _text(values, tb.SUBJECT_BLOCK),
+        _text(values, tb.BODY_BLOCK),
+    )
+    problems = validate(name, subject, text)
+    if problems:
+        ack(
+            response_action="errors",
+            errors={FIELD_BLOCKS[k]: v[:2000] for k, v in problems.items()},
+        )
+        return
+    template_id = tb.template_id_of(view.get("private_metadata"))
+    try:
+        with session_scope(services.session_factory) as session:
+            if template_id is None:
+                row = create_template(
+                    session, name=name, subject=subject, body=text, user_id=user_id
+                )
+            else:
+                found = update_template(
+                    session, template_id, name=name, subject=subject, body=text, user_id=user_id
+                )
+                if found is None:
+                    row = create_template(
+                        session, name=name, subject=subject, body=text, user_id=user_id
+                    )
+                else:
+                    row = found
+            audit.record(
+                session,
+                user_id,
+                "template.save",
+                details={"id": row.id, "name": name, "new": template_id is None},
+            )
+    except DuplicateName:
+        ack(response_action="errors", errors={tb.NAME_BLOCK: "Another template has this name."})
+        return
+    ack()
+    refresh_home(services, client, user_id)

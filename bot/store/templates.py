@@ -1,0 +1,85 @@
+"""Email templates: CRUD queries (no commits; the caller owns the transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.store.models import Template
+
+
+class DuplicateName(Exception):
+    """Another template already has this name."""
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    id: int
+    name: str
+    subject: str
+    updated_by: str | None
+
+
+def list_templates(session: Session, limit: int = 100) -> list[TemplateSummary]:
+    rows = session.scalars(select(Template).order_by(func.lower(Template.name)).limit(limit))
+    return [TemplateSummary(t.id, t.name, t.subject, t.updated_by) for t in rows]
+
+
+def get_template(session: Session, template_id: int) -> Template | None:
+    return session.get(Template, template_id)
+
+
+def _name_taken(session: Session, name: str, except_id: int | None) -> bool:
+    query = select(Template.id).where(func.lower(Template.name) == name.strip().lower())
+    if except_id is not None:
+        query = query.where(Template.id != except_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def create_template(
+    session: Session, *, name: str, subject: str, body: str, user_id: str | None
+) -> Template:
+    if _name_taken(session, name, None):
+        raise DuplicateName(name)
+    row = Template(
+        name=name.strip(), subject=subject, body=body, created_by=user_id, updated_by=user_id
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent save with the same name
+        raise DuplicateName(name) from exc
+    return row
+
+
+def update_template(
+    session: Session, template_id: int, *, name: str, subject: str, body: str, user_id: str | None
+) -> Template | None:
+    row = session.get(Template, template_id)
+    if row is None:
+        return None
+    if _name_taken(session, name, template_id):
+        raise DuplicateName(name)
+    row.name = name.strip()
+    row.subject = subject
+    row.body = body
+    row.updated_by = user_id
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise DuplicateName(name) from exc
+    return row
+
+
+def delete_template(session: Session, template_id: int) -> bool:
+    row = session.get(Template, template_id)
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
