@@ -1,29 +1,294 @@
-"""Building and publishing a person's App Home tab (service level: store + Slack client)."""
+"""The inbox as one person may see it (store + Slack client): visible accounts, filters with
+counts, result lines, and publishing the App Home tab.
+
+Visibility is decided here, once, from channel membership: every query below takes the account
+ids the person may see, so a listing can never leak another channel's mail.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from typing import Any
+
 from slack_sdk import WebClient
-from sqlalchemy import select
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy.orm import Session
 
-from bot.blocks.home import AccountSummary, home_view
+from bot.blocks.home import (
+    ACCOUNTS_PAGE_SIZE,
+    CLIENTS_PAGE_SIZE,
+    RECENT_LIMIT,
+    AccountSummary,
+    ClientSummary,
+    HomeData,
+    HomePages,
+    home_view,
+)
+from bot.blocks.search import FILTERS, ResultItem, thread_url
 from bot.services import Services
-from bot.store.models import Account
+from bot.store.models import (
+    Account,
+    Client,
+    Conversation,
+    ConversationLink,
+    Message,
+    SlackThread,
+)
+
+log = logging.getLogger(__name__)
 
 
-def publish_home(services: Services, client: WebClient, user_id: str) -> None:
-    is_admin = services.access.is_admin(client, user_id)
+def visible_account_ids(services: Services, client: WebClient, user_id: str) -> list[int]:
+    """Accounts whose channel the person is a member of (admins included: mail follows
+    channel membership; admins manage accounts without reading their mail)."""
     with services.session_factory() as session:
-        accounts = session.scalars(select(Account).order_by(Account.email)).all()
-        summaries = [
-            AccountSummary(
-                id=a.id,
-                email=a.email,
-                provider=a.provider.value,
-                channel_id=a.channel_id,
-                status=a.status.value,
-                last_error=a.last_error,
+        rows = session.execute(select(Account.id, Account.channel_id)).all()
+    channels = services.access.visible_channels(client, user_id, sorted({c for _, c in rows if c}))
+    return sorted(acc_id for acc_id, channel in rows if channel in channels)
+
+
+def _live(account_ids: Sequence[int]) -> ColumnElement[bool]:
+    return and_(
+        Conversation.account_id.in_(list(account_ids)),
+        Conversation.deleted.is_(False),
+        Conversation.merged_into_id.is_(None),
+    )
+
+
+def filter_clause(name: str) -> ColumnElement[bool]:
+    """all: everything not deleted; unread: unread and not archived; archived; linked /
+    unlinked: with or without a client."""
+    linked = Conversation.id.in_(select(ConversationLink.conversation_id))
+    if name == "unread":
+        return and_(Conversation.unread_count > 0, Conversation.archived.is_(False))
+    if name == "archived":
+        return Conversation.archived.is_(True)
+    if name == "linked":
+        return linked
+    if name == "unlinked":
+        return ~linked
+    return true()
+
+
+def filter_counts(session: Session, account_ids: Sequence[int]) -> dict[str, int]:
+    if not account_ids:
+        return dict.fromkeys(FILTERS, 0)
+    has_link = ConversationLink.id.is_not(None)
+    row = session.execute(
+        select(
+            func.count(Conversation.id),
+            func.sum(
+                case(
+                    (and_(Conversation.unread_count > 0, Conversation.archived.is_(False)), 1),
+                    else_=0,
+                )
+            ),
+            func.sum(case((Conversation.archived.is_(True), 1), else_=0)),
+            func.sum(case((has_link, 1), else_=0)),
+        )
+        .select_from(Conversation)
+        .outerjoin(ConversationLink, ConversationLink.conversation_id == Conversation.id)
+        .where(_live(account_ids))
+    ).one()
+    total, unread, archived, linked = (int(v or 0) for v in row)
+    return {
+        "all": total,
+        "unread": unread,
+        "archived": archived,
+        "linked": linked,
+        "unlinked": total - linked,
+    }
+
+
+def list_conversations(
+    session: Session,
+    account_ids: Sequence[int],
+    filter_name: str = "all",
+    *,
+    client_id: int | None = None,
+    limit: int = 10,
+    offset: int = 0,
+) -> list[Conversation]:
+    """Newest activity first; `limit + 1` rows tell the caller whether a next page exists."""
+    if not account_ids:
+        return []
+    stmt = select(Conversation).where(_live(account_ids), filter_clause(filter_name))
+    if client_id is not None:
+        stmt = stmt.where(
+            Conversation.id.in_(
+                select(ConversationLink.conversation_id).where(
+                    ConversationLink.client_id == client_id
+                )
             )
-            for a in accounts
-            if is_admin or services.access.can_see_channel(client, user_id, a.channel_id)
-        ]
-    client.views_publish(user_id=user_id, view=home_view(accounts=summaries, is_admin=is_admin))
+        )
+    stmt = stmt.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc())
+    return list(session.scalars(stmt.limit(limit).offset(offset)))
+
+
+def result_items(session: Session, conversations: Sequence[Conversation]) -> list[ResultItem]:
+    """Result lines for conversations: latest message's sender/snippet, account, client, thread."""
+    if not conversations:
+        return []
+    conv_ids = [c.id for c in conversations]
+    emails = dict(
+        session.execute(
+            select(Account.id, Account.email).where(
+                Account.id.in_({c.account_id for c in conversations})
+            )
+        ).all()
+    )
+    clients = dict(
+        session.execute(
+            select(ConversationLink.conversation_id, Client.name)
+            .join(Client, Client.id == ConversationLink.client_id)
+            .where(ConversationLink.conversation_id.in_(conv_ids))
+        ).all()
+    )
+    threads = {
+        cid: (ch, ts)
+        for cid, ch, ts in session.execute(
+            select(SlackThread.conversation_id, SlackThread.channel_id, SlackThread.ts).where(
+                SlackThread.conversation_id.in_(conv_ids)
+            )
+        ).all()
+    }
+    items: list[ResultItem] = []
+    for conv in conversations:
+        latest = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conv.id, Message.deleted.is_(False))
+            .order_by(Message.date.desc().nulls_last(), Message.id.desc())
+            .limit(1)
+        ).first()
+        channel, ts = threads.get(conv.id, (None, None))
+        items.append(
+            ResultItem(
+                conversation_id=conv.id,
+                subject=conv.subject or (latest.subject if latest else ""),
+                sender_name=latest.from_name if latest else "",
+                sender_email=latest.from_email if latest else "",
+                date=conv.last_message_at or (latest.date if latest else None),
+                snippet=latest.snippet if latest else "",
+                account_email=emails.get(conv.account_id, ""),
+                client_name=clients.get(conv.id),
+                thread_url=thread_url(channel, ts),
+                unread=conv.unread_count > 0,
+                archived=conv.archived,
+                message_count=conv.message_count,
+            )
+        )
+    return items
+
+
+def _account_summary(a: Account) -> AccountSummary:
+    return AccountSummary(
+        id=a.id,
+        email=a.email,
+        provider=a.provider.value,
+        channel_id=a.channel_id,
+        status=a.status.value,
+        last_error=a.last_error,
+        last_sync_at=a.last_sync_at,
+        last_success_at=a.last_success_at,
+        next_sync_at=a.next_sync_at,
+        sync_interval_seconds=a.sync_interval_seconds,
+        folders=tuple(a.folders or ()),
+    )
+
+
+def _client_summaries(session: Session, clients: Sequence[Client]) -> list[ClientSummary]:
+    ids = [c.id for c in clients]
+    counts = dict(
+        session.execute(
+            select(ConversationLink.client_id, func.count(ConversationLink.id))
+            .where(ConversationLink.client_id.in_(ids))
+            .group_by(ConversationLink.client_id)
+        ).all()
+    )
+    return [
+        ClientSummary(
+            id=c.id,
+            name=c.name,
+            company=c.company,
+            addresses=tuple(a.email for a in c.addresses),
+            domains=tuple(d.domain for d in c.domains),
+            conversation_count=int(counts.get(c.id, 0)),
+        )
+        for c in clients
+    ]
+
+
+def _template_blocks(session: Session) -> list[dict[str, Any]]:
+    """The templates helper's section, when it is installed; nothing otherwise."""
+    try:
+        from bot.blocks.templates import template_section
+        from bot.store.templates import list_templates
+    except ImportError:
+        return []
+    try:
+        return list(template_section(list_templates(session)))
+    except Exception:  # their section must never take the whole Home tab down
+        log.exception("template section failed to build")
+        return []
+
+
+def home_data(
+    services: Services, client: WebClient, user_id: str, pages: HomePages | None = None
+) -> HomeData:
+    pages = pages or HomePages()
+    is_admin = services.access.is_admin(client, user_id)
+    account_ids = visible_account_ids(services, client, user_id)
+    with services.session_factory() as session:
+        counts = filter_counts(session, account_ids)
+        recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))
+        if not is_admin:
+            return HomeData(
+                is_admin=False,
+                counts=counts,
+                recent=recent,
+                visible_accounts=len(account_ids),
+                pages=pages,
+            )
+        accounts_total = int(session.scalar(select(func.count(Account.id))) or 0)
+        acc_page = min(pages.accounts, max(0, (accounts_total - 1) // ACCOUNTS_PAGE_SIZE))
+        accounts = session.scalars(
+            select(Account)
+            .order_by(Account.email)
+            .limit(ACCOUNTS_PAGE_SIZE)
+            .offset(acc_page * ACCOUNTS_PAGE_SIZE)
+        ).all()
+        clients_total = int(session.scalar(select(func.count(Client.id))) or 0)
+        cl_page = min(pages.clients, max(0, (clients_total - 1) // CLIENTS_PAGE_SIZE))
+        from bot.store.clients import list_clients
+
+        clients = list_clients(session, limit=CLIENTS_PAGE_SIZE, offset=cl_page * CLIENTS_PAGE_SIZE)
+        return HomeData(
+            is_admin=True,
+            counts=counts,
+            recent=recent,
+            visible_accounts=len(account_ids),
+            accounts=[_account_summary(a) for a in accounts],
+            accounts_total=accounts_total,
+            clients=_client_summaries(session, clients),
+            clients_total=clients_total,
+            template_blocks=_template_blocks(session),
+            pages=HomePages(acc_page, cl_page),
+        )
+
+
+def publish_home(
+    services: Services, client: WebClient, user_id: str, pages: HomePages | None = None
+) -> None:
+    view = home_view(home_data(services, client, user_id, pages))
+    try:
+        client.views_publish(user_id=user_id, view=view)
+    except SlackApiError as exc:
+        # A Home tab that failed to refresh is not worth failing the action that caused it.
+        log.warning("views.publish for %s failed: %s", user_id, exc.response.get("error"))
+
+
+def refresh_admin_homes(services: Services, client: WebClient, user_ids: Sequence[str]) -> None:
+    for uid in dict.fromkeys(user_ids):
+        publish_home(services, client, uid)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.blocks import ids
+from bot.handlers.commands import inbox
+
 
 def register(app: App) -> None:
-    """Nothing registered yet for this kind."""
+    app.command(ids.SLASH_COMMAND)(inbox.inbox_command)

@@ -1,0 +1,312 @@
+"""Account admin: the add / edit / remove modals' submissions, and the small store updates
+behind the Home tab's account menu. Every entry point checks the caller is an admin itself:
+hiding a button is not access control (a forged request must change nothing)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+from sqlalchemy import func, select
+
+from bot.blocks import ids
+from bot.blocks.accounts import (
+    ImapForm,
+    RunSummary,
+    SyncSettingsForm,
+    account_id_of,
+    read_imap_form,
+    read_sync_settings,
+    remove_modal,
+    sync_log_modal,
+)
+from bot.handlers.middleware import services_of
+from bot.home import publish_home
+from bot.providers.types import ImapSettings, SmtpSettings
+from bot.services import Services
+from bot.store.db import session_scope
+from bot.store.models import Account, AccountStatus, AuditLog, Conversation, SyncRun, utcnow
+
+log = logging.getLogger(__name__)
+
+NOT_ADMIN = "Only Mailroom admins can change email accounts."
+
+
+class NotAdmin(Exception):
+    pass
+
+
+def require_admin(services: Services, client: WebClient, user_id: str) -> None:
+    if not services.access.is_admin(client, user_id):
+        log.warning("refused admin action by non-admin %s", user_id)
+        raise NotAdmin(NOT_ADMIN)
+
+
+# -- store updates (each in its own transaction, each audited) -------------------------------
+
+
+def imap_from_form(form: ImapForm) -> tuple[ImapSettings, SmtpSettings]:
+    return (
+        ImapSettings(
+            host=form.imap_host,
+            port=form.imap_port,
+            security=form.imap_security,  # type: ignore[arg-type]
+            username=form.imap_username,
+            timeout=15.0,
+        ),
+        SmtpSettings(
+            host=form.smtp_host,
+            port=form.smtp_port,
+            security=form.smtp_security,  # type: ignore[arg-type]
+            username=form.smtp_username,
+            timeout=15.0,
+        ),
+    )
+
+
+def add_account(services: Services, form: ImapForm, user_id: str) -> int:
+    from bot.accounts import create_imap_account
+
+    imap, smtp = imap_from_form(form)
+    with session_scope(services.session_factory) as session:
+        account = create_imap_account(
+            session,
+            services.vault,
+            email=form.email,
+            imap=imap,
+            smtp=smtp,
+            imap_password=form.imap_password,
+            smtp_password=form.smtp_password,
+            channel_id=form.channel_id,
+            sync_interval_seconds=form.interval,
+            folders=form.folders,
+            auto_link=form.auto_link,
+            created_by=user_id,
+        )
+        return account.id
+
+
+def save_sync_settings(
+    services: Services, account_id: int, form: SyncSettingsForm, user_id: str
+) -> bool:
+    """Store the settings; the next run (due now) uses them. False if the account is gone."""
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return False
+        before = {
+            "channel_id": account.channel_id,
+            "interval": account.sync_interval_seconds,
+            "folders": list(account.folders or []),
+            "auto_link": account.auto_link,
+        }
+        account.channel_id = form.channel_id
+        account.sync_interval_seconds = form.interval
+        account.folders = list(form.folders)
+        account.auto_link = form.auto_link
+        account.next_sync_at = utcnow()
+        session.add(
+            AuditLog(
+                actor=user_id,
+                action="account.settings",
+                account_id=account.id,
+                details={"before": before, "after": {**before, **_form_dict(form)}},
+            )
+        )
+        return True
+
+
+def _form_dict(form: SyncSettingsForm) -> dict[str, Any]:
+    return {
+        "channel_id": form.channel_id,
+        "interval": form.interval,
+        "folders": list(form.folders),
+        "auto_link": form.auto_link,
+    }
+
+
+def set_paused(services: Services, account_id: int, paused: bool, user_id: str) -> bool:
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return False
+        if paused:
+            account.status = AccountStatus.PAUSED
+        else:
+            # Resuming is also how an admin says "credentials fixed, try again".
+            account.status = AccountStatus.ACTIVE
+            account.consecutive_failures = 0
+            account.last_error = None
+            account.next_sync_at = utcnow()
+        session.add(
+            AuditLog(
+                actor=user_id,
+                action="account.pause" if paused else "account.resume",
+                account_id=account_id,
+            )
+        )
+        return True
+
+
+def request_sync(services: Services, account_id: int, user_id: str) -> bool:
+    """Make the account due now: the worker's next tick claims and runs it (the worker may be
+    another process, so this goes through the store, not an in-process call)."""
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return False
+        account.next_sync_at = utcnow()
+        if account.status == AccountStatus.NEEDS_REAUTH:
+            account.status = AccountStatus.ERROR  # syncable again; a failed login flips it back
+        session.add(AuditLog(actor=user_id, action="account.sync_now", account_id=account_id))
+        return True
+
+
+def remove(services: Services, account_id: int, user_id: str) -> str | None:
+    """Delete the account and its synced data; returns the address removed."""
+    from bot.accounts import remove_account
+
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return None
+        email = account.email
+        remove_account(session, email, actor=user_id)
+        return email
+
+
+def sync_log_view(services: Services, account_id: int, limit: int = 30) -> dict[str, Any] | None:
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return None
+        runs = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.account_id == account_id)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(limit)
+        ).all()
+        summaries = [
+            RunSummary(
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                trigger=r.trigger,
+                status=r.status.value,
+                new_count=r.new_count,
+                changed_count=r.changed_count,
+                removed_count=r.removed_count,
+                error=r.error,
+                problems=tuple(r.problems or ()),
+            )
+            for r in runs
+        ]
+        return sync_log_modal(email=account.email, runs=summaries)
+
+
+def remove_view(services: Services, account_id: int) -> dict[str, Any] | None:
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return None
+        count = session.scalar(
+            select(func.count(Conversation.id)).where(Conversation.account_id == account_id)
+        )
+        return remove_modal(
+            account_id=account_id, email=account.email, conversation_count=count or 0
+        )
+
+
+# -- view_submission listeners -----------------------------------------------------------------
+
+
+def _refuse(ack: Ack) -> None:
+    ack(
+        response_action="update",
+        view={
+            "type": "modal",
+            "title": {"type": "plain_text", "text": "Not allowed"},
+            "close": {"type": "plain_text", "text": "Close"},
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": NOT_ADMIN}}],
+        },
+    )
+
+
+def account_add_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return
+    values = (view.get("state") or {}).get("values") or {}
+    form, errors = read_imap_form(values)
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    from bot.accounts import AccountError
+
+    try:
+        add_account(services, form, user_id)
+    except AccountError as exc:
+        from bot.blocks.accounts import B_EMAIL
+
+        ack(response_action="errors", errors={B_EMAIL: str(exc)})
+        return
+    ack()
+    _join_channel(client, form.channel_id)
+    publish_home(services, client, user_id)
+
+
+def _join_channel(client: WebClient, channel_id: str | None) -> None:
+    """Public channels can be joined by the bot; private ones need an invitation."""
+    if not channel_id:
+        return
+    try:
+        client.conversations_join(channel=channel_id)
+    except Exception as exc:  # not fatal: posting will say so, and the admin can invite us
+        log.info("could not join %s: %s", channel_id, exc)
+
+
+def account_edit_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return
+    account_id = account_id_of(view)
+    form, errors = read_sync_settings((view.get("state") or {}).get("values") or {})
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    if account_id is None or not save_sync_settings(services, account_id, form, user_id):
+        ack(response_action="errors", errors={"acc_channel": "This account no longer exists."})
+        return
+    ack()
+    _join_channel(client, form.channel_id)
+    publish_home(services, client, user_id)
+
+
+def account_remove_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return
+    account_id = account_id_of(view)
+    ack()
+    if account_id is not None:
+        remove(services, account_id, user_id)
+    publish_home(services, client, user_id)
+
+
+def register(app: Any) -> None:
+    app.view(ids.VIEW_ACCOUNT_ADD)(account_add_submitted)
+    app.view(ids.VIEW_ACCOUNT_EDIT)(account_edit_submitted)
+    app.view(ids.VIEW_ACCOUNT_REMOVE)(account_remove_submitted)
