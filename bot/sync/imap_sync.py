@@ -308,7 +308,7 @@ def _apply_flags(job: FolderJob, fs_id: int, uv: int, changes: list[FlagChange])
                     MessageLocation.uidvalidity == uv,
                     MessageLocation.uid.in_(uids),
                 )
-            ).tuples()
+            )
             for loc, msg in rows:
                 flags = sorted(by_uid[loc.uid].flags)
                 if list(loc.flags or []) != flags:

@@ -138,7 +138,7 @@ def locations_of(
                 select(MessageLocation, FolderState)
                 .join(FolderState, FolderState.id == MessageLocation.folder_id)
                 .where(MessageLocation.message_id.in_(ids))
-            ).tuples()
+            )
         )
     return rows
 

@@ -1,0 +1,141 @@
+"""Full and incremental sync, flags both ways, expunge, UIDVALIDITY, crashes between batches."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.store.models import AccountStatus, FolderState, Message, RunStatus
+from bot.store.db import session_scope
+from sqlalchemy import select
+from tests.sync.conftest import Env, make_raw
+
+
+def test_full_then_incremental_sync(env: Env) -> None:
+    aid, user = env.new_account()
+    mids = []
+    for i in range(7):
+        raw, mid = make_raw(f"Question {i}")
+        env.dovecot.deliver(user.username, raw)
+        mids.append(mid)
+    first = env.sync(aid, batch_size=3)
+    assert first.status == RunStatus.OK, first.problems
+    assert first.new == 7
+    assert sorted(m.message_id for m in env.messages(aid)) == sorted(mids)
+    raw, mid = make_raw("Later")
+    env.dovecot.deliver(user.username, raw)
+    second = env.sync(aid)
+    assert second.new == 1
+    assert len(env.messages(aid)) == 8
+    # Nothing new: nothing stored twice, the folder is skipped.
+    third = env.sync(aid)
+    assert (third.new, third.changed, third.removed) == (0, 0, 0)
+    assert len(env.messages(aid)) == 8
+    acc = env.account(aid)
+    assert acc.status == AccountStatus.ACTIVE
+    assert acc.last_success_at is not None and acc.next_sync_at is not None
+    assert acc.next_sync_at > acc.last_success_at
+    with session_scope(env.factory) as s:
+        inbox = s.scalar(
+            select(FolderState).where(FolderState.account_id == aid, FolderState.name == "INBOX")
+        )
+        assert inbox is not None and inbox.last_uid == 8
+    runs = env.runs(aid)
+    assert [r.new_count for r in runs] == [7, 1, 0]
+    assert all(r.finished_at is not None and r.status == RunStatus.OK for r in runs)
+
+
+def test_flags_changed_by_another_client_reach_the_store(env: Env) -> None:
+    aid, user = env.new_account()
+    raw, mid = make_raw("Read me elsewhere")
+    uid = env.dovecot.deliver(user.username, raw)
+    env.sync(aid)
+    [msg] = env.messages(aid)
+    assert not msg.is_read
+    assert env.conversation(msg.conversation_id).unread_count == 1
+    with env.dovecot.admin(user.username) as conn:
+        conn.select("INBOX")
+        conn.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
+    run = env.sync(aid)
+    assert run.changed == 1
+    [msg] = env.messages(aid)
+    assert msg.is_read
+    assert env.conversation(msg.conversation_id).unread_count == 0
+
+
+def test_expunge_removes_location_and_marks_deleted(env: Env) -> None:
+    aid, user = env.new_account()
+    raw1, _ = make_raw("Keep")
+    raw2, gone_mid = make_raw("Delete me")
+    env.dovecot.deliver(user.username, raw1)
+    uid2 = env.dovecot.deliver(user.username, raw2)
+    env.sync(aid)
+    with env.dovecot.admin(user.username) as conn:
+        conn.select("INBOX")
+        conn.uid("STORE", str(uid2), "+FLAGS", "(\\Deleted)")
+        conn.expunge()
+    run = env.sync(aid)
+    assert run.removed == 1
+    by_mid = {m.message_id: m for m in env.messages(aid)}
+    assert by_mid[gone_mid].deleted  # kept in the store, marked gone
+    assert env.conversation(by_mid[gone_mid].conversation_id).deleted
+    assert [loc[2] for loc in env.locations(aid)] != [gone_mid]
+    assert gone_mid not in [loc[2] for loc in env.locations(aid)]
+
+
+def test_move_to_archive_by_another_client_archives_the_conversation(env: Env) -> None:
+    aid, user = env.new_account()
+    raw, mid = make_raw("Archive me elsewhere")
+    uid = env.dovecot.deliver(user.username, raw)
+    env.sync(aid)
+    with env.dovecot.admin(user.username) as conn:
+        conn.select("INBOX")
+        conn.uid("MOVE", str(uid), "Archive")
+    env.sync(aid)
+    [msg] = env.messages(aid)
+    assert not msg.deleted
+    assert [(f, m) for f, _, m in env.locations(aid)] == [("Archive", mid)]
+    assert env.conversation(msg.conversation_id).archived
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(env: Env) -> None:
+    aid, user = env.new_account()
+    raw1, _ = make_raw("One")
+    raw2, m2 = make_raw("Two")
+    raw3, _ = make_raw("Re: Two", in_reply_to=m2)
+    for raw in (raw1, raw2, raw3):
+        env.dovecot.deliver(user.username, raw)
+    env.sync(aid)
+    before = {m.message_id: (m.id, m.conversation_id) for m in env.messages(aid)}
+    env.dovecot.reset_uidvalidity(user.username, "INBOX")
+    run = env.sync(aid)
+    assert run.error is None
+    after = {m.message_id: (m.id, m.conversation_id) for m in env.messages(aid)}
+    assert after == before  # same rows, same conversations
+    assert all(not m.deleted for m in env.messages(aid))
+    assert len(env.locations(aid)) == 3
+    assert any("UIDVALIDITY" in p["problem"] for p in run.problems)
+
+
+def test_crash_between_batches_loses_and_doubles_nothing(env: Env) -> None:
+    aid, user = env.new_account()
+    mids = set()
+    for i in range(10):
+        raw, mid = make_raw(f"Batch {i}")
+        env.dovecot.deliver(user.username, raw)
+        mids.add(mid)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(folder: str, last_uid: int) -> None:
+        raise Crash(f"killed after {folder} uid {last_uid}")
+
+    run = env.sync(aid, batch_size=4, after_batch=crash_after_first)
+    assert run.status == RunStatus.ERROR
+    assert len(env.messages(aid)) == 4  # the first batch was committed, nothing more
+    run = env.sync(aid, batch_size=4)
+    assert run.status == RunStatus.OK
+    stored = env.messages(aid)
+    assert len(stored) == 10
+    assert {m.message_id for m in stored} == mids
+    assert len(env.locations(aid)) == 10
