@@ -1,6 +1,6 @@
 """Throughput of parse_message over the shared corpora (not a test; run by hand).
 
-    .venv/bin/python -m tests.mail.bench_parse
+.venv/bin/python -m tests.mail.bench_parse
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def main() -> None:
     for name, raws in groups.items():
         ours = _rate(parse_message, raws)
         base = _rate(lambda r: message_from_bytes(r, policy=policy.compat32), raws)
-        print(f"{name:32} {len(raws):4} msgs  parse_message {ours:7.0f}/s  compat32 only {base:7.0f}/s")
+        print(
+            f"{name:32} {len(raws):4} msgs  parse_message {ours:7.0f}/s  compat32 only {base:7.0f}/s"
+        )
 
 
 if __name__ == "__main__":
