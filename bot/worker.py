@@ -1,4 +1,7 @@
-"""The background worker: sync scheduler and outbox dispatcher (filled in by the sync engine)."""
+"""The background worker: the sync scheduler (with IDLE watchers) and the outbox dispatcher.
+
+Both are safe to run in several replicas: accounts and outbox rows are claimed with leases.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,46 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, services: Services, client: WebClient) -> None:
+    def __init__(
+        self,
+        services: Services,
+        client: WebClient,
+        *,
+        tick_seconds: float = 5.0,
+        sync_threads: int = 3,
+        idle: bool = True,
+    ) -> None:
+        from bot.outbox.dispatch import Dispatcher
+        from bot.sync.scheduler import SyncScheduler
+
         self.services = services
         self.client = client
         self._stop = threading.Event()
+        self.scheduler = SyncScheduler(
+            services, tick_seconds=tick_seconds, max_workers=sync_threads, idle=idle
+        )
+        self.dispatcher = Dispatcher(services, client)
+        self._outbox_thread: threading.Thread | None = None
 
     def start(self) -> None:
-        log.info("worker started (no sync engine yet)")
+        self.scheduler.start()
+        self._outbox_thread = threading.Thread(
+            target=self.dispatcher.run_forever, args=(self._stop,), name="outbox", daemon=True
+        )
+        self._outbox_thread.start()
+        log.info("worker started: sync scheduler, IDLE watchers and outbox dispatcher")
 
     def stop(self) -> None:
         self._stop.set()
+        self.scheduler.stop()
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(timeout=30)
 
     def run_forever(self) -> None:
         self.start()
-        self._stop.wait()
+        try:
+            self._stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()

@@ -1,0 +1,212 @@
+"""`mailroom accounts …`: add, list, test and remove IMAP/SMTP accounts (admins at the shell)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from bot.providers.types import ImapSettings, SmtpSettings
+
+SECURITY = click.Choice(["ssl", "starttls", "plain"])
+DEFAULT_PORTS = {
+    "imap": {"ssl": 993, "starttls": 143, "plain": 143},
+    "smtp": {"ssl": 465, "starttls": 587, "plain": 25},
+}
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(accounts)
+
+
+def _services():  # type: ignore[no-untyped-def]
+    from bot.app import make_services
+    from bot.cli.common import settings_and_db
+
+    settings, _ = settings_and_db()
+    return make_services(settings)
+
+
+def _password(env_var: str | None, prompt: str) -> str:
+    """From an environment variable or a hidden prompt; never from the command line, where
+    it would land in the shell history and the process list."""
+    if env_var:
+        value = os.environ.get(env_var)
+        if not value:
+            raise click.UsageError(f"Environment variable {env_var} is not set or empty.")
+        return value
+    return str(click.prompt(prompt, hide_input=True))
+
+
+@click.group()
+def accounts() -> None:
+    """Mailboxes Mailroom syncs."""
+
+
+@accounts.command("add-imap")
+@click.option("--email", required=True, help="The mailbox address.")
+@click.option("--imap-host", required=True)
+@click.option("--imap-port", type=int, default=None, help="Default 993 (ssl) or 143.")
+@click.option("--imap-security", type=SECURITY, default="ssl", show_default=True)
+@click.option("--smtp-host", default=None, help="Default: the IMAP host.")
+@click.option("--smtp-port", type=int, default=None, help="Default 587 (starttls), 465 (ssl).")
+@click.option("--smtp-security", type=SECURITY, default="starttls", show_default=True)
+@click.option("--username", default=None, help="IMAP login (default: the email address).")
+@click.option("--smtp-username", default=None, help="SMTP login (default: the IMAP login).")
+@click.option("--password-env", default=None, metavar="VAR", help="Read the password from $VAR.")
+@click.option("--smtp-password-env", default=None, metavar="VAR", help="Separate SMTP password.")
+@click.option("--separate-smtp-password", is_flag=True, help="Prompt for a separate SMTP password.")
+@click.option("--channel", "channel_id", default=None, help="Slack channel id for this inbox.")
+@click.option(
+    "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
+)
+@click.option(
+    "--folders", default="", help="Comma-separated folders (default Inbox, Sent, Archive)."
+)
+@click.option("--auto-link/--no-auto-link", default=True, show_default=True)
+@click.option("--skip-test", is_flag=True, help="Save without checking the connection first.")
+def add_imap(
+    email: str,
+    imap_host: str,
+    imap_port: int | None,
+    imap_security: str,
+    smtp_host: str | None,
+    smtp_port: int | None,
+    smtp_security: str,
+    username: str | None,
+    smtp_username: str | None,
+    password_env: str | None,
+    smtp_password_env: str | None,
+    separate_smtp_password: bool,
+    channel_id: str | None,
+    frequency: int,
+    folders: str,
+    auto_link: bool,
+    skip_test: bool,
+) -> None:
+    """Add an IMAP/SMTP mailbox. Checks the connection first and saves nothing on failure."""
+    from bot.accounts import AccountError, check_settings, create_imap_account
+    from bot.store.db import session_scope
+
+    login = username or email
+    imap = ImapSettings(
+        host=imap_host,
+        port=imap_port or DEFAULT_PORTS["imap"][imap_security],
+        security=imap_security,  # type: ignore[arg-type]
+        username=login,
+    )
+    smtp = SmtpSettings(
+        host=smtp_host or imap_host,
+        port=smtp_port or DEFAULT_PORTS["smtp"][smtp_security],
+        security=smtp_security,  # type: ignore[arg-type]
+        username=smtp_username if smtp_username is not None else login,
+    )
+    password = _password(password_env, "Password")
+    if smtp_password_env or separate_smtp_password:
+        smtp_password = _password(smtp_password_env, "SMTP password")
+    else:
+        smtp_password = password
+    folder_list = tuple(f.strip() for f in folders.split(",") if f.strip())
+    services = _services()
+    if not skip_test:
+        click.echo(
+            f"Checking {imap.host}:{imap.port} ({imap.security}) and SMTP {smtp.host}:{smtp.port}…"
+        )
+        result = check_settings(
+            imap, smtp, imap_password=password, smtp_password=smtp_password, folders=folder_list
+        )
+        if not result.ok:
+            click.echo(f"Not saved. {result.message()}", err=True)
+            sys.exit(1)
+        click.echo(result.message())
+    try:
+        with session_scope(services.session_factory) as s:
+            account = create_imap_account(
+                s,
+                services.vault,
+                email=email,
+                imap=imap,
+                smtp=smtp,
+                imap_password=password,
+                smtp_password=smtp_password,
+                channel_id=channel_id,
+                sync_interval_seconds=frequency,
+                folders=folder_list,
+                auto_link=auto_link,
+            )
+            account_id = account.id
+    except AccountError as exc:
+        click.echo(f"Not saved. {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"Saved {email} (account {account_id}). Existing mail is imported as history on the "
+        "first sync; only mail arriving from now on is posted to Slack."
+    )
+
+
+@accounts.command("list")
+def list_cmd() -> None:
+    """Every account with its sync status."""
+    from bot.accounts import list_accounts
+    from bot.store.db import session_scope
+
+    services = _services()
+    with session_scope(services.session_factory) as s:
+        rows = list_accounts(s)
+        if not rows:
+            click.echo("No accounts yet: add one with `mailroom accounts add-imap`.")
+            return
+        for a in rows:
+            last = (
+                a.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if a.last_success_at else "never"
+            )
+            line = (
+                f"{a.email:40} {a.provider.value:6} {a.status.value:13} channel={a.channel_id or '-'} "
+                f"every {a.sync_interval_seconds}s, last success {last}"
+            )
+            click.echo(line)
+            if a.last_error:
+                click.echo(f"    error: {a.last_error}")
+
+
+@accounts.command("test")
+@click.argument("address")
+def test_cmd(address: str) -> None:
+    """Check an account's stored settings and password; a good check re-activates it."""
+    from bot.accounts import get_account, test_account
+    from bot.store.db import session_scope
+    from bot.sync.status import reactivate
+
+    services = _services()
+    with session_scope(services.session_factory) as s:
+        account = get_account(s, address)
+        if account is None:
+            click.echo(f"No account {address}.", err=True)
+            sys.exit(1)
+        result = test_account(services, account)
+        if result.ok:
+            reactivate(s, account)
+    if not result.ok:
+        click.echo(f"Failed. {result.message()}", err=True)
+        sys.exit(1)
+    click.echo(f"OK. {result.message()}")
+
+
+@accounts.command("remove")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove_cmd(address: str, yes: bool) -> None:
+    """Remove an account and what was synced from it (the mailbox is not touched)."""
+    from bot.accounts import remove_account
+    from bot.store.db import session_scope
+
+    if not yes:
+        click.confirm(f"Remove {address} and its conversations from Mailroom?", abort=True)
+    services = _services()
+    with session_scope(services.session_factory) as s:
+        removed = remove_account(s, address)
+    if not removed:
+        click.echo(f"No account {address}.", err=True)
+        sys.exit(1)
+    click.echo(f"Removed {address}.")
