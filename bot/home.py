@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.blocks.home import (
@@ -49,57 +49,13 @@ def visible_account_ids(services: Services, client: WebClient, user_id: str) -> 
     return sorted(acc_id for acc_id, channel in rows if channel in channels)
 
 
-def _live(account_ids: Sequence[int]) -> ColumnElement[bool]:
-    return and_(
-        Conversation.account_id.in_(list(account_ids)),
-        Conversation.deleted.is_(False),
-        Conversation.merged_into_id.is_(None),
-    )
-
-
-def filter_clause(name: str) -> ColumnElement[bool]:
-    """all: everything not deleted; unread: unread and not archived; archived; linked /
-    unlinked: with or without a client."""
-    linked = Conversation.id.in_(select(ConversationLink.conversation_id))
-    if name == "unread":
-        return and_(Conversation.unread_count > 0, Conversation.archived.is_(False))
-    if name == "archived":
-        return Conversation.archived.is_(True)
-    if name == "linked":
-        return linked
-    if name == "unlinked":
-        return ~linked
-    return true()
-
-
 def filter_counts(session: Session, account_ids: Sequence[int]) -> dict[str, int]:
+    """Conversations per filter among the visible accounts (store semantics)."""
+    from bot.store import conversations
+
     if not account_ids:
         return dict.fromkeys(FILTERS, 0)
-    has_link = ConversationLink.id.is_not(None)
-    row = session.execute(
-        select(
-            func.count(Conversation.id),
-            func.sum(
-                case(
-                    (and_(Conversation.unread_count > 0, Conversation.archived.is_(False)), 1),
-                    else_=0,
-                )
-            ),
-            func.sum(case((Conversation.archived.is_(True), 1), else_=0)),
-            func.sum(case((has_link, 1), else_=0)),
-        )
-        .select_from(Conversation)
-        .outerjoin(ConversationLink, ConversationLink.conversation_id == Conversation.id)
-        .where(_live(account_ids))
-    ).one()
-    total, unread, archived, linked = (int(v or 0) for v in row)
-    return {
-        "all": total,
-        "unread": unread,
-        "archived": archived,
-        "linked": linked,
-        "unlinked": total - linked,
-    }
+    return conversations.filter_counts(session, account_ids=list(account_ids))
 
 
 def list_conversations(
@@ -111,32 +67,27 @@ def list_conversations(
     limit: int = 10,
     offset: int = 0,
 ) -> list[Conversation]:
-    """Newest activity first; `limit + 1` rows tell the caller whether a next page exists."""
+    """Newest activity first; ask for `limit + 1` to learn whether a next page exists."""
+    from bot.store import conversations
+
     if not account_ids:
         return []
-    stmt = select(Conversation).where(_live(account_ids), filter_clause(filter_name))
-    if client_id is not None:
-        stmt = stmt.where(
-            Conversation.id.in_(
-                select(ConversationLink.conversation_id).where(
-                    ConversationLink.client_id == client_id
-                )
-            )
-        )
-    stmt = stmt.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc())
-    return list(session.scalars(stmt.limit(limit).offset(offset)))
+    return conversations.list_conversations(
+        session,
+        filter=filter_name if filter_name in FILTERS else "all",
+        account_ids=list(account_ids),
+        client_id=client_id,
+        limit=limit,
+        offset=offset,
+    )
 
 
-def result_items(session: Session, conversations: Sequence[Conversation]) -> list[ResultItem]:
-    """Result lines for conversations: latest message's sender/snippet, account, client, thread."""
-    if not conversations:
-        return []
-    conv_ids = [c.id for c in conversations]
+def _context(
+    session: Session, conv_ids: Sequence[int], account_ids: Sequence[int]
+) -> tuple[dict[int, str], dict[int, str], dict[int, tuple[str | None, str | None]]]:
     emails = dict(
         session.execute(
-            select(Account.id, Account.email).where(
-                Account.id.in_({c.account_id for c in conversations})
-            )
+            select(Account.id, Account.email).where(Account.id.in_(set(account_ids)))
         ).all()
     )
     clients = dict(
@@ -146,7 +97,7 @@ def result_items(session: Session, conversations: Sequence[Conversation]) -> lis
             .where(ConversationLink.conversation_id.in_(conv_ids))
         ).all()
     )
-    threads = {
+    threads: dict[int, tuple[str | None, str | None]] = {
         cid: (ch, ts)
         for cid, ch, ts in session.execute(
             select(SlackThread.conversation_id, SlackThread.channel_id, SlackThread.ts).where(
@@ -154,6 +105,48 @@ def result_items(session: Session, conversations: Sequence[Conversation]) -> lis
             )
         ).all()
     }
+    return emails, clients, threads
+
+
+def hit_items(session: Session, hits: Sequence[Any]) -> list[ResultItem]:
+    """Result lines for search hits (bot.store.search.SearchHit): one email each."""
+    if not hits:
+        return []
+    conv_ids = sorted({h.conversation_id for h in hits})
+    emails, clients, threads = _context(session, conv_ids, [h.account_id for h in hits])
+    convs = {
+        c.id: c for c in session.scalars(select(Conversation).where(Conversation.id.in_(conv_ids)))
+    }
+    items = []
+    for h in hits:
+        conv = convs.get(h.conversation_id)
+        channel, ts = threads.get(h.conversation_id, (None, None))
+        items.append(
+            ResultItem(
+                conversation_id=h.conversation_id,
+                message_id=h.id,
+                subject=h.subject,
+                sender_name=h.from_name,
+                sender_email=h.from_email,
+                date=h.date,
+                snippet=h.snippet,
+                account_email=emails.get(h.account_id, ""),
+                client_name=clients.get(h.conversation_id),
+                thread_url=thread_url(channel, ts),
+                unread=bool(conv and conv.unread_count > 0),
+                archived=bool(conv and conv.archived),
+                message_count=conv.message_count if conv else 1,
+            )
+        )
+    return items
+
+
+def result_items(session: Session, conversations: Sequence[Conversation]) -> list[ResultItem]:
+    """Result lines for conversations: latest message's sender/snippet, account, client, thread."""
+    if not conversations:
+        return []
+    conv_ids = [c.id for c in conversations]
+    emails, clients, threads = _context(session, conv_ids, [c.account_id for c in conversations])
     items: list[ResultItem] = []
     for conv in conversations:
         latest = session.scalars(

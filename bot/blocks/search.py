@@ -41,6 +41,14 @@ class ResultItem:
     unread: bool = False
     archived: bool = False
     message_count: int = 1
+    message_id: int | None = None  # a search hit: Open shows this email
+
+    @property
+    def open_value(self) -> str:
+        """The Open button's value, as bot.blocks.conversation.open_value writes it."""
+        if self.message_id is None:
+            return str(self.conversation_id)
+        return f"{self.conversation_id}:{self.message_id}"
 
 
 @dataclass(frozen=True)
@@ -113,13 +121,13 @@ def result_blocks(item: ResultItem) -> list[dict[str, Any]]:
     return [
         {
             "type": "section",
-            "block_id": f"res_{item.conversation_id}",
+            "block_id": f"res_{item.open_value}",
             "text": mrkdwn("\n".join(lines)),
             "accessory": {
                 "type": "button",
                 "action_id": ids.CONV_OPEN,
                 "text": plain("Open"),
-                "value": str(item.conversation_id),
+                "value": item.open_value,
             },
         },
         {"type": "context", "elements": [mrkdwn(" · ".join(context))]},

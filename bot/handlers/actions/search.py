@@ -14,10 +14,24 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import ids
 from bot.blocks.search import PAGE_SIZE, PageState, search_modal, search_state
 from bot.handlers.middleware import services_of
-from bot.home import filter_counts, list_conversations, result_items, visible_account_ids
+from bot.home import (
+    filter_counts,
+    hit_items,
+    list_conversations,
+    result_items,
+    visible_account_ids,
+)
 from bot.services import Services
 
 log = logging.getLogger(__name__)
+
+
+FILTER_TERMS = {
+    "unread": " is:unread",
+    "archived": " is:archived",
+    "linked": " is:linked",
+    "unlinked": " is:unlinked",
+}
 
 
 def search_view(
@@ -28,53 +42,43 @@ def search_view(
     filter_name: str = "all",
     page: int = 0,
 ) -> dict[str, Any]:
-    """The search modal with one page of results the person may see."""
+    """The search modal with one page of results the person may see. No query: the
+    conversations of the filter; a query: matching emails, the filter added as a term."""
+    from bot.store.search import search
+
     account_ids = visible_account_ids(services, client, user_id)
     error = None
     with services.session_factory() as session:
         counts = filter_counts(session, account_ids)
         if query.strip():
-            try:
-                convs = _search(session, query, account_ids, filter_name, page)
-            except ValueError as exc:  # a query the parser rejects: say why, keep the modal
-                convs, error = [], str(exc)
+            found = search(
+                session,
+                query + FILTER_TERMS.get(filter_name, ""),
+                visible_account_ids=account_ids,
+                limit=PAGE_SIZE,
+                offset=page * PAGE_SIZE,
+            )
+            items = hit_items(session, found.hits)
+            has_next = (page + 1) * PAGE_SIZE < found.total
+            total: int | None = None if found.capped else found.total
+            if found.errors:
+                error = "Could not read the query: " + "; ".join(found.errors)
         else:
             convs = list_conversations(
                 session, account_ids, filter_name, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE
             )
-        items = result_items(session, convs[:PAGE_SIZE])
+            items = result_items(session, convs[:PAGE_SIZE])
+            has_next = len(convs) > PAGE_SIZE
+            total = counts.get(filter_name, 0)
     return search_modal(
         query=query,
         filter_name=filter_name,
         items=items,
         page=page,
-        has_next=len(convs) > PAGE_SIZE,
-        total=None if query.strip() else counts.get(filter_name, 0),
+        has_next=has_next,
+        total=total,
         counts=counts,
-        error=error,
-    )
-
-
-def _search(
-    session: Any, query: str, account_ids: list[int], filter_name: str, page: int
-) -> list[Any]:
-    from bot.store.search import search_conversations
-
-    # The filter is one more search term, so paging stays right.
-    extra = {
-        "unread": " is:unread",
-        "archived": " is:archived",
-        "linked": " is:linked",
-        "unlinked": " is:unlinked",
-    }.get(filter_name, "")
-    return list(
-        search_conversations(
-            session,
-            query + extra,
-            visible_account_ids=account_ids,
-            limit=PAGE_SIZE + 1,
-            offset=page * PAGE_SIZE,
-        )
+        error=error if not items else None,
     )
 
 

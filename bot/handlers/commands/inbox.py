@@ -26,7 +26,13 @@ from bot.handlers.commands.parse import (
     parse_thread_ref,
 )
 from bot.handlers.middleware import services_of
-from bot.home import filter_counts, list_conversations, result_items, visible_account_ids
+from bot.home import (
+    filter_counts,
+    hit_items,
+    list_conversations,
+    result_items,
+    visible_account_ids,
+)
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import (
@@ -58,25 +64,28 @@ def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str
 def search_page(
     services: Services, client: WebClient, user_id: str, query: str, page: int
 ) -> dict[str, Any]:
-    from bot.store.search import search_conversations
+    from bot.store.search import search
 
     account_ids = visible_account_ids(services, client, user_id)
     with services.session_factory() as session:
-        hits = search_conversations(
+        found = search(
             session,
             query,
             visible_account_ids=account_ids,
-            limit=PAGE_SIZE + 1,
+            limit=PAGE_SIZE,
             offset=page * PAGE_SIZE,
         )
-        convs = list(hits[: PAGE_SIZE + 1])
-        items = result_items(session, convs[:PAGE_SIZE])
+        items = hit_items(session, found.hits)
+    empty = "Nothing you can see matches that search."
+    if found.errors:
+        empty = "Could not read the query: " + escape_mrkdwn("; ".join(found.errors))
     return results_message(
         title=f"Search: {query}",
         items=items,
         state=PageState("search", query, page),
-        has_next=len(convs) > PAGE_SIZE,
-        empty_text="Nothing you can see matches that search.",
+        has_next=(page + 1) * PAGE_SIZE < found.total,
+        total=None if found.capped else found.total,
+        empty_text=empty,
     )
 
 
