@@ -248,7 +248,15 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     from bot.sync.writeback import send_mail  # written by the sync part
 
     try:
-        send_mail(services, account, raw, draft.from_.email, rcpt, draft.message_id)
+        send_mail(
+            services,
+            account,
+            raw,
+            draft.from_.email,
+            rcpt,
+            draft.message_id,
+            sent_by=str(p.get("slack_user") or "") or None,
+        )
     except MessageRejected as exc:
         if exc.delivered_to:
             # Some recipients got it: sending again would duplicate it for them.
