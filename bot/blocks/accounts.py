@@ -67,7 +67,7 @@ class SyncSettingsForm:
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class ConnectionOutcome:
     ok: bool
     message: str
     folders: tuple[str, ...] = ()
@@ -190,7 +190,7 @@ def _autolink_input(auto_link: bool) -> dict[str, Any]:
     }
 
 
-def _test_result_block(outcome: TestOutcome | None, testing: bool) -> dict[str, Any] | None:
+def _test_result_block(outcome: ConnectionOutcome | None, testing: bool) -> dict[str, Any] | None:
     if testing:
         text = ":hourglass_flowing_sand: Testing the connection…"
     elif outcome is None:
@@ -239,7 +239,7 @@ def provider_chooser_modal() -> dict[str, Any]:
 def add_imap_modal(
     *,
     values: Mapping[str, str] | None = None,
-    outcome: TestOutcome | None = None,
+    outcome: ConnectionOutcome | None = None,
     testing: bool = False,
 ) -> dict[str, Any]:
     """The IMAP form. `values` pre-fills non-secret fields (e.g. after a test)."""

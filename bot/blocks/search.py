@@ -282,6 +282,7 @@ def search_modal(
         "type": "modal",
         "callback_id": ids.VIEW_SEARCH,
         "title": plain("Search mail", 24),
+        "submit": plain("Search", 24),  # Slack wants one with an input; Enter lands here
         "close": plain("Close", 24),
         "private_metadata": json.dumps(
             {"q": truncate(query, 1000, ""), "f": filter_name, "p": page}

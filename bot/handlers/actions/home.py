@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import ids
 from bot.blocks.accounts import (
-    TestOutcome,
+    ConnectionOutcome,
     add_imap_modal,
     edit_modal,
     form_prefill,
@@ -148,7 +148,9 @@ def test_connection(
     form, errors = read_imap_form(values)
     prefill = form_prefill(form)
     if errors:
-        outcome = TestOutcome(False, "Fill in first: " + " ".join(sorted(set(errors.values()))))
+        outcome = ConnectionOutcome(
+            False, "Fill in first: " + " ".join(sorted(set(errors.values())))
+        )
         client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
@@ -169,7 +171,7 @@ def test_connection(
         smtp_password=form.smtp_password,
         folders=form.folders,
     )
-    outcome = TestOutcome(
+    outcome = ConnectionOutcome(
         result.ok,
         result.message(),
         tuple(f.name for f in result.imap.folders) if result.ok else (),
