@@ -115,3 +115,10 @@ def smtp_server(dovecot_server: DovecotServer, mail_tls: TlsMaterial) -> Iterato
     server.start()
     yield server
     server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The SMTP fixture requires AUTH without TLS on purpose (loopback only).
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning"
+    )
