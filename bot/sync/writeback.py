@@ -253,9 +253,19 @@ def send_mail(
     with provider:
         sent_folder = provider.folder_for_role("sent", create=True)
         assert sent_folder is not None
-        in_sent = provider.find_message_id(sent_folder, mid)
+        problems: list[str] = []
+        try:
+            in_sent = provider.find_message_id(sent_folder, mid)
+        except ProviderError as exc:
+            # Sent cannot be read; the store copy (written right after every send) still
+            # guards against a second send.
+            in_sent = []
+            problems.append(f"could not look into {sent_folder}: {exc}")
         result = SendResult(
-            sent=False, already_sent=bool(stored or in_sent), sent_folder=sent_folder
+            sent=False,
+            already_sent=bool(stored or in_sent),
+            sent_folder=sent_folder,
+            problems=problems,
         )
         if not result.already_sent:
             result.smtp_reply = send_message(
