@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +219,7 @@ class DovecotServer:
         return self._users[username].address
 
     @contextlib.contextmanager
-    def admin(self, username: str) -> ...:  # type: ignore[misc]
+    def admin(self, username: str) -> Iterator[imaplib.IMAP4]:
         """A logged-in stdlib IMAP connection as ``username`` (plain, loopback)."""
         conn = imaplib.IMAP4(self.host, self.port, timeout=30)
         try:
