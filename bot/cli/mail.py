@@ -1,0 +1,273 @@
+"""`mailroom import`, `mailroom threads`, `mailroom search`: mail in the store from a shell."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.cli.common import settings_and_db
+from bot.store.conversations import (
+    ConversationFilter,
+    list_conversations,
+    message_ids_by_conversation,
+)
+from bot.store.db import SessionFactory, session_scope
+from bot.store.ingest import ingest_message
+from bot.store.models import Account, Provider
+from bot.store.search import all_account_ids, search
+
+BATCH = 500
+# A mail file has "Name: value" header lines within its first few lines.
+_HEADER_RE = re.compile(rb"\A(?:[^\n]*\n){0,4}[A-Za-z0-9-]{1,76}:[ \t]")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(import_mail)
+    cli.add_command(threads)
+    cli.add_command(search_cmd)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    label: str  # where it came from, for error messages
+    raw: bytes | None
+    seen: bool = False
+    error: str | None = None
+
+
+def _looks_like_mbox(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(5) == b"From "
+    except OSError:
+        return False
+
+
+def _mbox_items(path: Path) -> Iterator[Item]:
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        for n, key in enumerate(box.iterkeys(), start=1):
+            try:
+                yield Item(f"{path} #{n}", box.get_bytes(key))
+            except Exception as exc:  # one unreadable entry must not stop the rest
+                yield Item(f"{path} #{n}", None, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        box.close()
+
+
+def _file_items(path: Path) -> Iterator[Item]:
+    if _looks_like_mbox(path):
+        yield from _mbox_items(path)
+        return
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        yield Item(str(path), None, error=str(exc))
+        return
+    if not raw.strip():
+        yield Item(str(path), None, error="empty file")
+        return
+    if not _HEADER_RE.search(raw[:4096]):
+        yield Item(str(path), None, error="not an email (no header lines at the top)")
+        return
+    # Maildir flags live in the file name: "...:2,FS" — S means seen.
+    info = path.name.rsplit(":2,", 1)[1] if ":2," in path.name else ""
+    yield Item(str(path), raw, seen="S" in info)
+
+
+def iter_source(path: Path) -> Iterator[Item]:
+    """Messages from an mbox file, a Maildir, a .eml file, or a folder of any of those."""
+    if path.is_file():
+        yield from _file_items(path)
+        return
+    for sub in sorted(path.rglob("*")):
+        if not sub.is_file() or any(
+            p.startswith(".") or p == "tmp" for p in sub.relative_to(path).parts
+        ):
+            continue
+        yield from _file_items(sub)
+
+
+def _account(session: Session, address: str) -> Account:
+    account = session.scalar(select(Account).where(func.lower(Account.email) == address.lower()))
+    if account is None:
+        # Offline import into a mailbox that is not connected yet (docs/search.md).
+        account = Account(provider=Provider.IMAP, email=address, config={})
+        session.add(account)
+        session.flush()
+    return account
+
+
+def import_path(
+    factory: SessionFactory,
+    path: Path,
+    address: str,
+    *,
+    mark_read: bool = False,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Import every message under `path` into the account `address`; commits every BATCH."""
+    with session_scope(factory) as s:
+        account_id = _account(s, address).id
+    items = list(_labels(path))
+    stats = {"seen": 0, "new": 0, "duplicates": 0, "errors": 0, "conversations": 0}
+    source = iter_source(path)
+    bar = click.progressbar(length=len(items), label="Importing", file=None) if progress else None
+    try:
+        done = False
+        while not done:
+            with session_scope(factory) as s:
+                account = s.get(Account, account_id)
+                assert account is not None
+                for _ in range(BATCH):
+                    item = next(source, None)
+                    if item is None:
+                        done = True
+                        break
+                    stats["seen"] += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if item.raw is None:
+                        stats["errors"] += 1
+                        click.echo(f"\nskipped {item.label}: {item.error}", err=True)
+                        continue
+                    try:
+                        with s.begin_nested():
+                            result = ingest_message(
+                                s, account, item.raw, is_read=mark_read or item.seen
+                            )
+                    except Exception as exc:  # report, skip, keep going
+                        stats["errors"] += 1
+                        click.echo(f"\nskipped {item.label}: {type(exc).__name__}: {exc}", err=True)
+                        continue
+                    if result.created:
+                        stats["new"] += 1
+                        stats["conversations"] += int(result.new_conversation)
+                    else:
+                        stats["duplicates"] += 1
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    return stats
+
+
+def _labels(path: Path) -> Iterator[None]:
+    # Counting for the progress bar: one pass over file names (mbox files count their entries).
+    if path.is_file():
+        if _looks_like_mbox(path):
+            box = mailbox.mbox(str(path), create=False)
+            try:
+                yield from (None for _ in box.iterkeys())
+            finally:
+                box.close()
+        else:
+            yield None
+        return
+    for sub in path.rglob("*"):
+        if sub.is_file() and not any(
+            p.startswith(".") or p == "tmp" for p in sub.relative_to(path).parts
+        ):
+            yield from _labels(sub)
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--account", "address", required=True, help="Mailbox address to import into.")
+@click.option("--mark-read", is_flag=True, help="Import every message as read.")
+def import_mail(path: Path, address: str, mark_read: bool) -> None:
+    """Import an mbox file, a Maildir, or .eml files/folders into ACCOUNT (offline)."""
+    _settings, factory = settings_and_db()
+    stats = import_path(factory, path, address, mark_read=mark_read)
+    click.echo(
+        f"{stats['new']} new, {stats['duplicates']} already known, {stats['errors']} skipped, "
+        f"{stats['conversations']} new conversations."
+    )
+
+
+@click.command("threads")
+@click.option(
+    "--filter",
+    "filter_",
+    type=click.Choice([f.value for f in ConversationFilter]),
+    default="all",
+    show_default=True,
+)
+@click.option("--account", "address", default=None, help="Only this mailbox address.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of conversation objects.")
+def threads(filter_: str, address: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List conversations, newest activity first."""
+    _settings, factory = settings_and_db()
+    with session_scope(factory) as s:
+        account_ids: list[int] | None = None
+        if address:
+            account_ids = list(
+                s.scalars(select(Account.id).where(func.lower(Account.email) == address.lower()))
+            )
+        convs = list_conversations(
+            s, filter=filter_, account_ids=account_ids, limit=limit, offset=offset
+        )
+        ids = message_ids_by_conversation(s, [c.id for c in convs])
+        rows = [
+            {
+                "id": c.id,
+                "account_id": c.account_id,
+                "subject": c.subject,
+                "message_ids": ids.get(c.id, []),
+                "message_count": c.message_count,
+                "client": c.link.client.name if c.link else None,
+                "client_id": c.link.client_id if c.link else None,
+                "unread": c.unread_count > 0,
+                "unread_count": c.unread_count,
+                "archived": c.archived,
+                "first_message_at": c.first_message_at.isoformat() if c.first_message_at else None,
+                "last_message_at": c.last_message_at.isoformat() if c.last_message_at else None,
+            }
+            for c in convs
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        flags = ("U" if r["unread"] else " ") + ("A" if r["archived"] else " ")
+        client = f" [{r['client']}]" if r["client"] else ""
+        click.echo(f"{r['id']:>6} {flags} {r['message_count']:>3}  {r['subject'][:70]}{client}")
+
+
+@click.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of hits.")
+def search_cmd(query: tuple[str, ...], limit: int, offset: int, as_json: bool) -> None:
+    """Search mail (see docs/search.md for the query language)."""
+    _settings, factory = settings_and_db()
+    with session_scope(factory) as s:
+        page = search(
+            s, " ".join(query), visible_account_ids=all_account_ids(s), limit=limit, offset=offset
+        )
+    for err in page.errors:
+        click.echo(f"note: {err}", err=True)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in page.hits], ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{page.total_label} matches")
+    for h in page.hits:
+        when = h.date.strftime("%Y-%m-%d %H:%M") if h.date else "????-??-??"
+        click.echo(
+            f"{when}  {h.from_email[:30]:<30}  {h.subject[:60]}  (conversation {h.conversation_id})"
+        )
+        if h.snippet:
+            click.echo(f"    {h.snippet[:160]}")
