@@ -53,12 +53,11 @@ from bot.store.models import (
 log = logging.getLogger(__name__)
 
 POST_IN_THREAD = "slack.post_in_thread"
-DM_KIND = "compose.dm"
+DM_KIND = "slack.dm"  # the Slack posting part handles it (text and blocks)
 
 
 def register(registry: Registry) -> None:
     registry.register(SEND_KIND, handle_send)
-    registry.register(DM_KIND, handle_dm)
 
 
 # -- posting results ---------------------------------------------------------------------------
@@ -103,26 +102,6 @@ def _post(
             payload={"user_id": user, "text": text, "blocks": blocks},
             created_by=user,
         )
-
-
-def handle_dm(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
-    from slack_sdk.errors import SlackApiError
-
-    try:
-        resp = ctx.slack.chat_postMessage(
-            channel=row.payload["user_id"],
-            text=row.payload.get("text") or " ",
-            blocks=row.payload.get("blocks"),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-    except SlackApiError as exc:
-        status = exc.response.status_code if exc.response is not None else 0
-        if status == 429 or status >= 500:
-            after = exc.response.headers.get("Retry-After") if exc.response is not None else None
-            raise RetryLater(str(exc), float(after) if after else None) from exc
-        raise PermanentFailure(f"Slack refused the DM: {exc.response.get('error')}") from exc
-    return {"ts": resp.get("ts")}
 
 
 # -- the send ---------------------------------------------------------------------------------
