@@ -83,9 +83,9 @@ class _Undefined(StrictUndefined):
         raise self._undefined_exception(self._undefined_message)
 
     # StrictUndefined binds these at class creation; re-point them at our version.
-    __iter__ = __str__ = __len__ = _fail_with_undefined_error  # type: ignore[assignment]
-    __eq__ = __ne__ = __bool__ = __hash__ = _fail_with_undefined_error  # type: ignore[assignment]
-    __contains__ = _fail_with_undefined_error  # type: ignore[assignment]
+    __iter__ = __str__ = __len__ = _fail_with_undefined_error
+    __eq__ = __ne__ = __bool__ = __hash__ = _fail_with_undefined_error
+    __contains__ = _fail_with_undefined_error
 
 
 def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:

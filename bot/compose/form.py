@@ -116,7 +116,7 @@ def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submissi
     if meta.mode == "new":
         chosen = _value(values, cb.FROM_BLOCK, ids.COMPOSE_FROM).get("selected_option") or {}
         try:
-            from_account = int(chosen.get("value"))
+            from_account = int(str(chosen.get("value")))
         except (TypeError, ValueError):
             errors[cb.FROM_BLOCK] = "Choose the mailbox to send from."
     files = [

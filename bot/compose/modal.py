@@ -183,7 +183,7 @@ def with_template(
             "selected_option"
         ) or {}
         try:
-            account_id = int(picked.get("value"))
+            account_id = int(str(picked.get("value")))
         except (TypeError, ValueError):
             pass
     name = agent_name(client, user_id)

@@ -68,7 +68,7 @@ def template_picked(
     view = body.get("view") or {}
     option = body["actions"][0].get("selected_option") or {}
     try:
-        template_id = int(option.get("value"))
+        template_id = int(str(option.get("value")))
     except (TypeError, ValueError):
         return
     new_view = with_template(services_of(context), client, body["user"]["id"], view, template_id)
