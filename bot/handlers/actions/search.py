@@ -97,6 +97,12 @@ def search_changed(ack: Ack, body: dict[str, Any], client: WebClient, context: B
     ack()
     view = body["view"]
     query, filter_name, _ = search_state(view)
+    action = body["actions"][0]
+    if action.get("action_id") == ids.SEARCH_FILTER and action.get("selected_option"):
+        # The action itself is the freshest word on the filter (state may lag behind it).
+        filter_name = str(action["selected_option"].get("value") or filter_name)
+    elif action.get("action_id") == ids.SEARCH_QUERY and "value" in action:
+        query = str(action.get("value") or "")
     _update(
         client,
         view,
