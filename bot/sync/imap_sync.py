@@ -95,7 +95,8 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         prev = (fs.uidnext, fs.highestmodseq, fs.exists_count)
         extra = json_cursor(fs)
     condstore = status.highestmodseq is not None
-    if condstore and prev == (status.uidnext, status.highestmodseq, status.exists):
+    unchanged = prev == (status.uidnext, status.highestmodseq, status.exists)
+    if condstore and unchanged and not extra.get("retry"):
         with session_scope(job.factory) as s:
             s.execute(
                 update(FolderState)
