@@ -350,3 +350,32 @@ def test_broken_template_is_refused_and_good_one_fills_the_modal(
         )
         == []
     )
+
+
+def test_new_mail_from_the_shortcut(mailroom: Any, box: dict[str, Any]) -> None:
+    mailroom.driver.shortcut(ids.SHORTCUT_COMPOSE, "UOUTSIDER")
+    mailroom.fake.wait_until(lambda: mailroom.fake.modal_stack("UOUTSIDER"), timeout=10)
+    assert "not a member" in str(mailroom.fake.modal_stack("UOUTSIDER")[-1]["blocks"])
+    mailroom.driver.shortcut(ids.SHORTCUT_COMPOSE, "UMEMBER")
+    mailroom.fake.wait_until(lambda: mailroom.fake.modal_stack("UMEMBER"), timeout=10)
+    view = mailroom.fake.modal_stack("UMEMBER")[-1]
+    frm = next(b for b in view["blocks"] if b.get("block_id") == cb.FROM_BLOCK)
+    assert [o["value"] for o in frm["element"]["options"]] == [str(box["acc"].id)]
+    resp = mailroom.driver.view_submission(
+        "UMEMBER",
+        view["id"],
+        {
+            cb.FROM_BLOCK: {ids.COMPOSE_FROM: str(box["acc"].id)},
+            cb.TO_BLOCK: {cb.VALUE: box["customer_addr"]},
+            "subject_0": {cb.VALUE: "A fresh topic"},
+            "body_0": {cb.VALUE: "Hello from Slack."},
+        },
+    )
+    assert resp.status == 200 and resp.body == ""
+    mailroom.run_outbox()
+    (mail,) = _inbox(box)
+    assert mail["Subject"] == "A fresh topic" and mail["In-Reply-To"] is None
+    parents = [m for m in mailroom.fake.top_level("CINBOX") if m["ts"] != box["parent"]["ts"]]
+    assert len(parents) == 1  # the new conversation got its parent post
+    replies = mailroom.fake.thread("CINBOX", parents[0]["ts"])
+    assert any("Sent by <@UMEMBER>" in m.get("text", "") for m in replies)
