@@ -51,6 +51,7 @@ def test_member_home_shows_counts_and_recent_mail_but_no_admin_parts(mailroom: A
     admin = json.dumps(open_home(mailroom, "UADMIN"))
     assert "secret@example.com" in admin and ids.HOME_ACCOUNT_MENU in admin
     assert "All (2)" in admin  # the admin is in both channels
+    assert "Email Templates" in admin and ids.HOME_CLIENT_NEW in admin
 
 
 def test_search_modal_updates_from_a_typed_query(mailroom: Any) -> None:
