@@ -28,6 +28,7 @@ from bot.store.models import (
     Account,
     AuditLog,
     Conversation,
+    Message,
     Outbox,
     OutboxStatus,
     SlackPost,
@@ -444,3 +445,58 @@ def test_attachments_uploaded_into_the_thread(inbox: Any, dovecot: Any) -> None:
     assert count(m, SlackPost, SlackPost.key.like("slack.upload_attachments:%")) == 1
     run_all(m)
     assert len(m.fake.calls_to("files.completeUploadExternal")) == 1
+
+
+def test_server_error_is_retried(inbox: Any, dovecot: Any) -> None:
+    m, acc, user = inbox
+    raw, _ = make_email("Outage", "body", to=user.address)
+    dovecot.deliver(user.username, raw)
+    sync_account(m.services, acc.id)
+    m.fake.fail_next("chat.postMessage", status=503)
+    m.run_outbox()
+    with m.services.session_factory() as s:
+        row = s.scalar(select(Outbox).where(Outbox.kind == "slack.post_parent"))
+        assert row is not None and row.status == OutboxStatus.PENDING
+        # Retry sooner than the backoff would, as a person pressing "retry" does.
+        row_id = row.id
+    with session_scope(m.services.session_factory) as s:
+        s.get_one(Outbox, row_id).next_attempt_at = datetime.now(UTC)
+    run_all(m)
+    parent(m.fake)
+
+
+def test_history_is_not_announced(mailroom: Any, dovecot: Any, smtp_server: Any) -> None:
+    acc, user = mailroom.mailbox_account(dovecot, smtp_server, announce_history=False)
+    old = EmailMessage()
+    old["From"], old["To"], old["Subject"] = "a@client.example", user.address, "Old news"
+    old["Date"] = "Mon, 01 Jan 2024 10:00:00 +0000"
+    old["Message-ID"] = make_msgid(domain="client.example")
+    old.set_content("from before the account was connected")
+    dovecot.deliver(user.username, bytes(old))
+    sync_account(mailroom.services, acc.id)
+    run_all(mailroom)
+    assert mailroom.fake.top_level(CHANNEL) == []
+    assert count(mailroom, Outbox, Outbox.kind.like("slack.%")) == 0
+
+
+def test_open_one_email_from_the_thread(inbox: Any, dovecot: Any) -> None:
+    m, acc, user = inbox
+    raw, mid = make_email("Thread", "first email", to=user.address)
+    dovecot.deliver(user.username, raw)
+    reply, _ = make_email("Re: Thread", "second email", to=user.address, reply_to=mid)
+    dovecot.deliver(user.username, reply)
+    sync_account(m.services, acc.id)
+    run_all(m)
+    top = parent(m.fake)
+    [email] = m.fake.thread(CHANNEL, top["ts"])
+    button = email["blocks"][-1]["elements"][0]
+    m.driver.block_action(
+        "UMEMBER", ids.CONV_OPEN, button["value"], channel_id=CHANNEL, message_ts=email["ts"]
+    )
+    view = m.fake.wait_for("views.open")[-1].arg("view")
+    assert "second email" in json.dumps(view) and "first email" not in json.dumps(view)
+    cid = conv_id(m)
+    wait_db(m, lambda: conversation(m, cid).unread_count == 1)  # only that email was read
+    with m.services.session_factory() as s:
+        read = s.scalars(select(Message.is_read).order_by(Message.date, Message.id)).all()
+    assert list(read) == [False, True]
