@@ -1,0 +1,447 @@
+"""IMAP sync benchmark (by hand): the engine vs a bare imapclient loop vs mbsync.
+
+    .venv/bin/python bench/imap_sync_bench.py [--big 20000] [--small 2000] [--appends 50]
+
+Starts a private Dovecot (tests/mailservers/dovecot.py), fills one mailbox with ``--small``
+and one with ``--big`` generated messages over IMAP APPEND, then measures, in one run:
+full-sync throughput of the engine (SQLite store), of a bare imapclient fetch loop and of
+mbsync (isync) over the same mailboxes; the engine's peak RSS at both sizes (each
+measurement runs in its own process); an incremental sync with nothing new at both sizes;
+and the APPEND-to-stored delay under the worker's IDLE watcher. Prints progress as it goes
+and a results table at the end. Only ratios within one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- mailbox generation ----------------------------------------------------------------
+
+
+def generate(n: int, seed: int = 7) -> list[bytes]:
+    """Threads of 1-20 messages, ~500 senders in ~100 domains, plain and HTML, some
+    attachments, utf-8 / latin-1 / quoted-printable / base64 bodies."""
+    import base64
+
+    rng = random.Random(seed)
+    senders = [f"person{i}@domain{i % 100}.example" for i in range(500)]
+    out: list[bytes] = []
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    thread_id = 0
+    while len(out) < n:
+        thread_id += 1
+        root_mid = f"t{thread_id}.0@bench.example"
+        subject = f"Order {thread_id} question {rng.randint(1000, 9999)}"
+        refs: list[str] = []
+        for k in range(rng.randint(1, 20)):
+            if len(out) >= n:
+                break
+            mid = root_mid if k == 0 else f"t{thread_id}.{k}@bench.example"
+            when = start + timedelta(minutes=len(out) * 7)
+            headers = [
+                f"From: Person <{rng.choice(senders)}>",
+                "To: support@mailroom.test",
+                f"Subject: {'Re: ' if k else ''}{subject}",
+                f"Date: {format_datetime(when)}",
+                f"Message-ID: <{mid}>",
+                "MIME-Version: 1.0",
+            ]
+            if refs:
+                headers += [
+                    f"In-Reply-To: <{refs[-1]}>",
+                    "References: " + " ".join(f"<{r}>" for r in refs[-10:]),
+                ]
+            body = "\n".join(
+                f"Line {i}: the parcel number {rng.randint(10**6, 10**7)} has not arrived, café."
+                for i in range(rng.randint(3, 40))
+            )
+            kind = rng.random()
+            if kind < 0.1:
+                blob = rng.randbytes(rng.randint(10_000, 60_000))
+                b64 = base64.encodebytes(blob).decode()
+                headers.append('Content-Type: multipart/mixed; boundary="BOUND"')
+                text = (
+                    "--BOUND\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    "Content-Transfer-Encoding: 8bit\r\n\r\n" + body + "\r\n--BOUND\r\n"
+                    'Content-Type: application/pdf; name="invoice.pdf"\r\n'
+                    'Content-Disposition: attachment; filename="invoice.pdf"\r\n'
+                    "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--BOUND--\r\n"
+                )
+                raw = ("\r\n".join(headers) + "\r\n\r\n" + text).encode()
+            elif kind < 0.4:
+                headers += [
+                    "Content-Type: text/html; charset=utf-8",
+                    "Content-Transfer-Encoding: 8bit",
+                ]
+                html = (
+                    "<html><body>"
+                    + "".join(f"<p>{line}</p>" for line in body.split("\n"))
+                    + "</body></html>"
+                )
+                raw = ("\r\n".join(headers) + "\r\n\r\n" + html).encode()
+            elif kind < 0.6:
+                headers += [
+                    "Content-Type: text/plain; charset=iso-8859-1",
+                    "Content-Transfer-Encoding: quoted-printable",
+                ]
+                import quopri
+
+                qp = quopri.encodestring(body.encode("latin-1")).decode()
+                raw = ("\r\n".join(headers) + "\r\n\r\n" + qp).encode()
+            else:
+                headers += [
+                    "Content-Type: text/plain; charset=utf-8",
+                    "Content-Transfer-Encoding: 8bit",
+                ]
+                raw = ("\r\n".join(headers) + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
+            out.append(raw)
+            refs.append(mid)
+    return out
+
+
+def fill(server: Any, username: str, messages: list[bytes]) -> None:
+    from imapclient import IMAPClient
+
+    with IMAPClient(server.host, port=server.port, ssl=False) as c:
+        c.login(username, server.password(username))
+        for i, raw in enumerate(messages, 1):
+            c.append("INBOX", raw)
+            if i % 2000 == 0:
+                say(f"  appended {i}/{len(messages)} to {username}")
+
+
+# -- children: one measurement per process, so peak RSS belongs to it ---------------------
+
+
+def child_engine(args: argparse.Namespace) -> dict[str, Any]:
+    from bot.access import AccessControl
+    from bot.config import Settings
+    from bot.crypto import Vault, generate_key
+    from bot.providers.types import ImapSettings, SmtpSettings
+    from bot.services import Services
+    from bot.store import migrate
+    from bot.store.db import make_engine, make_session_factory, session_scope
+    from bot.sync.engine import SyncOptions, sync_account
+
+    engine = make_engine(args.db)
+    if args.create:
+        migrate.upgrade(engine)
+    factory = make_session_factory(engine)
+    key_file = Path(args.db.removeprefix("sqlite:///") + ".key")
+    if args.create:
+        key_file.write_text(generate_key())
+    settings = Settings(secret_key=key_file.read_text())
+    services = Services(
+        settings, factory, Vault(settings.secret_key or ""), AccessControl(frozenset())
+    )
+    if args.create:
+        from bot.accounts import create_imap_account
+
+        with session_scope(factory) as s:
+            acc = create_imap_account(
+                s,
+                services.vault,
+                email=f"{args.user}@mailroom.test",
+                imap=ImapSettings("127.0.0.1", args.port, "plain", args.user),
+                smtp=SmtpSettings("127.0.0.1", 1, "plain", ""),
+                imap_password=args.password,
+                smtp_password=args.password,
+                channel_id=None,
+            )
+            account_id = acc.id
+    else:
+        account_id = 1
+    t0 = time.perf_counter()
+    summary = sync_account(services, account_id, options=SyncOptions(batch_size=500))
+    wall = time.perf_counter() - t0
+    return {
+        "wall": wall,
+        "new": summary.new,
+        "status": summary.status.value,
+        "problems": len(summary.problems),
+    }
+
+
+def child_bare(args: argparse.Namespace) -> dict[str, Any]:
+    from imapclient import IMAPClient
+
+    t0 = time.perf_counter()
+    total = nbytes = 0
+    with IMAPClient("127.0.0.1", port=args.port, ssl=False) as c:
+        c.login(args.user, args.password)
+        c.select_folder("INBOX", readonly=True)
+        uids = c.search("ALL")
+        for i in range(0, len(uids), 500):
+            resp = c.fetch(
+                uids[i : i + 500], ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]"]
+            )
+            total += len(resp)
+            nbytes += sum(len(v[b"BODY[]"]) for v in resp.values())
+    return {"wall": time.perf_counter() - t0, "new": total, "bytes": nbytes}
+
+
+def child(args: argparse.Namespace) -> None:
+    result = child_engine(args) if args.child == "engine" else child_bare(args)
+    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_child(
+    kind: str, server: Any, user: str, db: str = "", create: bool = False
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--port",
+        str(server.port),
+        "--user",
+        user,
+        "--password",
+        server.password(user),
+        "--db",
+        db,
+    ] + (["--create"] if create else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[7:]))
+    raise RuntimeError(f"{kind} child failed: {out.stderr[-2000:]}")
+
+
+def run_mbsync(server: Any, user: str, work: Path) -> dict[str, Any]:
+    store = work / f"mbsync-{user}"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    cfg = work / f"mbsyncrc-{user}"
+    cfg.write_text(
+        f"""IMAPAccount bench
+Host 127.0.0.1
+Port {server.port}
+User {user}
+Pass {server.password(user)}
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path {store}/
+Inbox {store}/INBOX
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+"""
+    )
+    cfg.chmod(0o600)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "MAXRSS %M", "mbsync", "-q", "-c", str(cfg), "bench"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"mbsync failed: {proc.stderr[-1000:]}")
+    rss = next(
+        (int(x.split()[1]) / 1024 for x in proc.stderr.splitlines() if x.startswith("MAXRSS")), 0.0
+    )
+    return {"wall": wall, "maxrss_mb": rss}
+
+
+# -- IDLE latency -------------------------------------------------------------------------
+
+
+def idle_latency(server: Any, user: str, db: str, appends: int) -> list[float]:
+    from sqlalchemy import select
+
+    from bot.access import AccessControl
+    from bot.config import Settings
+    from bot.crypto import Vault
+    from bot.services import Services
+    from bot.store.db import make_engine, make_session_factory, session_scope
+    from bot.store.models import Account, Message
+    from bot.sync.scheduler import SyncScheduler
+
+    factory = make_session_factory(make_engine(db))
+    key = Path(db.removeprefix("sqlite:///") + ".key").read_text()
+    services = Services(Settings(secret_key=key), factory, Vault(key), AccessControl(frozenset()))
+    with session_scope(factory) as s:
+        s.get_one(Account, 1).next_sync_at = datetime.now(UTC) + timedelta(hours=1)
+    sched = SyncScheduler(services, tick_seconds=3600, max_workers=2)
+    sched.start()
+    delays: list[float] = []
+    try:
+        sched.reconcile_watchers()
+        time.sleep(3)
+        from imapclient import IMAPClient
+
+        with IMAPClient(server.host, port=server.port, ssl=False) as c:
+            c.login(user, server.password(user))
+            for i in range(appends):
+                mid = f"idle{i}.{time.time()}@bench.example"
+                raw = (
+                    f"From: a@b.example\r\nTo: {user}@mailroom.test\r\nSubject: idle {i}\r\n"
+                    f"Message-ID: <{mid}>\r\nDate: {format_datetime(datetime.now(UTC))}\r\n\r\nhi\r\n"
+                ).encode()
+                t0 = time.perf_counter()
+                c.append("INBOX", raw)
+                while time.perf_counter() - t0 < 30:
+                    with session_scope(factory) as s:
+                        if s.scalar(select(Message.id).where(Message.message_id == mid)):
+                            break
+                    time.sleep(0.01)
+                delays.append(time.perf_counter() - t0)
+                time.sleep(0.3)
+    finally:
+        sched.stop()
+    return delays
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def median_of(fn: Any, n: int = 3) -> float:
+    return statistics.median(fn()["wall"] for _ in range(n))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--big", type=int, default=20_000)
+    p.add_argument("--small", type=int, default=2_000)
+    p.add_argument("--appends", type=int, default=50)
+    p.add_argument("--child", choices=["engine", "bare"])
+    p.add_argument("--port", type=int)
+    p.add_argument("--user")
+    p.add_argument("--password")
+    p.add_argument("--db", default="")
+    p.add_argument("--create", action="store_true")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    from tests.mailservers.dovecot import start_dovecot
+
+    work = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
+    say(f"work dir {work}; starting Dovecot")
+    server = start_dovecot()
+    try:
+        say(f"generating {args.big} messages")
+        msgs = generate(args.big)
+        size_mb = sum(map(len, msgs)) / 1e6
+        users = {}
+        for n in (args.small, args.big):
+            name, _ = server.new_user(f"bench{n}-")
+            say(f"APPENDing {n} messages to {name}")
+            t0 = time.perf_counter()
+            fill(server, name, msgs[:n])
+            say(f"  done in {time.perf_counter() - t0:.1f}s")
+            users[n] = name
+        results: dict[str, Any] = {"mailbox_mb_big": round(size_mb, 1)}
+        for n, user in users.items():
+            say(f"[{n}] warm-up + bare imapclient fetch loop")
+            run_child("bare", server, user)
+            bare = [run_child("bare", server, user) for _ in range(3)]
+            say(f"[{n}] mbsync full sync (3 runs)")
+            mb = [run_mbsync(server, user, work) for _ in range(3)]
+            say(f"[{n}] engine full sync into SQLite")
+            db = f"sqlite:///{work}/engine-{n}.db"
+            full = run_child("engine", server, user, db, create=True)
+            say(f"[{n}]   {full}")
+            say(f"[{n}] engine incremental sync, nothing new (3 runs)")
+            inc = [run_child("engine", server, user, db) for _ in range(3)]
+            results[str(n)] = {
+                "bare_wall": statistics.median(r["wall"] for r in bare),
+                "bare_rss": max(r["maxrss_mb"] for r in bare),
+                "mbsync_wall": statistics.median(r["wall"] for r in mb),
+                "mbsync_rss": max(r["maxrss_mb"] for r in mb),
+                "engine_wall": full["wall"],
+                "engine_rss": full["maxrss_mb"],
+                "engine_new": full["new"],
+                "engine_status": full["status"],
+                "engine_problems": full["problems"],
+                "incremental_wall": statistics.median(r["wall"] for r in inc),
+                "incremental_rss": max(r["maxrss_mb"] for r in inc),
+            }
+            say(f"[{n}] {json.dumps(results[str(n)])}")
+        say(f"IDLE: {args.appends} APPENDs into the {args.small}-message mailbox")
+        delays = idle_latency(
+            server, users[args.small], f"sqlite:///{work}/engine-{args.small}.db", args.appends
+        )
+        q = statistics.quantiles(delays, n=20)
+        results["idle"] = {
+            "p50": statistics.median(delays),
+            "p95": q[18],
+            "max": max(delays),
+            "n": len(delays),
+        }
+        print_table(args, results)
+        (work / "results.json").write_text(json.dumps(results, indent=2))
+        say(f"results in {work / 'results.json'}")
+    finally:
+        server.stop()
+
+
+def print_table(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    print()
+    print("| measurement | %d msgs | %d msgs |" % (args.small, args.big))
+    print("|---|---:|---:|")
+    s, b = r[str(args.small)], r[str(args.big)]
+    for label, key, fmt in (
+        ("bare imapclient fetch loop, s", "bare_wall", "{:.2f}"),
+        ("mbsync full sync, s", "mbsync_wall", "{:.2f}"),
+        ("engine full sync (SQLite), s", "engine_wall", "{:.2f}"),
+        ("engine incremental, nothing new, s", "incremental_wall", "{:.3f}"),
+        ("engine peak RSS, MB", "engine_rss", "{:.0f}"),
+        ("bare imapclient peak RSS, MB", "bare_rss", "{:.0f}"),
+        ("mbsync peak RSS, MB", "mbsync_rss", "{:.1f}"),
+    ):
+        print(f"| {label} | {fmt.format(s[key])} | {fmt.format(b[key])} |")
+    for n, d in ((args.small, s), (args.big, b)):
+        rate_e, rate_b, rate_m = n / d["engine_wall"], n / d["bare_wall"], n / d["mbsync_wall"]
+        print(
+            f"\n{n}: engine {rate_e:.0f} msg/s, bare imapclient {rate_b:.0f} msg/s, mbsync {rate_m:.0f} msg/s; "
+            f"engine/bare = {rate_e / rate_b:.2f} (target >= 0.5)"
+        )
+    print(
+        f"incremental {args.big}/{args.small} = {b['incremental_wall'] / s['incremental_wall']:.2f} (target < 1.5)"
+    )
+    i = r["idle"]
+    print(
+        f"IDLE APPEND->stored over {i['n']}: p50 {i['p50']:.3f}s, p95 {i['p95']:.3f}s, max {i['max']:.3f}s (target p95 < 2 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
