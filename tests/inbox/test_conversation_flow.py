@@ -500,3 +500,49 @@ def test_open_one_email_from_the_thread(inbox: Any, dovecot: Any) -> None:
     with m.services.session_factory() as s:
         read = s.scalars(select(Message.is_read).order_by(Message.date, Message.id)).all()
     assert list(read) == [False, True]
+
+
+def _surface(kind: str, cid: int) -> dict[str, Any]:
+    """A Home tab or modal (e.g. search results) carrying an Open button for a conversation."""
+    button = {
+        "type": "button",
+        "action_id": ids.CONV_OPEN,
+        "text": {"type": "plain_text", "text": "Open"},
+        "value": str(cid),
+    }
+    view: dict[str, Any] = {
+        "type": kind,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "accessory": button}
+        ],
+    }
+    if kind == "modal":
+        view["title"] = {"type": "plain_text", "text": "Search"}
+    return view
+
+
+def test_open_from_a_modal_pushes_and_outsider_on_home_gets_a_dm(inbox: Any, dovecot: Any) -> None:
+    m, acc, user = inbox
+    raw, _ = make_email("Found by search", "search body", to=user.address)
+    dovecot.deliver(user.username, raw)
+    sync_account(m.services, acc.id)
+    run_all(m)
+    cid = conv_id(m)
+    top = parent(m.fake)
+    m.driver.block_action(
+        "UMEMBER", ids.CONV_OPEN, str(cid), channel_id=CHANNEL, message_ts=top["ts"]
+    )
+    m.fake.wait_for("views.open")
+    m.driver.block_action("UMEMBER", ids.CONV_OPEN, str(cid), view=_surface("modal", cid))
+    pushed = m.fake.wait_for("views.push")[-1]
+    assert pushed.ok and "search body" in json.dumps(pushed.arg("view"))
+
+    m.driver.block_action("UOUTSIDER", ids.CONV_OPEN, str(cid), view=_surface("home", cid))
+    settle(m)
+    dms = [
+        c
+        for c in m.fake.calls_to("chat.postMessage")
+        if "member of its channel" in str(c.args.get("text"))
+    ]
+    assert len(dms) == 1 and dms[0].ok
+    assert len(m.fake.calls_to("views.open")) == 1  # nothing opened for the outsider

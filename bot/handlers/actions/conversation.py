@@ -44,8 +44,17 @@ def refuse(body: dict[str, Any], client: WebClient, respond: Respond, text: str 
     """An ephemeral refusal: to the clicker only, whether or not they are in the channel."""
     if body.get("response_url"):
         respond(text=text, response_type="ephemeral", replace_original=False)
+    else:  # clicked in the App Home or a modal: tell them in a DM with the app
+        opened = client.conversations_open(users=body["user"]["id"])
+        client.chat_postMessage(channel=opened["channel"]["id"], text=text)
+
+
+def show_modal(body: dict[str, Any], client: WebClient, view: dict[str, Any]) -> None:
+    """Open a modal, or push it when the click came from inside a modal (search results)."""
+    if (body.get("view") or {}).get("type") == "modal":
+        client.views_push(trigger_id=body["trigger_id"], view=view)
     else:
-        client.chat_postMessage(channel=body["user"]["id"], text=text)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def open_clicked(
@@ -65,12 +74,13 @@ def open_clicked(
         refuse(body, client, respond)
         return
     except actions.NotFound:
-        client.views_open(
-            trigger_id=body["trigger_id"],
-            view=notice_modal("Email not found", "This email is no longer in the mailbox."),
+        show_modal(
+            body,
+            client,
+            notice_modal("Email not found", "This email is no longer in the mailbox."),
         )
         return
-    client.views_open(trigger_id=body["trigger_id"], view=email_modal(view))
+    show_modal(body, client, email_modal(view))
 
 
 def more_selected(
@@ -108,7 +118,7 @@ def run(
         if verb == ids.CONV_DELETE:
             info = actions.conversation_info(services, client, user_id, conversation_id)
             view = confirm_delete_modal(info.conversation_id, info.subject, channel_id)
-            client.views_open(trigger_id=body["trigger_id"], view=view)
+            show_modal(body, client, view)
         elif verb == ids.CONV_UNLINK:
             info = actions.conversation_info(services, client, user_id, conversation_id)
             if info.client_name is None:
@@ -116,7 +126,7 @@ def run(
             view = confirm_unlink_modal(
                 info.conversation_id, info.subject, info.client_name, channel_id
             )
-            client.views_open(trigger_id=body["trigger_id"], view=view)
+            show_modal(body, client, view)
         elif verb == ids.CONV_LINK:
             info = actions.conversation_info(services, client, user_id, conversation_id)
             current = (
@@ -125,7 +135,7 @@ def run(
                 else None
             )
             view = link_client_modal(info.conversation_id, info.subject, current, channel_id)
-            client.views_open(trigger_id=body["trigger_id"], view=view)
+            show_modal(body, client, view)
         elif verb == ids.CONV_ARCHIVE:
             actions.archive(services, client, user_id, conversation_id)
         elif verb == ids.CONV_UNARCHIVE:
