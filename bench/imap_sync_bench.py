@@ -219,10 +219,8 @@ def run_child(
         str(server.port),
         "--user",
         user,
-        "--password",
-        server.password(user),
-        "--db",
-        db,
+        f"--password={server.password(user)}",  # may start with "-"
+        f"--db={db}",
     ] + (["--create"] if create else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     for line in out.stdout.splitlines():
@@ -415,7 +413,7 @@ def main() -> None:
 
 def print_table(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print()
-    print("| measurement | %d msgs | %d msgs |" % (args.small, args.big))
+    print(f"| measurement | {args.small} msgs | {args.big} msgs |")
     print("|---|---:|---:|")
     s, b = r[str(args.small)], r[str(args.big)]
     for label, key, fmt in (

@@ -1,0 +1,87 @@
+"""`mailroom accounts …` and `mailroom sync --once` against Dovecot and a real database."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.crypto import generate_key
+from tests.mailservers.dovecot import DovecotServer
+from tests.mailservers.smtp_server import SmtpServer
+from tests.sync.conftest import make_raw
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str, engine: object) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("MAILROOM_SECRET_KEY", generate_key())
+    monkeypatch.setenv("MAILROOM_LOG_LEVEL", "WARNING")
+
+
+def _add(dovecot: DovecotServer, username: str, password_var: str, smtp_port: int = 0) -> list[str]:
+    return [
+        "accounts",
+        "add-imap",
+        "--email",
+        f"{username}@mailroom.test",
+        "--imap-host",
+        "127.0.0.1",
+        "--imap-port",
+        str(dovecot.port),
+        "--imap-security",
+        "plain",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(smtp_port or dovecot.port),
+        "--smtp-security",
+        "plain",
+        "--username",
+        username,
+        "--password-env",
+        password_var,
+        "--channel",
+        "C123",
+        "--frequency",
+        "120",
+        "--no-auto-link",
+        "--skip-test",
+    ]
+
+
+def test_add_refuses_a_wrong_password_and_never_prints_it(
+    cli_env: None, dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    username, _ = dovecot.new_user("cli")
+    monkeypatch.setenv("BAD_PW", "wrong-secret-123")
+    args = [a for a in _add(dovecot, username, "BAD_PW") if a != "--skip-test"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "Not saved" in result.output and "IMAP (login)" in result.output
+    assert "wrong-secret-123" not in result.output
+    listed = CliRunner().invoke(cli, ["accounts", "list"])
+    assert "No accounts yet" in listed.output
+
+
+def test_add_list_sync_test_remove(
+    cli_env: None, dovecot: DovecotServer, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    username, password = dovecot.new_user("cli")
+    monkeypatch.setenv("GOOD_PW", password)
+    dovecot.deliver(username, make_raw("Hello CLI")[0])
+    runner = CliRunner()
+    added = runner.invoke(cli, _add(dovecot, username, "GOOD_PW", smtp_server.port))
+    assert added.exit_code == 0, added.output
+    assert password not in added.output
+    listed = runner.invoke(cli, ["accounts", "list"])
+    assert f"{username}@mailroom.test" in listed.output and "active" in listed.output
+    synced = runner.invoke(cli, ["sync", "--once", "--account", f"{username}@mailroom.test"])
+    assert synced.exit_code == 0, synced.output
+    assert "1 new" in synced.output
+    tested = runner.invoke(cli, ["accounts", "test", f"{username}@mailroom.test"])
+    assert tested.exit_code == 0 and tested.output.startswith("OK."), tested.output
+    assert password not in tested.output
+    removed = runner.invoke(cli, ["accounts", "remove", f"{username}@mailroom.test", "--yes"])
+    assert removed.exit_code == 0
+    assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
