@@ -234,6 +234,7 @@ def home_data(
     is_admin = services.access.is_admin(client, user_id)
     account_ids = visible_account_ids(services, client, user_id)
     with services.session_factory() as session:
+        connected = int(session.scalar(select(func.count(Account.id))) or 0)
         counts = filter_counts(session, account_ids)
         recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))
         if not is_admin:
@@ -242,6 +243,7 @@ def home_data(
                 counts=counts,
                 recent=recent,
                 visible_accounts=len(account_ids),
+                connected_accounts=connected,
                 pages=pages,
             )
         accounts_total = int(session.scalar(select(func.count(Account.id))) or 0)
@@ -262,6 +264,7 @@ def home_data(
             counts=counts,
             recent=recent,
             visible_accounts=len(account_ids),
+            connected_accounts=connected,
             accounts=[_account_summary(a) for a in accounts],
             accounts_total=accounts_total,
             clients=_client_summaries(session, clients),

@@ -82,6 +82,7 @@ class HomeData:
     counts: Mapping[str, int] = field(default_factory=dict)
     recent: Sequence[ResultItem] = ()
     visible_accounts: int = 0
+    connected_accounts: int = 0  # in the workspace, visible or not
     accounts: Sequence[AccountSummary] = ()  # admins: the current page
     accounts_total: int = 0
     clients: Sequence[ClientSummary] = ()  # admins: the current page
@@ -167,7 +168,11 @@ def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
             ),
         },
     ]
-    if data.visible_accounts == 0:
+    if data.connected_accounts == 0:
+        if not data.is_admin:  # admins read it in their accounts section below
+            text = "No email account is connected yet. Ask a Mailroom admin to add one."
+            blocks.append({"type": "section", "text": mrkdwn(text)})
+    elif data.visible_accounts == 0:
         text = "You are not in the channel of any connected email account, so no mail shows here."
         if not data.is_admin:
             text += " Ask a Mailroom admin, or join the account's channel."
