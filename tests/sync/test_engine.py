@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from bot.store.models import AccountStatus, FolderState, Message, RunStatus
-from bot.store.db import session_scope
 from sqlalchemy import select
+
+from bot.store.db import session_scope
+from bot.store.models import AccountStatus, FolderState, RunStatus
 from tests.sync.conftest import Env, make_raw
 
 
@@ -46,7 +45,7 @@ def test_full_then_incremental_sync(env: Env) -> None:
 
 def test_flags_changed_by_another_client_reach_the_store(env: Env) -> None:
     aid, user = env.new_account()
-    raw, mid = make_raw("Read me elsewhere")
+    raw, _mid = make_raw("Read me elsewhere")
     uid = env.dovecot.deliver(user.username, raw)
     env.sync(aid)
     [msg] = env.messages(aid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -44,7 +45,7 @@ def test_two_workers_never_sync_one_account_at_once(env: Env) -> None:
     runs = env.runs(aid)
     assert len(runs) >= 3
     spans = sorted((r.started_at, r.finished_at) for r in runs)
-    for (_s1, e1), (s2, _e2) in zip(spans, spans[1:], strict=False):
+    for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
         assert e1 is not None and e1 <= s2, "two runs of one account overlapped"
     assert sum(r.new_count for r in runs) == 30
     assert len(env.messages(aid)) == 30
