@@ -371,8 +371,8 @@ def main() -> None:
             say(f"[{n}] warm-up + bare imapclient fetch loop")
             run_child("bare", server, user)
             bare = [run_child("bare", server, user) for _ in range(3)]
-            say(f"[{n}] mbsync full sync (3 runs)")
-            mb = [run_mbsync(server, user, work) for _ in range(3)]
+            say(f"[{n}] mbsync full sync")
+            mb = [run_mbsync(server, user, work) for _ in range(3 if n == args.small else 1)]
             say(f"[{n}] engine full sync into SQLite")
             db = f"sqlite:///{work}/engine-{n}.db"
             full = run_child("engine", server, user, db, create=True)
