@@ -1,0 +1,342 @@
+"""Gmail API provider on google-api-python-client: plain data out, provider errors only.
+
+The service is built from the discovery document bundled with the library
+(``static_discovery=True``), so starting needs no extra request; ``api_endpoint`` points it
+elsewhere (a proxy, or the loopback fake in tests). Access tokens come from
+:class:`bot.providers.oauth.TokenSource` through google-auth's AuthorizedHttp, which
+refreshes once on a 401 and repeats the request.
+
+Limits honoured (sync.md §1.2): 250 quota units per user per second; a 429 (or a 403 with
+reason ``rateLimitExceeded``/``userRateLimitExceeded``) is retried after ``Retry-After``
+(exponential backoff when absent), at most ``MAX_RETRIES`` times, then TransientError so the
+engine backs off. ``history.list`` on an expired ``startHistoryId`` answers 404: that is
+:class:`HistoryExpired`, the caller's cue for a bounded full resync.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httplib2
+from google.auth.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from bot.providers.errors import (
+    AuthError,
+    ConfigError,
+    ProtocolError,
+    ProviderError,
+    TransientError,
+)
+from bot.providers.oauth import REAUTH, TokenSource
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 4
+MAX_WAIT_SECONDS = 120.0  # a longer Retry-After ends the run; the engine's backoff takes over
+HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
+_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+#: Indirection so tests can record the waits instead of sleeping.
+SLEEP: Callable[[float], None] = time.sleep
+
+
+class HistoryExpired(ProviderError):
+    """``startHistoryId`` is too old (HTTP 404): run a bounded full sync."""
+
+
+@dataclass(frozen=True)
+class GmailMessage:
+    id: str
+    thread_id: str
+    label_ids: frozenset[str]
+    raw: bytes  # empty unless fetched with format=raw
+    internal_date: datetime | None
+    history_id: str | None
+    size: int
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """Ids touched by one ``history.list`` run: added, deleted, relabelled."""
+
+    added: list[str]
+    deleted: list[str]
+    relabelled: list[str]
+    history_id: str
+
+
+class _SourceCredentials(Credentials):
+    """google-auth credentials backed by our TokenSource (one refresh path for everything)."""
+
+    def __init__(self, source: TokenSource) -> None:
+        super().__init__()
+        self._source = source
+
+    def refresh(self, request: Any) -> None:
+        self.token = self._source.refresh(rejected=self.token)
+
+    def before_request(self, request: Any, method: str, url: str, headers: dict[str, str]) -> None:
+        self.token = self._source.access_token()
+        headers["authorization"] = f"Bearer {self.token}"
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _reason(exc: HttpError) -> str:
+    try:
+        data = json.loads(exc.content or b"{}")
+        errors = data.get("error", {}).get("errors") or [{}]
+        return str(errors[0].get("reason") or data.get("error", {}).get("status") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _retry_after(exc: HttpError, attempt: int) -> float:
+    value = exc.resp.get("retry-after") if exc.resp is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else float(2**attempt)
+    except ValueError:
+        return float(2**attempt)
+
+
+def _message(data: dict[str, Any]) -> GmailMessage:
+    try:
+        when: datetime | None = datetime.fromtimestamp(int(data["internalDate"]) / 1000, UTC)
+    except (KeyError, ValueError, TypeError):
+        when = None
+    raw = _b64url_decode(str(data["raw"])) if data.get("raw") else b""
+    return GmailMessage(
+        id=str(data["id"]),
+        thread_id=str(data.get("threadId") or ""),
+        label_ids=frozenset(data.get("labelIds") or ()),
+        raw=raw,
+        internal_date=when,
+        history_id=str(data["historyId"]) if data.get("historyId") else None,
+        size=int(data.get("sizeEstimate") or len(raw)),
+    )
+
+
+class GmailClient:
+    """One mailbox (``userId="me"``) over the Gmail REST API."""
+
+    def __init__(
+        self,
+        tokens: TokenSource,
+        *,
+        api_endpoint: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        http = AuthorizedHttp(
+            _SourceCredentials(tokens), http=httplib2.Http(timeout=timeout, ca_certs=ca_file)
+        )
+        options = {"api_endpoint": api_endpoint} if api_endpoint else None
+        self._service = build(
+            "gmail",
+            "v1",
+            http=http,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options=options,
+        )
+        self._users = self._service.users()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, request: Any, what: str) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return request.execute(num_retries=0)
+            except HttpError as exc:
+                status = exc.resp.status
+                reason = _reason(exc)
+                limited = status == 429 or (status == 403 and reason in _RATE_REASONS)
+                if limited or status in (500, 502, 503, 504):
+                    delay = _retry_after(exc, attempt)
+                    if attempt < MAX_RETRIES and delay <= MAX_WAIT_SECONDS:
+                        log.info("Gmail %s: HTTP %s, retrying in %.0f s", what, status, delay)
+                        SLEEP(delay)
+                        attempt += 1
+                        continue
+                    raise TransientError(
+                        f"Gmail is busy or rate-limiting this mailbox ({what}: HTTP {status}); "
+                        "the sync will retry later."
+                    ) from exc
+                raise self._translate(exc, status, reason, what) from exc
+            except ProviderError:
+                raise
+            except (TimeoutError, httplib2.HttpLib2Error, OSError) as exc:
+                raise TransientError(
+                    f"Gmail could not be reached ({what}: {type(exc).__name__})."
+                ) from exc
+
+    @staticmethod
+    def _translate(exc: HttpError, status: int, reason: str, what: str) -> ProviderError:
+        if status == 401:
+            return AuthError(f"Gmail rejected the access token: the account {REAUTH}.")
+        if status == 403 and reason in (
+            "insufficientPermissions",
+            "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+        ):
+            return AuthError(
+                f"Mailroom lacks a Gmail permission ({what}): the account {REAUTH} and the "
+                "admin must grant every requested scope."
+            )
+        if status == 403:
+            return ConfigError(
+                f"Gmail refused {what} ({reason or 'forbidden'}): is the Gmail API enabled in "
+                "the Google Cloud project, and is the mailbox a Gmail / Workspace account?"
+            )
+        return ProtocolError(f"Gmail answered HTTP {status} to {what} ({reason or 'no reason'}).")
+
+    # -- reading ----------------------------------------------------------------------
+
+    def profile(self) -> dict[str, Any]:
+        """``{"emailAddress", "historyId", "messagesTotal", ...}``"""
+        result: dict[str, Any] = self._call(self._users.getProfile(userId="me"), "getProfile")
+        return result
+
+    def list_ids(
+        self,
+        *,
+        limit: int,
+        q: str | None = None,
+        label_ids: Sequence[str] = (),
+        include_spam_trash: bool = False,
+        page_size: int = 500,
+    ) -> list[tuple[str, str]]:
+        """(id, threadId) of the newest ``limit`` messages matching, newest first."""
+        out: list[tuple[str, str]] = []
+        token: str | None = None
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {
+                "userId": "me",
+                "maxResults": min(page_size, 500, limit - len(out)),
+                "includeSpamTrash": include_spam_trash,
+            }
+            if q:
+                kwargs["q"] = q
+            if label_ids:
+                kwargs["labelIds"] = list(label_ids)
+            if token:
+                kwargs["pageToken"] = token
+            data = self._call(self._users.messages().list(**kwargs), "messages.list")
+            out.extend(
+                (str(m["id"]), str(m.get("threadId") or "")) for m in data.get("messages") or []
+            )
+            token = data.get("nextPageToken")
+            if not token:
+                break
+        return out[:limit]
+
+    def history(self, start_history_id: str, *, page_size: int = 500) -> HistoryPage:
+        """Every change since ``start_history_id`` (all pages). HistoryExpired on 404."""
+        added: dict[str, None] = {}
+        deleted: dict[str, None] = {}
+        relabelled: dict[str, None] = {}
+        token: str | None = None
+        latest = start_history_id
+        while True:
+            kwargs: dict[str, Any] = {
+                "userId": "me",
+                "startHistoryId": start_history_id,
+                "historyTypes": list(HISTORY_TYPES),
+                "maxResults": page_size,
+            }
+            if token:
+                kwargs["pageToken"] = token
+            try:
+                data = self._call(self._users.history().list(**kwargs), "history.list")
+            except ProtocolError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, HttpError) and cause.resp.status == 404:
+                    raise HistoryExpired(
+                        f"Gmail no longer has history since {start_history_id}: full resync."
+                    ) from exc
+                raise
+            for record in data.get("history") or []:
+                for item in record.get("messagesAdded") or []:
+                    added[str(item["message"]["id"])] = None
+                for item in record.get("messagesDeleted") or []:
+                    deleted[str(item["message"]["id"])] = None
+                for key in ("labelsAdded", "labelsRemoved"):
+                    for item in record.get(key) or []:
+                        relabelled[str(item["message"]["id"])] = None
+            latest = str(data.get("historyId") or latest)
+            token = data.get("nextPageToken")
+            if not token:
+                break
+        return HistoryPage(list(added), list(deleted), list(relabelled), latest)
+
+    def get(self, message_id: str, *, raw: bool = True) -> GmailMessage | None:
+        """The message (``format=raw``, or ``minimal`` for labels only); None when gone."""
+        request = self._users.messages().get(
+            userId="me", id=message_id, format="raw" if raw else "minimal"
+        )
+        try:
+            return _message(self._call(request, "messages.get"))
+        except ProtocolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HttpError) and cause.resp.status == 404:
+                return None
+            raise
+
+    # -- writing ----------------------------------------------------------------------
+
+    def modify(
+        self, message_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> GmailMessage | None:
+        body = {"addLabelIds": list(add), "removeLabelIds": list(remove)}
+        request = self._users.messages().modify(userId="me", id=message_id, body=body)
+        try:
+            return _message(self._call(request, "messages.modify"))
+        except ProtocolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HttpError) and cause.resp.status == 404:
+                return None  # deleted meanwhile: nothing left to change
+            raise
+
+    def trash(self, message_id: str) -> GmailMessage | None:
+        request = self._users.messages().trash(userId="me", id=message_id)
+        try:
+            return _message(self._call(request, "messages.trash"))
+        except ProtocolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HttpError) and cause.resp.status == 404:
+                return None
+            raise
+
+    def send(self, raw: bytes, *, thread_id: str | None = None) -> GmailMessage:
+        """Send RFC 822 bytes. Gmail files its own copy under SENT: never insert another."""
+        body: dict[str, Any] = {"raw": base64.urlsafe_b64encode(raw).decode("ascii")}
+        if thread_id:
+            body["threadId"] = thread_id
+        return _message(
+            self._call(self._users.messages().send(userId="me", body=body), "messages.send")
+        )
+
+    def find_message_id(self, message_id: str) -> list[str]:
+        """Ids of messages with this Message-ID header, in any label (sent copies too)."""
+        mid = message_id.strip().strip("<>")
+        if not mid or any(c in mid for c in ' "\r\n'):
+            return []
+        return [
+            i for i, _ in self.list_ids(limit=10, q=f"rfc822msgid:{mid}", include_spam_trash=True)
+        ]
+
+    def iter_raw(self, ids: Sequence[str]) -> Iterator[tuple[str, GmailMessage | None]]:
+        for message_id in ids:
+            yield message_id, self.get(message_id, raw=True)

@@ -1,0 +1,303 @@
+"""Microsoft Graph mail provider (REST over ``requests``): plain data out, provider errors only.
+
+Rules from the Graph docs (sync.md §1.3):
+
+* Every request carries ``Prefer: IdType="ImmutableId"``, so a message keeps its id when it
+  moves between folders (otherwise a move looks like delete + add).
+* Mail is synced per folder with ``/me/mailFolders/{id}/messages/delta``: follow
+  ``@odata.nextLink`` until a page carries ``@odata.deltaLink``; ``Prefer:
+  odata.maxpagesize`` sets the page size; ``@removed`` rows are messages that left the folder.
+* An expired delta token answers 410 Gone (or an error code ``syncStateNotFound``): that is
+  :class:`DeltaExpired`, the caller's cue to start the folder again.
+* 429 / 503 / 504 are retried after ``Retry-After`` (exponential backoff when absent), at
+  most ``MAX_RETRIES`` times; a longer wait ends the run with TransientError.
+* A 401 refreshes the access token once (through the shared TokenSource) and repeats.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from bot.providers.errors import (
+    AuthError,
+    ConfigError,
+    MessageRejected,
+    ProtocolError,
+    ProviderError,
+    TransientError,
+)
+from bot.providers.oauth import REAUTH, TokenSource
+
+log = logging.getLogger(__name__)
+
+GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+MAX_RETRIES = 4
+MAX_WAIT_SECONDS = 120.0
+DELTA_SELECT = (
+    "id,conversationId,internetMessageId,isRead,parentFolderId,receivedDateTime,"
+    "lastModifiedDateTime,subject"
+)
+_EXPIRED_CODES = frozenset(
+    {"syncstatenotfound", "syncstateinvalid", "resyncrequired", "invaliddeltatoken"}
+)
+
+#: Indirection so tests can record the waits instead of sleeping.
+SLEEP: Callable[[float], None] = time.sleep
+
+#: Folder roles and the well-known folder names Graph accepts in place of an id.
+WELL_KNOWN = {"inbox": "inbox", "sent": "sentitems", "archive": "archive", "trash": "deleteditems"}
+ROLE_OF = {v: k for k, v in WELL_KNOWN.items()}
+
+
+class DeltaExpired(ProviderError):
+    """The delta link is no longer valid (410 / syncStateNotFound): restart the folder."""
+
+
+class NotFound(ProviderError):
+    """The item does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class DeltaPage:
+    changed: list[dict[str, Any]]  # message resources (the $select fields)
+    removed: list[str]  # ids that left the folder
+    next_link: str | None
+    delta_link: str | None
+
+
+def _error(resp: requests.Response) -> tuple[str, str]:
+    try:
+        err = resp.json().get("error") or {}
+        return str(err.get("code") or ""), str(err.get("message") or "")[:200]
+    except (ValueError, AttributeError):
+        return "", resp.text[:200]
+
+
+class GraphClient:
+    """The signed-in user's mailbox (``/me``)."""
+
+    def __init__(
+        self,
+        tokens: TokenSource,
+        *,
+        base_url: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60.0,
+        page_size: int = 50,
+    ) -> None:
+        self._tokens = tokens
+        self.base_url = (base_url or GRAPH_BASE_URL).rstrip("/")
+        self._session = requests.Session()
+        self._session.verify = ca_file or True
+        self._timeout = timeout
+        self.page_size = page_size
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("https://", "http://")):
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        what: str,
+        prefer: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> requests.Response:
+        url = self._url(path_or_url)
+        attempt = 0
+        refreshed = False
+        token = self._tokens.access_token()
+        extra = dict(kwargs.pop("headers", None) or {})
+        while True:
+            headers = dict(extra)
+            headers["Authorization"] = f"Bearer {token}"
+            headers["Prefer"] = ", ".join((IMMUTABLE_IDS, *prefer))
+            try:
+                resp = self._session.request(
+                    method, url, headers=headers, timeout=self._timeout, **kwargs
+                )
+            except requests.RequestException as exc:
+                raise TransientError(
+                    f"Microsoft Graph could not be reached ({what}: {type(exc).__name__})."
+                ) from exc
+            if resp.status_code == 401 and not refreshed:
+                token = self._tokens.refresh(rejected=token)
+                refreshed = True
+                continue
+            if resp.status_code in (429, 503, 504):
+                delay = self._retry_after(resp, attempt)
+                if attempt < MAX_RETRIES and delay <= MAX_WAIT_SECONDS:
+                    log.info("Graph %s: HTTP %s, retrying in %.0f s", what, resp.status_code, delay)
+                    SLEEP(delay)
+                    attempt += 1
+                    continue
+                raise TransientError(
+                    f"Microsoft Graph is throttling this mailbox ({what}: HTTP "
+                    f"{resp.status_code}); the sync will retry later."
+                )
+            if resp.status_code < 400:
+                return resp
+            raise self._translate(resp, what)
+
+    @staticmethod
+    def _retry_after(resp: requests.Response, attempt: int) -> float:
+        value = resp.headers.get("Retry-After")
+        try:
+            return max(0.0, float(value)) if value is not None else float(2**attempt)
+        except ValueError:
+            return float(2**attempt)
+
+    @staticmethod
+    def _translate(resp: requests.Response, what: str) -> ProviderError:
+        code, message = _error(resp)
+        status = resp.status_code
+        if status == 410 or code.lower() in _EXPIRED_CODES:
+            return DeltaExpired(f"The Graph delta link expired ({what}): resync the folder.")
+        if status == 401:
+            return AuthError(f"Microsoft 365 rejected the access token: the account {REAUTH}.")
+        if status == 403:
+            return AuthError(
+                f"Microsoft 365 refused {what} ({code or 'forbidden'}): the account {REAUTH} "
+                "and the admin must consent to Mail.ReadWrite and Mail.Send."
+            )
+        if status == 404:
+            return NotFound(f"Not found in the mailbox ({what}: {code or 'ItemNotFound'}).")
+        if status >= 500:
+            return TransientError(f"Microsoft Graph failed ({what}: HTTP {status} {code}).")
+        if what == "sendMail":
+            return MessageRejected(
+                f"Microsoft 365 refused the message: {code} {message}", code=status
+            )
+        if code == "MailboxNotEnabledForRESTAPI":
+            return ConfigError(
+                "This mailbox has no Exchange Online licence (MailboxNotEnabledForRESTAPI)."
+            )
+        return ProtocolError(
+            f"Microsoft Graph answered HTTP {status} to {what} ({code}: {message})."
+        )
+
+    # -- reading ----------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "me", what="me").json()
+        return result
+
+    def folder(self, folder: str) -> dict[str, Any]:
+        """A folder by id or well-known name (``inbox``, ``sentitems``, ``archive``...)."""
+        path = f"me/mailFolders/{quote(folder, safe='')}"
+        result: dict[str, Any] = self.request("GET", path, what="mailFolders.get").json()
+        return result
+
+    def delta(self, folder: str, link: str | None = None) -> Iterator[DeltaPage]:
+        """Pages of changes in ``folder`` since ``link`` (a saved next/delta link), or a
+        first full round when ``link`` is None. The last page has ``delta_link``."""
+        url = link or (
+            f"me/mailFolders/{quote(folder, safe='')}/messages/delta?$select={DELTA_SELECT}"
+        )
+        while True:
+            data = self.request(
+                "GET",
+                url,
+                what="messages.delta",
+                prefer=(f"odata.maxpagesize={self.page_size}",),
+            ).json()
+            changed: list[dict[str, Any]] = []
+            removed: list[str] = []
+            for item in data.get("value") or []:
+                if "@removed" in item:
+                    removed.append(str(item["id"]))
+                elif item.get("id"):
+                    changed.append(item)
+            next_link = data.get("@odata.nextLink")
+            delta_link = data.get("@odata.deltaLink")
+            if not next_link and not delta_link:
+                raise ProtocolError("A Graph delta page had neither a next nor a delta link.")
+            yield DeltaPage(changed, removed, next_link, delta_link)
+            if delta_link:
+                return
+            url = str(next_link)
+
+    def mime(self, message_id: str) -> bytes | None:
+        """The message's RFC 822 bytes (``/$value``); None when it is gone."""
+        try:
+            resp = self.request(
+                "GET", f"me/messages/{quote(message_id, safe='')}/$value", what="messages.$value"
+            )
+        except NotFound:
+            return None
+        return resp.content
+
+    def find_internet_message_id(self, folder: str, message_id: str) -> list[str]:
+        """Ids of messages in ``folder`` whose Internet Message-ID is ``<message_id>``."""
+        mid = "<" + message_id.strip().strip("<>") + ">"
+        literal = mid.replace("'", "''")  # OData string literal
+        resp = self.request(
+            "GET",
+            f"me/mailFolders/{quote(folder, safe='')}/messages",
+            what="messages.list",
+            params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id"},
+        )
+        return [str(m["id"]) for m in resp.json().get("value") or []]
+
+    # -- writing ----------------------------------------------------------------------
+
+    def set_read(self, message_id: str, read: bool) -> bool:
+        """False when the message is gone (nothing to change)."""
+        try:
+            self.request(
+                "PATCH",
+                f"me/messages/{quote(message_id, safe='')}",
+                what="messages.update",
+                json={"isRead": read},
+            )
+        except NotFound:
+            return False
+        return True
+
+    def move(self, message_id: str, destination: str) -> dict[str, Any] | None:
+        """Move to a folder id or well-known name; the moved message, or None when gone."""
+        try:
+            resp = self.request(
+                "POST",
+                f"me/messages/{quote(message_id, safe='')}/move",
+                what="messages.move",
+                json={"destinationId": destination},
+            )
+        except NotFound:
+            return None
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def send_mime(self, raw: bytes) -> None:
+        """``sendMail`` with the MIME message as base64 text; Exchange saves it in Sent Items
+        itself, so the caller must not save another copy."""
+        self.request(
+            "POST",
+            "me/sendMail",
+            what="sendMail",
+            data=base64.b64encode(raw),
+            headers={"Content-Type": "text/plain"},
+        )

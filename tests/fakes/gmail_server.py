@@ -1,0 +1,305 @@
+"""A fake Gmail API (v1) for one or more mailboxes, following the public reference:
+
+``users.getProfile``, ``users.messages.list`` (newest first, ``maxResults`` ≤ 500, default
+100, ``pageToken``, ``labelIds``, ``includeSpamTrash``, ``q=rfc822msgid:``),
+``users.messages.get`` (``format=raw|minimal|metadata|full``), ``modify``, ``trash``,
+``send`` (JSON ``{"raw", "threadId"}``; the message gets the SENT label, no other copy),
+``users.history.list`` (``startHistoryId`` required; 404 when older than the kept history;
+``maxResults`` ≤ 500, default 100; ``historyTypes``; ``nextPageToken``). Errors use Google's
+JSON error shape; an invalid bearer token gets 401 UNAUTHENTICATED.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from typing import Any
+
+from tests.fakes import FakeHttpServer, Request, Response
+from tests.fakes.oauth_server import FakeOAuth
+
+PREFIX = "/gmail/v1/users/me/"
+HIDDEN = frozenset({"SPAM", "TRASH"})
+
+
+def gmail_error(status: int, message: str, reason: str, state: str) -> Response:
+    return Response.json(
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+                "status": state,
+            }
+        },
+        status,
+    )
+
+
+_TYPE_KEYS = {
+    "messageAdded": "messagesAdded",
+    "messageDeleted": "messagesDeleted",
+    "labelAdded": "labelsAdded",
+    "labelRemoved": "labelsRemoved",
+}
+NOT_FOUND = ("Requested entity was not found.", "notFound", "NOT_FOUND")
+
+
+@dataclass
+class Stored:
+    id: str
+    thread_id: str
+    raw: bytes
+    labels: set[str]
+    internal_date: int  # ms
+    history_id: int
+    message_id: str
+
+
+@dataclass
+class Mailbox:
+    email: str
+    messages: dict[str, Stored] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_id: int = 1000
+    oldest_history: int = 0  # startHistoryId below this → 404
+    sent: list[Stored] = field(default_factory=list)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+class FakeGmail:
+    def __init__(self, oauth: FakeOAuth) -> None:
+        self.oauth = oauth
+        self.boxes: dict[str, Mailbox] = {}
+        self._ids = itertools.count(0x18C0000000000000)
+        self._clock = itertools.count(1_700_000_000_000, 60_000)
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/"
+
+    def close(self) -> None:
+        self.server.close()
+
+    # -- mailbox side ("the outside world") -------------------------------------------
+
+    def box(self, email: str) -> Mailbox:
+        return self.boxes.setdefault(email, Mailbox(email))
+
+    def _record(self, box: Mailbox, kind: str, m: Stored, labels: list[str] | None = None) -> None:
+        box.history_id += 1
+        m.history_id = box.history_id
+        entry: dict[str, Any] = {"id": str(box.history_id), "messages": [self._ref(m)]}
+        item: dict[str, Any] = {"message": self._ref(m)}
+        if labels is not None:
+            item["labelIds"] = labels
+        entry[kind] = [item]
+        box.history.append(entry)
+
+    @staticmethod
+    def _ref(m: Stored) -> dict[str, Any]:
+        return {"id": m.id, "threadId": m.thread_id, "labelIds": sorted(m.labels)}
+
+    def _thread_for(self, box: Mailbox, raw: bytes) -> str | None:
+        msg = message_from_bytes(raw, policy=policy.compat32)
+        refs = re.findall(r"<([^>]+)>", f"{msg.get('In-Reply-To', '')} {msg.get('References', '')}")
+        for m in box.messages.values():
+            if m.message_id in refs:
+                return m.thread_id
+        return None
+
+    def deliver(self, email: str, raw: bytes, labels: tuple[str, ...] = ("INBOX", "UNREAD")) -> str:
+        box = self.box(email)
+        mid = f"{next(self._ids):x}"
+        parsed = message_from_bytes(raw, policy=policy.compat32)
+        message_id = str(parsed.get("Message-ID", "")).strip().strip("<>")
+        thread = self._thread_for(box, raw) or mid
+        m = Stored(mid, thread, raw, set(labels), next(self._clock), 0, message_id)
+        box.messages[mid] = m
+        self._record(box, "messagesAdded", m)
+        return mid
+
+    def relabel(
+        self, email: str, mid: str, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> None:
+        box = self.box(email)
+        m = box.messages[mid]
+        if add:
+            m.labels |= set(add)
+            self._record(box, "labelsAdded", m, list(add))
+        if remove:
+            m.labels -= set(remove)
+            self._record(box, "labelsRemoved", m, list(remove))
+
+    def delete(self, email: str, mid: str) -> None:
+        box = self.box(email)
+        m = box.messages.pop(mid)
+        self._record(box, "messagesDeleted", m)
+
+    def expire_history(self, email: str) -> None:
+        """Gmail keeps history for about a week: everything before now is gone."""
+        box = self.box(email)
+        box.oldest_history = box.history_id + 1
+        box.history.clear()
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def _handle(self, req: Request) -> Response:
+        who = self.oauth.who(req.headers.get("authorization"))
+        if who is None:
+            return gmail_error(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+                "authError",
+                "UNAUTHENTICATED",
+            )
+        if not req.path.startswith(PREFIX):
+            return gmail_error(404, *NOT_FOUND)
+        box = self.box(who)
+        parts = req.path[len(PREFIX) :].split("/")
+        route = (req.method, parts[0], len(parts))
+        if route == ("GET", "profile", 1):
+            return Response.json(
+                {
+                    "emailAddress": who,
+                    "messagesTotal": len(box.messages),
+                    "threadsTotal": len({m.thread_id for m in box.messages.values()}),
+                    "historyId": str(box.history_id),
+                }
+            )
+        if route == ("GET", "history", 1):
+            return self._history(box, req)
+        if parts[0] != "messages":
+            return gmail_error(404, *NOT_FOUND)
+        if route == ("GET", "messages", 1):
+            return self._list(box, req)
+        if route == ("POST", "messages", 2) and parts[1] == "send":
+            return self._send(box, req)
+        m = box.messages.get(parts[1]) if len(parts) > 1 else None
+        if m is None:
+            return gmail_error(404, *NOT_FOUND)
+        if req.method == "GET" and len(parts) == 2:
+            return Response.json(self._render(m, req.arg("format", "full") or "full"))
+        if req.method == "POST" and len(parts) == 3 and parts[2] == "modify":
+            body = req.json()
+            add = [x for x in body.get("addLabelIds") or [] if x not in m.labels]
+            remove = [x for x in body.get("removeLabelIds") or [] if x in m.labels]
+            m.labels |= set(add)
+            m.labels -= set(remove)
+            if add:
+                self._record(box, "labelsAdded", m, add)
+            if remove:
+                self._record(box, "labelsRemoved", m, remove)
+            return Response.json(self._render(m, "minimal"))
+        if req.method == "POST" and len(parts) == 3 and parts[2] == "trash":
+            removed = [x for x in ("INBOX",) if x in m.labels]
+            m.labels = (m.labels - {"INBOX"}) | {"TRASH"}
+            self._record(box, "labelsAdded", m, ["TRASH"])
+            if removed:
+                self._record(box, "labelsRemoved", m, removed)
+            return Response.json(self._render(m, "minimal"))
+        return gmail_error(404, *NOT_FOUND)
+
+    def _render(self, m: Stored, fmt: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": m.id,
+            "threadId": m.thread_id,
+            "labelIds": sorted(m.labels),
+            "historyId": str(m.history_id),
+            "internalDate": str(m.internal_date),
+            "sizeEstimate": len(m.raw),
+        }
+        if fmt == "raw":
+            out["raw"] = _b64(m.raw)
+        if fmt in ("full", "metadata"):
+            out["snippet"] = ""
+            out["payload"] = {
+                "mimeType": "message/rfc822",
+                "headers": [{"name": "Message-ID", "value": f"<{m.message_id}>"}],
+            }
+        return out
+
+    def _list(self, box: Mailbox, req: Request) -> Response:
+        limit = min(int(req.arg("maxResults", "100") or 100), 500)
+        offset = int(req.arg("pageToken", "0") or 0)
+        include_hidden = (req.arg("includeSpamTrash", "false") or "false").lower() == "true"
+        wanted = set(req.query.get("labelIds") or [])
+        q = req.arg("q") or ""
+        found = sorted(box.messages.values(), key=lambda m: (m.internal_date, m.id), reverse=True)
+        if not include_hidden:
+            found = [m for m in found if not m.labels & HIDDEN]
+        if wanted:
+            found = [m for m in found if wanted <= m.labels]
+        if q:
+            match = re.fullmatch(r"rfc822msgid:<?([^>\s]+)>?", q.strip())
+            if match is None:
+                return gmail_error(400, "Invalid query", "invalidArgument", "INVALID_ARGUMENT")
+            found = [m for m in found if m.message_id == match.group(1)]
+        page = found[offset : offset + limit]
+        body: dict[str, Any] = {"resultSizeEstimate": len(found)}
+        if page:
+            body["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
+        if offset + limit < len(found):
+            body["nextPageToken"] = str(offset + limit)
+        return Response.json(body)
+
+    def _history(self, box: Mailbox, req: Request) -> Response:
+        start = req.arg("startHistoryId")
+        if not start or not start.isdigit():
+            return gmail_error(400, "Invalid startHistoryId", "invalidArgument", "INVALID_ARGUMENT")
+        if int(start) < box.oldest_history:
+            return gmail_error(404, *NOT_FOUND)
+        limit = min(int(req.arg("maxResults", "100") or 100), 500)
+        # historyTypes values are singular ("messageAdded"); record keys plural.
+        types = {_TYPE_KEYS.get(t, t) for t in req.query.get("historyTypes") or []}
+        records = [h for h in box.history if int(h["id"]) > int(start)]
+        if types:
+            records = [h for h in records if types & set(h)]
+        offset = int(req.arg("pageToken", "0") or 0)
+        page = records[offset : offset + limit]
+        body: dict[str, Any] = {"historyId": str(box.history_id)}
+        if page:
+            body["history"] = page
+        if offset + limit < len(records):
+            body["nextPageToken"] = str(offset + limit)
+        return Response.json(body)
+
+    def _send(self, box: Mailbox, req: Request) -> Response:
+        body = req.json()
+        try:
+            raw = base64.urlsafe_b64decode(str(body["raw"]) + "==")
+        except (KeyError, ValueError):
+            return gmail_error(
+                400, "Invalid value for ByteString", "invalidArgument", "INVALID_ARGUMENT"
+            )
+        if not raw.strip():
+            return gmail_error(
+                400, "Recipient address required", "invalidArgument", "INVALID_ARGUMENT"
+            )
+        thread = body.get("threadId")
+        if thread and not any(m.thread_id == thread for m in box.messages.values()):
+            return gmail_error(404, *NOT_FOUND)
+        parsed = message_from_bytes(raw, policy=policy.compat32)
+        message_id = str(parsed.get("Message-ID", "")).strip().strip("<>")
+        mid = f"{next(self._ids):x}"
+        m = Stored(
+            mid,
+            thread or self._thread_for(box, raw) or mid,
+            raw,
+            {"SENT"},
+            next(self._clock),
+            0,
+            message_id,
+        )
+        box.messages[mid] = m
+        box.sent.append(m)
+        self._record(box, "messagesAdded", m)
+        return Response.json(self._ref(m))

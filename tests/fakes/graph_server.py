@@ -1,0 +1,381 @@
+"""A fake Microsoft Graph v1.0 mail API, following the public reference:
+
+``GET /me``, ``GET /me/mailFolders/{id|well-known name}``,
+``GET /me/mailFolders/{id}/messages/delta`` (first round lists the folder; later rounds
+report changes and ``@removed`` rows; ``Prefer: odata.maxpagesize`` with the default of 10;
+``@odata.nextLink`` pages then one ``@odata.deltaLink``; an expired token → 410 Gone
+``SyncStateNotFound``), ``GET /me/mailFolders/{id}/messages?$filter=internetMessageId eq
+'<id>'``, ``GET /me/messages/{id}``, ``GET /me/messages/{id}/$value`` (MIME),
+``PATCH /me/messages/{id}``, ``POST /me/messages/{id}/move`` (201), ``POST /me/sendMail``
+with a base64 MIME body as ``text/plain`` (202; a copy lands in Sent Items).
+
+Ids: with ``Prefer: IdType="ImmutableId"`` a message keeps its id across moves; without it
+the fake hands out REST ids that embed the folder, so they change on every move, as Graph's
+do. 401 ``InvalidAuthenticationToken`` for a bad bearer token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from typing import Any
+from urllib.parse import quote
+
+from tests.fakes import FakeHttpServer, Request, Response
+from tests.fakes.oauth_server import FakeOAuth
+
+FOLDERS = {
+    "inbox": "Inbox",
+    "sentitems": "Sent Items",
+    "archive": "Archive",
+    "deleteditems": "Deleted Items",
+    "drafts": "Drafts",
+}
+
+
+def graph_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response.json(
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {"request-id": "fake", "date": "2024-01-01T00:00:00"},
+            }
+        },
+        status,
+        headers,
+    )
+
+
+def _not_found() -> Response:
+    return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+@dataclass
+class Item:
+    id: str  # immutable
+    folder: str  # folder id
+    raw: bytes
+    internet_message_id: str
+    conversation_id: str
+    subject: str
+    received: datetime
+    is_read: bool = False
+    version: int = 0
+
+
+@dataclass
+class Box:
+    email: str
+    folder_ids: dict[str, str] = field(default_factory=dict)  # well-known → id
+    items: dict[str, Item] = field(default_factory=dict)
+    log: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, folder id, item id)
+    seq: int = 0
+    generation: int = 0  # bumping it expires every delta token
+    rounds: dict[str, list[str]] = field(default_factory=dict)  # skiptoken → remaining ids
+    sent: list[Item] = field(default_factory=list)
+
+
+class FakeGraph:
+    def __init__(self, oauth: FakeOAuth) -> None:
+        self.oauth = oauth
+        self.boxes: dict[str, Box] = {}
+        self._ids = itertools.count(1)
+        self._clock = itertools.count(0)
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.url + "/v1.0"
+
+    def close(self) -> None:
+        self.server.close()
+
+    # -- mailbox side -----------------------------------------------------------------
+
+    def box(self, email: str) -> Box:
+        if email not in self.boxes:
+            box = Box(email)
+            for name in FOLDERS:
+                box.folder_ids[name] = "AAMkFolder" + base64.urlsafe_b64encode(
+                    f"{email}/{name}".encode()
+                ).decode().rstrip("=")
+            self.boxes[email] = box
+        return self.boxes[email]
+
+    def _touch(self, box: Box, item: Item, *folders: str) -> None:
+        item.version += 1
+        for folder in folders or (item.folder,):
+            box.seq += 1
+            box.log.append((box.seq, folder, item.id))
+
+    def deliver(
+        self, email: str, raw: bytes, folder: str = "inbox", *, is_read: bool = False
+    ) -> str:
+        box = self.box(email)
+        parsed = message_from_bytes(raw, policy=policy.compat32)
+        imid = str(parsed.get("Message-ID", "")).strip()
+        refs = re.findall(
+            r"<[^>]+>", f"{parsed.get('In-Reply-To', '')} {parsed.get('References', '')}"
+        )
+        conv = next(
+            (i.conversation_id for i in box.items.values() if i.internet_message_id in refs), None
+        )
+        iid = f"AAkALgImm{next(self._ids):06d}=="
+        item = Item(
+            iid,
+            box.folder_ids[folder],
+            raw,
+            imid,
+            conv or f"AAQkConv{next(self._ids):06d}=",
+            str(parsed.get("Subject", "")),
+            datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=next(self._clock)),
+            is_read,
+        )
+        box.items[iid] = item
+        self._touch(box, item)
+        return iid
+
+    def move_item(self, email: str, iid: str, folder: str) -> None:
+        box = self.box(email)
+        item = box.items[iid]
+        old = item.folder
+        item.folder = box.folder_ids.get(folder, folder)
+        self._touch(box, item, old, item.folder)
+
+    def set_read_item(self, email: str, iid: str, read: bool) -> None:
+        box = self.box(email)
+        box.items[iid].is_read = read
+        self._touch(box, box.items[iid])
+
+    def delete_item(self, email: str, iid: str) -> None:
+        box = self.box(email)
+        item = box.items.pop(iid)
+        self._touch(box, item)
+
+    def expire_delta_tokens(self, email: str) -> None:
+        self.box(email).generation += 1
+
+    def folder_of(self, email: str, iid: str) -> str | None:
+        box = self.box(email)
+        item = box.items.get(iid)
+        if item is None:
+            return None
+        return next(k for k, v in box.folder_ids.items() if v == item.folder)
+
+    # -- ids ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _immutable(req: Request) -> bool:
+        return 'idtype="immutableid"' in req.headers.get("prefer", "").lower()
+
+    def _out_id(self, item: Item, immutable: bool) -> str:
+        if immutable:
+            return item.id
+        return "AAMkRest" + base64.urlsafe_b64encode(f"{item.id}|{item.folder}".encode()).decode()
+
+    def _resolve(self, box: Box, ident: str) -> Item | None:
+        if ident.startswith("AAMkRest"):
+            try:
+                iid, folder = base64.urlsafe_b64decode(ident[8:]).decode().split("|")
+            except (ValueError, binascii.Error):
+                return None
+            item = box.items.get(iid)
+            return item if item is not None and item.folder == folder else None  # stale REST id
+        return box.items.get(ident)
+
+    def _folder_id(self, box: Box, ident: str) -> str | None:
+        if ident.lower() in box.folder_ids:
+            return box.folder_ids[ident.lower()]
+        return ident if ident in box.folder_ids.values() else None
+
+    def _resource(self, item: Item, immutable: bool, select: str | None = None) -> dict[str, Any]:
+        full = {
+            "@odata.etag": f'W/"CQAAAB{item.version}"',
+            "id": self._out_id(item, immutable),
+            "createdDateTime": item.received.isoformat().replace("+00:00", "Z"),
+            "lastModifiedDateTime": item.received.isoformat().replace("+00:00", "Z"),
+            "changeKey": f"CQAAAB{item.version}",
+            "receivedDateTime": item.received.isoformat().replace("+00:00", "Z"),
+            "subject": item.subject,
+            "isRead": item.is_read,
+            "parentFolderId": item.folder,
+            "conversationId": item.conversation_id,
+            "internetMessageId": item.internet_message_id,
+        }
+        if select:
+            keep = {s.strip() for s in select.split(",")} | {"id"}
+            full = {k: v for k, v in full.items() if k in keep or k.startswith("@")}
+        return full
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def _handle(self, req: Request) -> Response:
+        who = self.oauth.who(req.headers.get("authorization"))
+        if who is None:
+            return graph_error(
+                401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
+            )
+        if not req.path.startswith("/v1.0/me"):
+            return graph_error(400, "BadRequest", "Resource not found for the segment.")
+        box = self.box(who)
+        parts = [p for p in req.path[len("/v1.0/me") :].split("/") if p]
+        immutable = self._immutable(req)
+        if not parts and req.method == "GET":
+            return Response.json(
+                {"id": "user-1", "mail": who, "userPrincipalName": who, "displayName": who}
+            )
+        if parts[0] == "mailFolders" and len(parts) >= 2:
+            folder = self._folder_id(box, parts[1])
+            if folder is None:
+                return graph_error(404, "ErrorInvalidIdMalformed", "Id is malformed.")
+            if len(parts) == 2 and req.method == "GET":
+                name = next(k for k, v in box.folder_ids.items() if v == folder)
+                count = sum(1 for i in box.items.values() if i.folder == folder)
+                return Response.json(
+                    {"id": folder, "displayName": FOLDERS[name], "totalItemCount": count}
+                )
+            if parts[2:] == ["messages", "delta"] and req.method == "GET":
+                return self._delta(box, parts[1], folder, req, immutable)
+            if parts[2:] == ["messages"] and req.method == "GET":
+                return self._list(box, folder, req, immutable)
+            return _not_found()
+        if parts[0] == "sendMail" and req.method == "POST":
+            return self._send(box, req)
+        if parts[0] == "messages" and len(parts) >= 2:
+            item = self._resolve(box, parts[1])
+            if item is None:
+                return _not_found()
+            if len(parts) == 2 and req.method == "GET":
+                return Response.json(self._resource(item, immutable, req.arg("$select")))
+            if len(parts) == 3 and parts[2] == "$value" and req.method == "GET":
+                return Response(200, item.raw, {"Content-Type": "text/plain"})
+            if len(parts) == 2 and req.method == "PATCH":
+                body = req.json()
+                if "isRead" in body and bool(body["isRead"]) != item.is_read:
+                    item.is_read = bool(body["isRead"])
+                    self._touch(box, item)
+                return Response.json(self._resource(item, immutable))
+            if len(parts) == 3 and parts[2] == "move" and req.method == "POST":
+                dest = self._folder_id(box, str(req.json().get("destinationId", "")))
+                if dest is None:
+                    return graph_error(400, "ErrorInvalidIdMalformed", "Id is malformed.")
+                if dest != item.folder:
+                    old = item.folder
+                    item.folder = dest
+                    self._touch(box, item, old, dest)
+                return Response.json(self._resource(item, immutable), 201)
+        return graph_error(400, "BadRequest", f"Unsupported request {req.method} {req.path}")
+
+    def _page_size(self, req: Request) -> int:
+        match = re.search(r"odata\.maxpagesize=(\d+)", req.headers.get("prefer", ""))
+        return max(1, int(match.group(1))) if match else 10
+
+    def _link(self, name: str, **params: str) -> str:
+        query = "&".join(f"${k}={quote(v, safe='')}" for k, v in params.items())
+        return f"{self.base_url}/me/mailFolders/{name}/messages/delta?{query}"
+
+    def _delta(self, box: Box, name: str, folder: str, req: Request, immutable: bool) -> Response:
+        skip, token = req.arg("$skiptoken"), req.arg("$deltatoken")
+        size = self._page_size(req)
+        if skip is not None:
+            ids = box.rounds.get(skip)
+            if ids is None:
+                return graph_error(
+                    410, "SyncStateNotFound", "The sync state generation is not found."
+                )
+            key = skip
+        else:
+            if token is not None:
+                try:
+                    gen, seq, fid = token.split(".", 2)
+                    since = int(seq)
+                except ValueError:
+                    return graph_error(400, "BadRequest", "Invalid delta token.")
+                if int(gen) != box.generation or fid != folder:
+                    return graph_error(
+                        410, "SyncStateNotFound", "The sync state generation is not found."
+                    )
+                changed = dict.fromkeys(i for s, f, i in box.log if s > since and f == folder)
+                ids = list(changed)
+            else:
+                ids = [
+                    i.id
+                    for i in sorted(box.items.values(), key=lambda i: i.received)
+                    if i.folder == folder
+                ]
+            key = f"r{next(self._ids)}"
+            box.rounds[key] = ids
+        page, rest = ids[:size], ids[size:]
+        values: list[dict[str, Any]] = []
+        for iid in page:
+            item = box.items.get(iid)
+            if item is not None and item.folder == folder:
+                values.append(self._resource(item, immutable, req.arg("$select")))
+            else:
+                out_id = iid if immutable or item is None else self._out_id(item, False)
+                values.append(
+                    {
+                        "@odata.type": "#microsoft.graph.message",
+                        "id": out_id,
+                        "@removed": {"reason": "deleted"},
+                    }
+                )
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}/$metadata#Collection(message)",
+            "value": values,
+        }
+        headers = {"Preference-Applied": f"odata.maxpagesize={size}"}
+        if rest:
+            box.rounds[key] = rest
+            body["@odata.nextLink"] = self._link(name, skiptoken=key)
+        else:
+            box.rounds.pop(key, None)
+            body["@odata.deltaLink"] = self._link(
+                name, deltatoken=f"{box.generation}.{box.seq}.{folder}"
+            )
+        return Response.json(body, headers=headers)
+
+    def _list(self, box: Box, folder: str, req: Request, immutable: bool) -> Response:
+        items = [i for i in box.items.values() if i.folder == folder]
+        flt = req.arg("$filter")
+        if flt:
+            match = re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", flt.strip())
+            if match is None:
+                return graph_error(
+                    400,
+                    "ErrorInvalidUrlQueryFilter",
+                    "The query filter contains one or more invalid nodes.",
+                )
+            wanted = match.group(1).replace("''", "'")
+            items = [i for i in items if i.internet_message_id == wanted]
+        return Response.json(
+            {"value": [self._resource(i, immutable, req.arg("$select")) for i in items[:10]]}
+        )
+
+    def _send(self, box: Box, req: Request) -> Response:
+        if not req.headers.get("content-type", "").startswith("text/plain"):
+            return graph_error(
+                400, "ErrorInvalidRequest", "JSON messages are not supported by this fake."
+            )
+        try:
+            raw = base64.b64decode(req.body, validate=True)
+        except (binascii.Error, ValueError):
+            return graph_error(
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            )
+        parsed = message_from_bytes(raw, policy=policy.compat32)
+        if not (parsed.get("To") or parsed.get("Cc") or parsed.get("Bcc")):
+            return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
+        iid = self.deliver(box.email, raw, "sentitems", is_read=True)
+        box.sent.append(box.items[iid])
+        return Response(202, b"")
