@@ -1,0 +1,181 @@
+"""Search benchmark (run by hand, not in tests).
+
+    .venv/bin/python bench/search_bench.py [--rows 100000] [--runs 30] [--skip-pg] [--skip-sqlite]
+
+Bulk-inserts `rows` generated messages (Zipf vocabulary, 5 accounts, 500 senders, one year,
+ids NOT in date order for a fifth of them, as after a history import) straight into the tables
+(no MIME parse: that is the import bench's job), then times bot.store.search.search() end to
+end (query, filters, count, snippets) for a set of query shapes. Target: p95 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import insert, text
+
+from bot.store import migrate
+from bot.store.db import make_engine, make_session_factory, session_scope
+from bot.store.models import Account, Conversation, Message, Provider
+from bot.store.search import search
+
+VOCAB = [f"w{i}" for i in range(20_000)]
+COMMON = "w0"  # in about a third of the rows
+MEDIUM = "w40"
+RARE = "w15000"
+WEIGHTS = [1 / (i + 1) for i in range(len(VOCAB))]
+
+QUERIES = {
+    "rare term": RARE,
+    "common term": COMMON,
+    "medium AND common": f"{MEDIUM} {COMMON}",
+    "phrase of two words": f'"{COMMON} w1"',
+    "from:address + term": f"from:sender7@dom7.example {MEDIUM}",
+    "is:unread + account + term": f"is:unread account:acc2@ours.example {COMMON}",
+    "subject: term": f"subject:{MEDIUM}",
+    "term -negation": f"{MEDIUM} -{COMMON}",
+    "has:attachment + after:": "has:attachment after:2024-06-01",
+    "no match": "zzzznotthere",
+}
+
+
+def load(url: str, rows: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    factory = make_session_factory(engine)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with session_scope(factory) as s:
+        accounts = [
+            Account(provider=Provider.IMAP, email=f"acc{i}@ours.example", config={})
+            for i in range(5)
+        ]
+        s.add_all(accounts)
+        s.flush()
+        account_ids = [a.id for a in accounts]
+    t = time.perf_counter()
+    batch = 5000
+    for b in range(0, rows, batch):
+        n = min(batch, rows - b)
+        with session_scope(factory) as s:
+            convs = [
+                {"account_id": account_ids[(b + i) % 5], "subject": "x", "message_count": 1}
+                for i in range(n)
+            ]
+            conv_ids = list(s.scalars(insert(Conversation).returning(Conversation.id), convs))
+            msgs = []
+            for i in range(n):
+                k = b + i
+                # 80% arrive in date order, 20% are older history imported later.
+                when = (
+                    start + timedelta(minutes=5 * k)
+                    if rng.random() < 0.8
+                    else start + timedelta(minutes=rng.randrange(5 * rows))
+                )
+                words = rng.choices(VOCAB, WEIGHTS, k=60)
+                if rng.random() < 0.35:
+                    words.append(COMMON)
+                sender = rng.randrange(500)
+                msgs.append(
+                    {
+                        "account_id": account_ids[k % 5],
+                        "conversation_id": conv_ids[i],
+                        "message_id": f"{k}.{uuid.uuid4().hex[:8]}@bench",
+                        "subject": " ".join(rng.choices(VOCAB[:2000], k=5)),
+                        "from_email": f"sender{sender}@dom{sender % 100}.example",
+                        "from_name": f"Sender {sender}",
+                        "body_text": " ".join(words),
+                        "snippet": " ".join(words[:20]),
+                        "date": when,
+                        "is_read": rng.random() < 0.7,
+                        "has_attachments": rng.random() < 0.1,
+                    }
+                )
+            s.execute(insert(Message), msgs)
+        print(f"  loaded {b + n:>7} rows ({time.perf_counter() - t:.0f} s)", flush=True)
+    with engine.begin() as c:
+        c.execute(text("ANALYZE"))
+    engine.dispose()
+    return account_ids
+
+
+def run_queries(url: str, account_ids: list[int], runs: int) -> dict[str, tuple[float, float, str]]:
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    out = {}
+    for name, q in QUERIES.items():
+        times = []
+        label = ""
+        for i in range(runs + 2):
+            with session_scope(factory) as s:
+                t = time.perf_counter()
+                page = search(s, q, visible_account_ids=account_ids, limit=20)
+                elapsed = (time.perf_counter() - t) * 1000
+            if i >= 2:  # warm-up runs are not counted
+                times.append(elapsed)
+            label = page.total_label
+        times.sort()
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        out[name] = (statistics.median(times), p95, label)
+        print(
+            f"  {name:<28} p50 {out[name][0]:7.1f} ms   p95 {p95:7.1f} ms   ({label} matches)",
+            flush=True,
+        )
+    engine.dispose()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--sqlite", default="/tmp/mailroom-search-bench.db")
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--skip-pg", action="store_true")
+    ap.add_argument("--skip-sqlite", action="store_true")
+    args = ap.parse_args()
+    results: dict[str, dict[str, tuple[float, float, str]]] = {}
+    if not args.skip_sqlite:
+        for suffix in ("", "-wal", "-shm"):
+            Path(args.sqlite + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{args.sqlite}"
+        print(f"SQLite: loading {args.rows} rows", flush=True)
+        ids = load(url, args.rows, args.seed)
+        results["SQLite"] = run_queries(url, ids, args.runs)
+    if not args.skip_pg:
+        from bot.store.db import make_engine as mk
+
+        admin = mk(args.pg, isolation_level="AUTOCOMMIT", pool_size=1)
+        name = f"mailroom_sbench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = args.pg.rsplit("/", 1)[0] + "/" + name
+            print(f"PostgreSQL: loading {args.rows} rows", flush=True)
+            ids = load(url, args.rows, args.seed)
+            results["PostgreSQL"] = run_queries(url, ids, args.runs)
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    dbs = list(results)
+    print()
+    print("| query | " + " | ".join(f"{d} p50 | {d} p95" for d in dbs) + " | matches |")
+    print("|---|" + "---:|---:|" * len(dbs) + "---:|")
+    for q in QUERIES:
+        cells = " | ".join(f"{results[d][q][0]:.1f} | {results[d][q][1]:.1f}" for d in dbs)
+        print(f"| {q} (`{QUERIES[q]}`) | {cells} | {results[dbs[0]][q][2]} |")
+
+
+if __name__ == "__main__":
+    main()
