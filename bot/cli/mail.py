@@ -243,7 +243,9 @@ def threads(filter_: str, address: str | None, limit: int, offset: int, as_json:
     for r in rows:
         flags = ("U" if r["unread"] else " ") + ("A" if r["archived"] else " ")
         client = f" [{r['client']}]" if r["client"] else ""
-        click.echo(f"{r['id']:>6} {flags} {r['message_count']:>3}  {r['subject'][:70]}{client}")
+        click.echo(
+            f"{r['id']:>6} {flags} {r['message_count']:>3}  {str(r['subject'])[:70]}{client}"
+        )
 
 
 @click.command("search")

@@ -354,10 +354,15 @@ def find_client_for_address(session: Session, address: str) -> Client | None:
     return session.get(Client, client_id) if client_id is not None else None
 
 
-def auto_link(session: Session, conversation: Conversation, address: str | None) -> int | None:
+def auto_link(
+    session: Session, conversation: Conversation, address: str | None, *, is_new: bool = False
+) -> int | None:
     """Link a conversation that has no link yet to the client owning `address`. Returns the
-    client id linked now, or None. Used by ingest for new conversations."""
-    if not address or conversation.link is not None:
+    client id linked now, or None. Used by ingest for new conversations (`is_new` skips the
+    lazy load of a link that cannot exist yet)."""
+    if not address:
+        return None
+    if not is_new and conversation.link is not None:
         return None
     client = find_client_for_address(session, address)
     if client is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -46,7 +47,7 @@ def _base(
     filter: ConversationFilter | str,
     account_ids: Collection[int] | None,
     client_id: int | None,
-) -> Select[tuple[Conversation]]:
+) -> Select[Any]:
     stmt = select(Conversation).where(*_live(), *_filter_condition(filter))
     if account_ids is not None:
         stmt = stmt.where(Conversation.account_id.in_(list(account_ids)))

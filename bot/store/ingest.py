@@ -528,7 +528,7 @@ def _insert(
 
     linked: int | None = None
     if new_conversation and account.auto_link:
-        linked = auto_link(session, conversation, _link_address(p, direction))
+        linked = auto_link(session, conversation, _link_address(p, direction), is_new=True)
     session.flush()
     return IngestResult(
         message=message,
