@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.accounts import imap_settings, passwords, smtp_settings
-from bot.providers.errors import ProviderError
+from bot.providers.errors import MessageRejected, ProviderError
 from bot.providers.imap import ImapProvider
 from bot.services import Services
 from bot.store.db import session_scope
@@ -254,6 +254,7 @@ def send_mail(
         sent_folder = provider.folder_for_role("sent", create=True)
         assert sent_folder is not None
         problems: list[str] = []
+        partial: MessageRejected | None = None
         try:
             in_sent = provider.find_message_id(sent_folder, mid)
         except ProviderError as exc:
@@ -268,9 +269,16 @@ def send_mail(
             problems=problems,
         )
         if not result.already_sent:
-            result.smtp_reply = send_message(
-                smtp, smtp_secret, raw, mail_from=mail_from, rcpt_to=list(rcpt_to)
-            )
+            try:
+                result.smtp_reply = send_message(
+                    smtp, smtp_secret, raw, mail_from=mail_from, rcpt_to=list(rcpt_to)
+                )
+            except MessageRejected as exc:
+                if not exc.delivered_to:
+                    raise
+                # Some recipients got it: keep the copy (store + Sent) so it is never
+                # sent again, then let the caller report the refused ones.
+                partial = exc
             result.sent = True
             log.info("sent %s for account %s", mid, account_id)
         # Store it now, before the APPEND, so a crash from here on cannot lead to a resend.
@@ -279,7 +287,7 @@ def send_mail(
         result.message_pk = stored
         if in_sent:
             result.appended_uid = in_sent[0]
-            return result
+            return _done(result, partial)
         try:
             uid = provider.append(sent_folder, raw, flags=(SEEN,))
             uv = provider.select(sent_folder).uidvalidity
@@ -287,8 +295,14 @@ def send_mail(
             problem = f"sent, but not saved to {sent_folder}: {exc}"
             log.warning("account %s: %s", account_id, problem)
             result.problems.append(problem)
-            return result
+            return _done(result, partial)
     result.appended_uid = uid
     if uid is not None:
         _ingest_sent(services, account_id, raw, sent_by, (sent_folder, uv, uid))
+    return _done(result, partial)
+
+
+def _done(result: SendResult, partial: MessageRejected | None) -> SendResult:
+    if partial is not None:
+        raise partial
     return result
