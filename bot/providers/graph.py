@@ -34,7 +34,7 @@ from bot.providers.errors import (
     ProviderError,
     TransientError,
 )
-from bot.providers.oauth import REAUTH, TokenSource
+from bot.providers.oauth import REAUTH, TokenSource, VerifyingSession
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class GraphClient:
     ) -> None:
         self._tokens = tokens
         self.base_url = (base_url or GRAPH_BASE_URL).rstrip("/")
-        self._session = requests.Session()
-        self._session.verify = ca_file or True
+        self._session = VerifyingSession(ca_file or True)
         self._timeout = timeout
         self.page_size = page_size
 

@@ -36,6 +36,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,25 @@ def app_from_config(provider: str, config: Mapping[str, Any]) -> OAuthApp:
     )
 
 
+class VerifyingSession(requests.Session):
+    """A session that always verifies TLS against ``verify``: REQUESTS_CA_BUNDLE in the
+    environment would otherwise silently replace a configured private CA."""
+
+    def __init__(self, verify: str | bool = True, timeout: float | None = None) -> None:
+        super().__init__()
+        self.verify = verify
+        self.default_timeout = timeout
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        if kwargs.get("timeout") is None and self.default_timeout is not None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
 # -- Microsoft: msal ---------------------------------------------------------------------
 
 
@@ -142,8 +162,7 @@ def _msal_app(app: OAuthApp) -> Any:
             app.client_id,
             client_credential=app.client_secret,
             authority=app.authority,
-            verify=app.verify,
-            timeout=app.timeout,
+            http_client=VerifyingSession(app.verify, app.timeout),
             # A sovereign cloud or test authority is not in Microsoft's instance list.
             instance_discovery=False if custom_host else None,
             validate_authority=not custom_host,
@@ -226,8 +245,7 @@ def _google_refresh(app: OAuthApp, refresh_token: str) -> dict[str, Any]:
         client_id=app.client_id,
         client_secret=app.client_secret,
     )
-    session = requests.Session()
-    session.verify = app.verify
+    session = VerifyingSession(app.verify)
     try:
         creds.refresh(Request(session))
     except gexc.RefreshError as exc:
@@ -285,9 +303,13 @@ def authorization_url(provider: str, config: Mapping[str, Any], state: str) -> s
             "state": state,
         }
         return f"{app.auth_uri}?{urlencode(query)}"
-    url: str = _msal_app(app).get_authorization_request_url(
-        list(app.scopes), state=state, redirect_uri=app.redirect_uri, prompt="select_account"
-    )
+    # The older, stateless msal calls: the callback only has `state` to go on, and the
+    # auth-code-flow API would need its flow dict stored between redirect and callback.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        url: str = _msal_app(app).get_authorization_request_url(
+            list(app.scopes), state=state, redirect_uri=app.redirect_uri, prompt="select_account"
+        )
     return url
 
 
@@ -298,9 +320,11 @@ def exchange_code(
     "expires_at", "scope", "email"?}``. Raises AuthError / ConfigError / TransientError."""
     app = app_from_config(provider, config)
     if app.provider == MICROSOFT:
-        result = _msal_app(app).acquire_token_by_authorization_code(
-            code, list(app.scopes), redirect_uri=redirect_uri
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = _msal_app(app).acquire_token_by_authorization_code(
+                code, list(app.scopes), redirect_uri=redirect_uri
+            )
         tokens = _microsoft_tokens(result, None)
     else:
         try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from tests.fakes import FakeHttpServer, Request, Response
 from tests.fakes.oauth_server import FakeOAuth
@@ -226,7 +226,7 @@ class FakeGraph:
         if not req.path.startswith("/v1.0/me"):
             return graph_error(400, "BadRequest", "Resource not found for the segment.")
         box = self.box(who)
-        parts = [p for p in req.path[len("/v1.0/me") :].split("/") if p]
+        parts = [unquote(p) for p in req.path[len("/v1.0/me") :].split("/") if p]
         immutable = self._immutable(req)
         if not parts and req.method == "GET":
             return Response.json(

@@ -322,6 +322,11 @@ class FakeOAuth:
             "access_token": self._access(grant.email),
             "refresh_token": self._refresh(grant),  # rotated on every use
         }
+        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, grant.email))
+        tid = str(uuid.uuid5(uuid.NAMESPACE_URL, home))
+        if form.get("client_info") == "1":
+            info = json.dumps({"uid": oid, "utid": tid}).encode()
+            body["client_info"] = base64.urlsafe_b64encode(info).rstrip(b"=").decode()
         if "openid" in scope.split():
             now = int(time.time())
             body["id_token"] = _jwt(
@@ -332,8 +337,9 @@ class FakeOAuth:
                     "nbf": now,
                     "exp": now + 3600,
                     "preferred_username": grant.email,
-                    "tid": home,
-                    "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, grant.email)),
+                    "tid": tid,
+                    "oid": oid,
+                    "sub": f"sub-{oid}",
                     "ver": "2.0",
                 }
             )
