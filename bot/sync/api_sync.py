@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 
 from bot.crypto import Vault
 from bot.mail.parse import parse_message
-from bot.providers.errors import AuthError, ConfigError
+from bot.providers.errors import AuthError, ConfigError, FolderNotFound
 from bot.providers.gmail import GmailClient, GmailMessage, HistoryExpired
-from bot.providers.graph import ROLE_OF, WELL_KNOWN, DeltaExpired, DeltaPage, GraphClient
+from bot.providers.graph import ROLE_OF, WELL_KNOWN, DeltaExpired, DeltaPage, GraphClient, NotFound
 from bot.providers.oauth import REAUTH, OAuthApp, TokenSource, app_from_config
 from bot.services import Services
 from bot.store.db import SessionFactory, session_scope
@@ -635,6 +635,8 @@ def _sync_graph_folder(ctx: _Ctx, client: GraphClient, name: str) -> None:
         try:
             for page in client.delta(name, link):
                 _graph_page(ctx, client, name, page, seen)
+        except NotFound as exc:
+            raise FolderNotFound(name) from exc
         except DeltaExpired:
             if attempt == 2:
                 raise

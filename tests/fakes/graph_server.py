@@ -235,7 +235,7 @@ class FakeGraph:
         if parts[0] == "mailFolders" and len(parts) >= 2:
             folder = self._folder_id(box, parts[1])
             if folder is None:
-                return graph_error(404, "ErrorInvalidIdMalformed", "Id is malformed.")
+                return _not_found()
             if len(parts) == 2 and req.method == "GET":
                 name = next(k for k, v in box.folder_ids.items() if v == folder)
                 count = sum(1 for i in box.items.values() if i.folder == folder)

@@ -205,3 +205,12 @@ def test_send_finds_an_earlier_send_in_sent_items(api_env: ApiEnv) -> None:
     send_mail_api(env.services, env.account(aid), raw, f"<{mid}>")
     assert env.graph.box(email).sent == []
     assert env.by_mid(aid, mid).provider_id == iid
+
+
+def test_unknown_folder_is_a_settings_problem(api_env: ApiEnv) -> None:
+    from bot.providers.errors import FolderNotFound
+
+    env = api_env
+    aid, _email = env.add_account(Provider.GRAPH, folders=("inbox", "AAMkNoSuchFolder"))
+    with pytest.raises(FolderNotFound):
+        env.sync(aid)
