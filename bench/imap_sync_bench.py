@@ -201,9 +201,21 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
     return {"wall": time.perf_counter() - t0, "new": total, "bytes": nbytes}
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not ru_maxrss: Linux carries it across execve, so a
+    child would report the parent's peak at fork time (the generated mailbox)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     result = child_engine(args) if args.child == "engine" else child_bare(args)
-    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["maxrss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
 
