@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -33,7 +36,21 @@ SETTINGS_HELP: dict[str, str] = {
     "MAILROOM_ADMINS": "Comma-separated Slack user ids that may manage accounts and templates.",
     "MAILROOM_RUN_WORKER": "In `serve`, also run the sync worker in-process (default 1).",
     "MAILROOM_LOG_LEVEL": "Logging level (default INFO).",
+    "MAILROOM_PUBLIC_URL": (
+        "https base URL where Mailroom's /oauth/callback is reachable (e.g. "
+        "https://mailroom.example.com); needed to connect Gmail and Microsoft 365 accounts."
+    ),
+    "GOOGLE_CLIENT_ID": "Client id of the Google Cloud OAuth client (Gmail accounts).",
+    "GOOGLE_CLIENT_SECRET": "Client secret of the Google Cloud OAuth client (Gmail accounts).",
+    "MICROSOFT_CLIENT_ID": "Application (client) id of the Entra ID app (Microsoft 365 accounts).",
+    "MICROSOFT_CLIENT_SECRET": "Client secret of the Entra ID app (Microsoft 365 accounts).",
+    "MICROSOFT_TENANT": (
+        "Directory (tenant) id or domain of the Entra ID app; `organizations` for a "
+        "multi-tenant app. No default: a wrong guess fails only after sign-in (AADSTS50194)."
+    ),
 }
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class ConfigError(Exception):
@@ -53,6 +70,16 @@ class Settings:
     admins: frozenset[str] = field(default_factory=frozenset)
     run_worker: bool = True
     log_level: str = "INFO"
+    public_url: str | None = None  # no trailing slash
+    google_client_id: str | None = None
+    google_client_secret: str | None = field(default=None, repr=False)
+    microsoft_client_id: str | None = None
+    microsoft_client_secret: str | None = field(default=None, repr=False)
+    microsoft_tenant: str | None = None
+    # Not from the environment: tests (and sovereign clouds, via code) point the OAuth and API
+    # endpoints elsewhere. Per provider ("gmail" / "graph"): keys merged into the OAuth app
+    # config (token_uri, auth_uri, authority_host, ca_file...), and "api" for Account.config.
+    oauth_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def socket_mode(self) -> bool:
@@ -70,6 +97,23 @@ class Settings:
         if not self.slack_app_token and not self.slack_signing_secret:
             missing.append("SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
         return missing
+
+
+def normalize_public_url(value: str | None) -> str | None:
+    """The base URL OAuth providers redirect back to. https, except on loopback (Google and
+    Microsoft accept http://localhost redirect URIs for development)."""
+    if not value or not value.strip():
+        return None
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    ok_scheme = parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK_HOSTS)
+    if not ok_scheme or not host or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(
+            f"MAILROOM_PUBLIC_URL must be an https URL such as https://mailroom.example.com "
+            f"(http only for localhost), got {value!r}"
+        )
+    return url
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -114,4 +158,10 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         admins=admins,
         run_worker=_bool(env.get("MAILROOM_RUN_WORKER"), True),
         log_level=(env.get("MAILROOM_LOG_LEVEL") or "INFO").upper(),
+        public_url=normalize_public_url(env.get("MAILROOM_PUBLIC_URL")),
+        google_client_id=(env.get("GOOGLE_CLIENT_ID") or "").strip() or None,
+        google_client_secret=env.get("GOOGLE_CLIENT_SECRET") or None,
+        microsoft_client_id=(env.get("MICROSOFT_CLIENT_ID") or "").strip() or None,
+        microsoft_client_secret=env.get("MICROSOFT_CLIENT_SECRET") or None,
+        microsoft_tenant=(env.get("MICROSOFT_TENANT") or "").strip().strip("/") or None,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -28,6 +31,21 @@ class Vault:
                 "MAILROOM_SECRET_KEY is not a valid key: generate one with "
                 "`mailroom secret-key` (a url-safe base64 Fernet key)."
             ) from exc
+        # A separate key for signatures, derived from the Fernet key: a signature never
+        # helps anyone forge or read a stored credential.
+        raw = key.encode() if isinstance(key, str) else key
+        self._sign_key = hmac.new(
+            base64.urlsafe_b64decode(raw), b"mailroom-sign-v1", hashlib.sha256
+        ).digest()
+
+    def sign(self, data: bytes) -> str:
+        """An HMAC-SHA256 of ``data`` (url-safe base64, no padding)."""
+        digest = hmac.new(self._sign_key, data, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def verify(self, data: bytes, signature: str) -> bool:
+        """True when ``signature`` is :meth:`sign` of ``data`` (constant-time compare)."""
+        return hmac.compare_digest(self.sign(data).encode(), signature.encode("utf-8", "replace"))
 
     def encrypt(self, data: dict[str, Any]) -> bytes:
         return self._fernet.encrypt(json.dumps(data).encode())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from typing import Any
 
 import click
 
@@ -63,6 +65,8 @@ def serve(no_worker: bool, port: int | None) -> None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("Starting in Socket Mode")
+            if settings.public_url:
+                _serve_callback_in_background(app, services, port or settings.port)
             SocketModeHandler(app, settings.slack_app_token).start()
         else:
             import waitress
@@ -75,6 +79,26 @@ def serve(no_worker: bool, port: int | None) -> None:
     finally:
         if runner is not None:
             runner.stop()
+
+
+def _serve_callback_in_background(app: Any, services: Any, port: int) -> threading.Thread:
+    """Socket Mode needs no public HTTP for Slack, but Google and Microsoft must reach
+    /oauth/callback. Served without /slack/events: Socket Mode skips signature checks."""
+    import waitress
+
+    from bot.web import make_wsgi_app
+
+    wsgi = make_wsgi_app(app, services, slack_events=False)
+    thread = threading.Thread(
+        target=waitress.serve,
+        args=(wsgi,),
+        kwargs={"host": "0.0.0.0", "port": port, "threads": 4},
+        name="oauth-callback-http",
+        daemon=True,
+    )
+    thread.start()
+    log.info("Serving GET /oauth/callback and /healthz on port %s for OAuth sign-ins", port)
+    return thread
 
 
 @click.command()
