@@ -20,11 +20,13 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    column,
     func,
     literal_column,
     not_,
     or_,
     select,
+    table,
     text,
 )
 from sqlalchemy.orm import Session
@@ -47,6 +49,7 @@ from bot.store.models import (
     Message,
 )
 
+_FTS = table("message_fts", column("rowid"))
 CANDIDATE_LIMIT = 2000
 COUNT_CAP = 1000
 HIGHLIGHT = ("«", "»")
@@ -208,18 +211,26 @@ class _Engine:
             self.positive = fts5_match(q)
             self.negative = None if self.positive else fts5_negatives(q)
 
-    def _match_ids(self, expr: str) -> Any:
-        # SQLite: the rowids FTS5 matches, as a subquery.
-        return text("SELECT rowid FROM message_fts WHERE message_fts MATCH :fts").bindparams(
-            fts=expr
-        )
-
-    def condition(self, expr: str) -> ColumnElement[bool]:
+    def condition(self, expr: str, *, correlated: bool = True) -> ColumnElement[bool]:
+        """The text condition. SQLite: `correlated` for walks that stop early; otherwise one
+        materialised `id IN (MATCH)` list, cheaper when every row is visited (counts)."""
         if self.pg:
             return literal_column("messages.search_vector").op("@@")(
                 func.to_tsquery("simple", expr)
             )
-        return Message.id.in_(self._match_ids(expr))
+        # SQLite: a correlated per-row check (FTS5 seeks the rowid in the term's doclist), so
+        # a walk of the date index stops at the page instead of materialising every match of
+        # a common term (measured: 2 ms instead of 150 ms per account at 100k rows).
+        if not correlated:
+            return Message.id.in_(
+                select(_FTS.c.rowid).where(literal_column("message_fts").op("MATCH")(expr))
+            )
+        return (
+            select(literal_column("1"))
+            .select_from(_FTS)
+            .where(literal_column("message_fts").op("MATCH")(expr), _FTS.c.rowid == Message.id)
+            .exists()
+        )
 
     def extra_conditions(self) -> list[ColumnElement[bool]]:
         return [not_(self.condition(self.negative))] if self.negative else []
@@ -301,10 +312,13 @@ def search(
             page_ids = ids[offset : offset + limit]
             total, capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
             return _page(session, engine, page_ids, total, capped, q.errors)
-        conds.append(engine.condition(engine.positive))
+        walk_conds = [*conds, engine.condition(engine.positive)]
+        count_conds = [*conds, engine.condition(engine.positive, correlated=False)]
+    else:
+        walk_conds = count_conds = conds
 
-    page_ids = _walk(session, accounts, conds, offset + limit)[offset:]
-    total, capped = _capped_count(session, accounts, conds)
+    page_ids = _walk(session, accounts, walk_conds, offset + limit)[offset:]
+    total, capped = _capped_count(session, accounts, count_conds)
     return _page(session, engine, page_ids, total, capped, q.errors)
 
 
