@@ -204,32 +204,148 @@ def _test_result_block(outcome: ConnectionOutcome | None, testing: bool) -> dict
     return {"type": "section", "block_id": B_TEST_RESULT, "text": mrkdwn(text)}
 
 
-def provider_chooser_modal() -> dict[str, Any]:
-    """First step of "Add email account": IMAP works today; the others are listed as coming."""
+OAUTH_PROVIDERS: dict[str, tuple[str, str, str]] = {
+    # provider: (chooser title, what it is, company for "Connect <company> account")
+    "gmail": ("Gmail", "Gmail or Google Workspace, through the Gmail API", "Google"),
+    "graph": ("Microsoft 365", "Microsoft 365 / Outlook, through Microsoft Graph", "Microsoft"),
+}
+OAUTH_DOC = "docs/oauth-providers.md"
+
+
+def provider_chooser_modal(
+    oauth_missing: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """First step of "Add email account". ``oauth_missing`` maps "gmail" / "graph" to the
+    settings still missing for it (empty: ready, a button is shown); None: not configured."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": mrkdwn("Which kind of mailbox do you want to connect?")},
+        {
+            "type": "section",
+            "text": mrkdwn("*IMAP / SMTP*\nAny mail server: Fastmail, your host, Dovecot…"),
+            "accessory": {
+                "type": "button",
+                "action_id": ids.ACCOUNT_PROVIDER_PICK,
+                "text": plain("Connect IMAP"),
+                "value": "imap",
+                "style": "primary",
+            },
+        },
+    ]
+    unavailable: list[dict[str, Any]] = []
+    for provider, (title, what, _company) in OAUTH_PROVIDERS.items():
+        missing = None if oauth_missing is None else oauth_missing.get(provider)
+        if missing is not None and not missing:
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": mrkdwn(f"*{title}*\n{what}. Sign in once; no password is stored."),
+                    "accessory": {
+                        "type": "button",
+                        "action_id": ids.ACCOUNT_PROVIDER_PICK,
+                        "text": plain(f"Connect {title}"),
+                        "value": provider,
+                    },
+                }
+            )
+            continue
+        if missing:
+            names = ", ".join(f"`{escape_mrkdwn(n)}`" for n in missing)
+            why = f"set {names} in Mailroom's settings ({OAUTH_DOC})"
+        else:
+            why = f"Mailroom's OAuth settings are not set ({OAUTH_DOC})"
+        unavailable.append(mrkdwn(truncate(f"*{title}*: not yet available: {why}.", 3000)))
+    if unavailable:
+        blocks.append({"type": "context", "elements": unavailable})
     return {
         "type": "modal",
         "callback_id": ids.VIEW_ACCOUNT_ADD,
         "title": plain("Add email account", 24),
         "close": plain("Cancel", 24),
         "private_metadata": json.dumps({"step": "provider"}),
+        "blocks": blocks,
+    }
+
+
+def oauth_step_modal(provider: str) -> dict[str, Any]:
+    """Gmail / Microsoft 365: where the mail goes, before signing in."""
+    title = OAUTH_PROVIDERS[provider][0]
+    company = OAUTH_PROVIDERS[provider][2]
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_OAUTH,
+        "title": plain(f"Add {title}", 24),
+        "submit": plain("Continue", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"step": "oauth", "provider": provider}),
         "blocks": [
-            {"type": "section", "text": mrkdwn("Which kind of mailbox do you want to connect?")},
             {
                 "type": "section",
-                "text": mrkdwn("*IMAP / SMTP*\nAny mail server: Fastmail, your host, Dovecot…"),
-                "accessory": {
-                    "type": "button",
-                    "action_id": ids.ACCOUNT_PROVIDER_PICK,
-                    "text": plain("Connect IMAP"),
-                    "value": "imap",
-                    "style": "primary",
-                },
+                "text": mrkdwn(
+                    f"Next you sign in to {company} as the mailbox and allow Mailroom to read, "
+                    "label and send its mail. Mailroom keeps only an encrypted token."
+                ),
+            },
+            _channel_input(None),
+            _frequency_input(300),
+            _autolink_input(True),
+        ],
+    }
+
+
+def read_oauth_form(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dict[str, str]]:
+    errors: dict[str, str] = {}
+    channel, interval, auto = _common(values, errors)
+    return SyncSettingsForm(channel, interval, (), auto), errors
+
+
+def oauth_provider_of(view: Mapping[str, Any]) -> str | None:
+    try:
+        provider = json.loads(view.get("private_metadata") or "{}").get("provider")
+    except (ValueError, AttributeError):
+        return None
+    return provider if provider in OAUTH_PROVIDERS else None
+
+
+def oauth_link_modal(provider: str, url: str, *, email: str | None = None) -> dict[str, Any]:
+    """The sign-in button (a link: Slack opens it in the browser). ``email``: a Reconnect."""
+    title, _what, company = OAUTH_PROVIDERS[provider]
+    if email:
+        intro = (
+            f"Sign in to {company} as *{escape_mrkdwn(email)}* and allow Mailroom again. "
+            "The account keeps its channel, settings and threads, and syncs again at once."
+        )
+    else:
+        intro = (
+            f"Sign in to {company} as the mailbox you want to connect and allow Mailroom. "
+            "When the browser says it is connected, the account appears in the App Home."
+        )
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_OAUTH_LINK,
+        "title": plain(f"Reconnect {title}" if email else f"Connect {title}", 24),
+        "close": plain("Done", 24),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(intro)},
+            {
+                "type": "actions",
+                "block_id": "oauth_link",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.ACCOUNT_OAUTH_OPEN,
+                        "text": plain(f"Connect {company} account"),
+                        "url": url,
+                        "style": "primary",
+                    }
+                ],
             },
             {
                 "type": "context",
                 "elements": [
-                    mrkdwn("*Gmail* (Google Workspace): not yet available."),
-                    mrkdwn("*Microsoft 365 / Outlook*: not yet available."),
+                    mrkdwn(
+                        "The link works once, for 15 minutes: do not share it. "
+                        "Use a private window to sign in as another account."
+                    )
                 ],
             },
         ],

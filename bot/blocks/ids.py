@@ -63,3 +63,8 @@ SEARCH_PAGE = "search_page"  # Next/Previous inside the search modal; value: pag
 HOME_CLIENT_EDIT = "home_client_edit"  # value: client id
 HOME_CLIENT_TIMELINE = "home_client_timeline"  # value: client id
 ACCOUNT_REFRESH_FOLDERS = "account_refresh_folders"  # edit modal: fetch the folder list again
+
+# --- Gmail / Microsoft 365 connect (helper "oauth connect") ---
+VIEW_ACCOUNT_OAUTH = "view_account_oauth"  # channel / frequency / auto-link before signing in
+VIEW_ACCOUNT_OAUTH_LINK = "view_account_oauth_link"  # the sign-in link button
+ACCOUNT_OAUTH_OPEN = "account_oauth_open"  # the URL button; the listener only acks

@@ -22,6 +22,7 @@ from bot.blocks.accounts import (
     edit_modal,
     form_prefill,
     loading_modal,
+    oauth_step_modal,
     provider_chooser_modal,
     read_imap_form,
 )
@@ -34,6 +35,8 @@ from bot.handlers.middleware import services_of
 from bot.handlers.views.accounts import (
     NOT_ADMIN,
     imap_from_form,
+    oauth_link_view,
+    reconnect_target,
     remove_view,
     request_sync,
     set_paused,
@@ -118,21 +121,73 @@ def home_page(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCo
 
 def add_account(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     ack()
-    if not _admin_or_refuse(services_of(context), client, body):
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body):
         return
-    client.views_open(trigger_id=body["trigger_id"], view=provider_chooser_modal())
+    client.views_open(
+        trigger_id=body["trigger_id"], view=provider_chooser_modal(_missing(services))
+    )
+
+
+def _missing(services: Services) -> dict[str, list[str]]:
+    from bot.oauth_connect import missing_settings
+    from bot.providers.oauth import PROVIDERS
+
+    return {p: missing_settings(services.settings, p) for p in PROVIDERS}
 
 
 def provider_picked(
     ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
     ack()
-    if not _admin_or_refuse(services_of(context), client, body, in_view=True):
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body, in_view=True):
         return
-    if _value(body) != "imap":
-        return  # the others are listed as not yet available and have no button
-    view = body["view"]
-    client.views_update(view_id=view["id"], hash=view.get("hash"), view=add_imap_modal())
+    view, provider = body["view"], _value(body)
+    if provider == "imap":
+        new_view = add_imap_modal()
+    elif provider in (missing := _missing(services)):
+        if missing[provider]:  # a forged or stale pick: say what is missing
+            names = ", ".join(f"`{n}`" for n in missing[provider])
+            new_view = notice("Add email account", f"Set {names} first (docs/oauth-providers.md).")
+        else:
+            new_view = oauth_step_modal(provider)
+    else:
+        return
+    client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+
+
+def oauth_link_opened(ack: Ack) -> None:
+    """The sign-in button is a link Slack opens itself; it still sends an action to ack."""
+    ack()
+
+
+def _reconnect(
+    services: Services, client: WebClient, trigger_id: str, account_id: int, user_id: str
+) -> None:
+    opened = client.views_open(
+        trigger_id=trigger_id,
+        view=loading_modal("Reconnect", "Preparing the sign-in link…", ids.VIEW_ACCOUNT_OAUTH_LINK),
+    )
+    view_id = opened["view"]["id"]
+    account = reconnect_target(services, account_id)
+    if account is None:
+        view = notice("Reconnect", "Only Gmail and Microsoft 365 accounts sign in again.")
+    else:
+        view = oauth_link_view(
+            services,
+            user_id,
+            account.provider.value,
+            channel_id=account.channel_id,
+            interval=account.sync_interval_seconds,
+            auto_link=account.auto_link,
+            account_id=account.id,
+            email=account.email,
+        )
+    try:
+        client.views_update(view_id=view_id, view=view)
+    except SlackApiError as exc:
+        log.info("reconnect link not shown: %s", exc.response.get("error"))
 
 
 def test_connection(
@@ -247,6 +302,9 @@ def account_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     if not raw_id.isdigit():
         return
     account_id, user_id = int(raw_id), _user(body)
+    if verb == "reconnect":
+        _reconnect(services, client, body["trigger_id"], account_id, user_id)
+        return
     if verb == "edit":
         _edit(services, client, body["trigger_id"], account_id)
         return
@@ -318,6 +376,7 @@ def register(app: Any) -> None:
     app.action(ids.HOME_ADD_ACCOUNT)(add_account)
     app.action(ids.ACCOUNT_PROVIDER_PICK)(provider_picked)
     app.action(ids.ACCOUNT_TEST_CONNECTION)(test_connection)
+    app.action(ids.ACCOUNT_OAUTH_OPEN)(oauth_link_opened)
     app.action(ids.HOME_ACCOUNT_MENU)(account_menu)
     app.action(ids.HOME_CLIENT_NEW)(new_client)
     app.action(ids.HOME_CLIENT_EDIT)(client_menu)

@@ -17,7 +17,11 @@ from bot.blocks.accounts import (
     RunSummary,
     SyncSettingsForm,
     account_id_of,
+    loading_modal,
+    oauth_link_modal,
+    oauth_provider_of,
     read_imap_form,
+    read_oauth_form,
     read_sync_settings,
     remove_modal,
     sync_log_modal,
@@ -27,7 +31,15 @@ from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
 from bot.services import Services
 from bot.store.db import session_scope
-from bot.store.models import Account, AccountStatus, AuditLog, Conversation, SyncRun, utcnow
+from bot.store.models import (
+    Account,
+    AccountStatus,
+    AuditLog,
+    Conversation,
+    Provider,
+    SyncRun,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +318,101 @@ def account_remove_submitted(
     publish_home(services, client, user_id)
 
 
+# -- Gmail / Microsoft 365 (OAuth) -------------------------------------------------------------
+
+
+def notice_view(title: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_OAUTH_LINK,
+        "title": {"type": "plain_text", "text": title[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+    }
+
+
+def oauth_link_view(
+    services: Services,
+    user_id: str,
+    provider: str,
+    *,
+    channel_id: str | None = None,
+    interval: int = 300,
+    auto_link: bool = True,
+    account_id: int | None = None,
+    email: str | None = None,
+) -> dict[str, Any]:
+    """The modal with the sign-in link, or one saying why there is none. May call
+    Microsoft's sign-in service (tenant discovery): run it after the ack."""
+    from bot.blocks.text import escape_mrkdwn
+    from bot.oauth_connect import connect_url
+    from bot.providers.errors import ProviderError
+
+    try:
+        url = connect_url(
+            services,
+            user_id=user_id,
+            provider=provider,
+            channel_id=channel_id,
+            interval=interval,
+            auto_link=auto_link,
+            account_id=account_id,
+        )
+    except ProviderError as exc:
+        log.warning("no %s sign-in link: %s", provider, exc)
+        return notice_view("Cannot sign in", f":x: {escape_mrkdwn(str(exc))}")
+    return oauth_link_modal(provider, url, email=email)
+
+
+def reconnect_target(services: Services, account_id: int) -> Account | None:
+    """The account to reconnect, when it is a Gmail / Microsoft 365 one."""
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        if account is None or account.provider not in (Provider.GMAIL, Provider.GRAPH):
+            return None
+        session.expunge(account)
+        return account
+
+
+def account_oauth_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """Channel, frequency and auto-link chosen: show the sign-in link."""
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return
+    provider = oauth_provider_of(view)
+    if provider is None:
+        ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
+        return
+    form, errors = read_oauth_form((view.get("state") or {}).get("values") or {})
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    ack(
+        response_action="update",
+        view=loading_modal(
+            "Add email account", "Preparing the sign-in link…", ids.VIEW_ACCOUNT_OAUTH_LINK
+        ),
+    )
+    link = oauth_link_view(
+        services,
+        user_id,
+        provider,
+        channel_id=form.channel_id,
+        interval=form.interval,
+        auto_link=form.auto_link,
+    )
+    try:
+        client.views_update(view_id=view["id"], view=link)
+    except Exception as exc:  # the modal was closed meanwhile
+        log.info("sign-in link not shown: %s", exc)
+
+
 def register(app: Any) -> None:
+    app.view(ids.VIEW_ACCOUNT_OAUTH)(account_oauth_submitted)
     app.view(ids.VIEW_ACCOUNT_ADD)(account_add_submitted)
     app.view(ids.VIEW_ACCOUNT_EDIT)(account_edit_submitted)
     app.view(ids.VIEW_ACCOUNT_REMOVE)(account_remove_submitted)
