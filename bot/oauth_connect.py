@@ -222,9 +222,11 @@ def connect_url(
     interval: int = 300,
     auto_link: bool = True,
     account_id: int | None = None,
+    timeout: float | None = None,
 ) -> str:
     """The provider's sign-in URL for this request. Raises ConfigError (settings missing,
-    unknown tenant) or TransientError (Microsoft's sign-in unreachable)."""
+    unknown tenant) or TransientError (Microsoft's sign-in unreachable). Microsoft's needs a
+    tenant discovery request; ``timeout`` bounds it (inside Slack's 3 s ack window)."""
     request = ConnectRequest(
         user_id=user_id,
         provider=provider,
@@ -233,9 +235,10 @@ def connect_url(
         auto_link=auto_link,
         account_id=account_id,
     )
-    return authorization_url(
-        provider, app_config(services.settings, provider), make_state(services, request)
-    )
+    config = app_config(services.settings, provider)
+    if timeout is not None:
+        config["timeout"] = timeout
+    return authorization_url(provider, config, make_state(services, request))
 
 
 # -- the callback ------------------------------------------------------------------------

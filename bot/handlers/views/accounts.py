@@ -17,7 +17,6 @@ from bot.blocks.accounts import (
     RunSummary,
     SyncSettingsForm,
     account_id_of,
-    loading_modal,
     oauth_link_modal,
     oauth_provider_of,
     read_imap_form,
@@ -44,6 +43,7 @@ from bot.store.models import (
 log = logging.getLogger(__name__)
 
 NOT_ADMIN = "Only Mailroom admins can change email accounts."
+LINK_TIMEOUT = 2.0  # seconds for Microsoft's tenant discovery inside the 3 s ack window
 
 
 class NotAdmin(Exception):
@@ -341,9 +341,10 @@ def oauth_link_view(
     auto_link: bool = True,
     account_id: int | None = None,
     email: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
-    """The modal with the sign-in link, or one saying why there is none. May call
-    Microsoft's sign-in service (tenant discovery): run it after the ack."""
+    """The modal with the sign-in link, or one saying why there is none. Microsoft's needs
+    one request to its sign-in service (tenant discovery), bounded by ``timeout``."""
     from bot.blocks.text import escape_mrkdwn
     from bot.oauth_connect import connect_url
     from bot.providers.errors import ProviderError
@@ -357,6 +358,7 @@ def oauth_link_view(
             interval=interval,
             auto_link=auto_link,
             account_id=account_id,
+            timeout=timeout,
         )
     except ProviderError as exc:
         log.warning("no %s sign-in link: %s", provider, exc)
@@ -391,12 +393,8 @@ def account_oauth_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    ack(
-        response_action="update",
-        view=loading_modal(
-            "Add email account", "Preparing the sign-in link…", ids.VIEW_ACCOUNT_OAUTH_LINK
-        ),
-    )
+    # Built before the ack and sent in it: a views.update after an "update" ack could race
+    # with Slack applying the ack. Hence the bounded wait for Microsoft's discovery.
     link = oauth_link_view(
         services,
         user_id,
@@ -404,11 +402,9 @@ def account_oauth_submitted(
         channel_id=form.channel_id,
         interval=form.interval,
         auto_link=form.auto_link,
+        timeout=LINK_TIMEOUT,
     )
-    try:
-        client.views_update(view_id=view["id"], view=link)
-    except Exception as exc:  # the modal was closed meanwhile
-        log.info("sign-in link not shown: %s", exc)
+    ack(response_action="update", view=link)
 
 
 def register(app: Any) -> None:
