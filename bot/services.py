@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Settings
 from bot.access import AccessControl
+from bot.config import Settings
 from bot.crypto import Vault
 from bot.store.db import SessionFactory
 

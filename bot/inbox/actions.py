@@ -410,7 +410,6 @@ def link_client(
     """Link to a client (replacing another). False if it already was linked to that client."""
     info = conversation_info(services, slack, user_id, conversation_id)
     with session_scope(services.session_factory) as session:
-        audit.ensure_write_transaction(session)
         conversation, _ = _load(session, info.conversation_id)
         current = conversation.link
         if current is not None and current.client_id == client_id:
@@ -435,7 +434,6 @@ def unlink_client(services: Services, slack: WebClient, user_id: str, conversati
     """Remove the client link. False if there was none."""
     info = conversation_info(services, slack, user_id, conversation_id)
     with session_scope(services.session_factory) as session:
-        audit.ensure_write_transaction(session)
         conversation, _ = _load(session, info.conversation_id)
         name = conversation.link.client.name if conversation.link else None
         if not clients.unlink_conversation(session, conversation.id, actor=user_id):

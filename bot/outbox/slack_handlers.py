@@ -33,7 +33,6 @@ from bot.inbox.announce import (
 from bot.inbox.render import conversation_card, email_card
 from bot.mail.parse import extract_attachment
 from bot.outbox.dispatch import OutboxContext, PermanentFailure, Registry, RetryLater
-from bot.store import audit
 from bot.store.db import session_scope
 from bot.store.models import (
     Account,
@@ -144,7 +143,6 @@ def _thread_ready(session: Session, conversation: Conversation) -> SlackThread:
     channel = thread.channel_id if thread is not None else (account.channel_id if account else None)
     if not channel:
         raise PermanentFailure(f"conversation #{conversation.id} has no Slack channel")
-    audit.ensure_write_transaction(session)
     ensure_parent(session, conversation, channel)
     raise _NotReady()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bot.store.models import AuditLog
@@ -35,15 +34,3 @@ def record(
     )
     session.add(row)
     return row
-
-
-def ensure_write_transaction(session: Session) -> None:
-    """Call before `session.begin_nested()`.
-
-    pysqlite opens its transaction lazily, only before DML; a SAVEPOINT issued first becomes
-    the outermost transaction and its RELEASE commits behind the caller's back (so a later
-    rollback would not undo it). A no-op UPDATE makes the driver BEGIN first. PostgreSQL needs
-    nothing. (The lead may replace this with SQLAlchemy's documented pysqlite BEGIN hook.)
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("UPDATE audit_log SET id = id WHERE 0"))

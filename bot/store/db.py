@@ -15,14 +15,19 @@ SessionFactory = sessionmaker[Session]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # autocommit at the driver; BEGIN comes from _sqlite_begin
     cur = dbapi_conn.cursor()
     # WAL lets the Slack listeners read while the sync worker writes; busy_timeout waits for
     # the write lock instead of failing at once; foreign keys are off by default in SQLite.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -32,6 +37,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite opens transactions lazily (on the first write), so a SAVEPOINT issued first
+        # became the outermost transaction and its RELEASE committed. SQLAlchemy's documented
+        # fix: turn off the driver's own handling and emit BEGIN ourselves. IMMEDIATE takes the
+        # write lock up front: a transaction that read and then writes can never fail with
+        # SQLITE_BUSY because another writer committed in between (WAL snapshot upgrade);
+        # writers queue on busy_timeout instead.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     # Plan per search term, not a generic plan (search-baseline.md): no server-side prepares.
     connect_args = kwargs.pop("connect_args", {})

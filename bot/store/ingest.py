@@ -112,7 +112,6 @@ def _add_location(
     )
     if taken is not None:
         return
-    audit.ensure_write_transaction(session)
     try:
         with session.begin_nested():
             session.add(
@@ -370,7 +369,6 @@ def ingest_message(
     existing = _find_existing(session, account.id, provider_id, message_id)
     if existing is not None:
         return _known(session, existing, location, flags)
-    audit.ensure_write_transaction(session)
     try:
         with session.begin_nested():
             return _insert(

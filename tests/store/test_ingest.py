@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.store.db import SessionFactory, session_scope
@@ -78,9 +79,14 @@ def test_provider_id_dedupes_even_with_another_message_id(session_factory: Sessi
 
 
 def test_duplicate_insert_race_resolves_to_the_stored_row(session_factory: SessionFactory) -> None:
-    """A second writer inserted the same Message-ID between our check and our insert: the
+    """On SQLite every write transaction starts with BEGIN IMMEDIATE, so two writers are
+    serialised and this interleaving cannot happen; PostgreSQL runs it.
+
+    A second writer inserted the same Message-ID between our check and our insert: the
     unique constraint wins, the SAVEPOINT rolls back only our attempt, and the stored row is
     returned. Simulated with two sessions and the first committing in between."""
+    if session_factory.kw["bind"].dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): the race cannot occur")
     with session_scope(session_factory) as s:
         acc_id = make_account(s).id
     raw = raw_mail("race@x")
