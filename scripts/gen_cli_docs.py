@@ -32,7 +32,9 @@ def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], clic
 def render() -> str:
     out = [HEADER]
     for path, command in _walk(cli, ["mailroom"]):
-        ctx = click.Context(command, info_name=" ".join(path))
+        ctx = click.Context(
+            command, info_name=" ".join(path), terminal_width=100, max_content_width=100
+        )
         out.append(f"\n## `{' '.join(path)}`\n\n```\n{command.get_help(ctx).strip()}\n```\n")
     return "".join(out)
 
