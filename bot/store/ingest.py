@@ -13,13 +13,12 @@ row that won, so two workers ingesting the same message never create two rows.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Text, case, cast, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +38,7 @@ from bot.store.models import (
     Message,
     MessageLocation,
     MessageRaw,
+    MessageRef,
     utcnow,
 )
 
@@ -78,110 +78,6 @@ def _effective_date(p: ParsedMessage, received_at: datetime) -> datetime:
     return p.date if p.date is not None else received_at
 
 
-def _find_existing(
-    session: Session, account_id: int, provider_id: str | None, message_id: str
-) -> Message | None:
-    if provider_id:
-        found = session.scalar(
-            select(Message).where(
-                Message.account_id == account_id, Message.provider_id == provider_id
-            )
-        )
-        if found is not None:
-            return found
-    return session.scalar(
-        select(Message).where(Message.account_id == account_id, Message.message_id == message_id)
-    )
-
-
-def _add_location(
-    session: Session,
-    message: Message,
-    location: tuple[FolderState, int, int] | None,
-    flags: Sequence[str],
-) -> None:
-    if location is None:
-        return
-    folder, uidvalidity, uid = location
-    taken = session.scalar(
-        select(MessageLocation.message_id).where(
-            MessageLocation.folder_id == folder.id,
-            MessageLocation.uidvalidity == uidvalidity,
-            MessageLocation.uid == uid,
-        )
-    )
-    if taken is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(
-                MessageLocation(
-                    message_id=message.id,
-                    folder_id=folder.id,
-                    uidvalidity=uidvalidity,
-                    uid=uid,
-                    flags=[_clean(f, 100) for f in flags],
-                )
-            )
-    except IntegrityError:
-        pass  # another worker recorded the same (folder, uidvalidity, uid) first
-
-
-def _known(
-    session: Session,
-    message: Message,
-    location: tuple[FolderState, int, int] | None,
-    flags: Sequence[str],
-) -> IngestResult:
-    _add_location(session, message, location, flags)
-    conversation = session.get(Conversation, message.conversation_id)
-    assert conversation is not None
-    return IngestResult(
-        message=message, conversation=conversation, created=False, new_conversation=False
-    )
-
-
-def _json_has_any(session: Session, column: object, ids: Sequence[str]) -> object:
-    """SQL condition: the JSON list `column` contains any of `ids` (a superset is rechecked
-    in Python; the index-free scan is the price of not having a message_refs table)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column.op("?|")(cast(postgresql.array(list(ids)), postgresql.ARRAY(Text)))  # type: ignore[attr-defined]
-    # SQLite stores the list as JSON text (json.dumps, ASCII-escaped): look for the quoted id.
-    return or_(*(func.instr(column, json.dumps(i)) > 0 for i in ids))
-
-
-def _related_conversation_ids(
-    session: Session, account_id: int, own: str, links: Sequence[str]
-) -> set[int]:
-    """Conversations connected to this message by headers: its parents/ancestors (their
-    Message-ID is in our links) and messages that name our id or one of our links (children
-    that arrived first, and siblings sharing a ghost ancestor)."""
-    found: set[int] = set()
-    if links:
-        found.update(
-            session.scalars(
-                select(Message.conversation_id).where(
-                    Message.account_id == account_id, Message.message_id.in_(list(links))
-                )
-            )
-        )
-    ids = [own, *links]
-    rows = session.execute(
-        select(Message.conversation_id, Message.in_reply_to, Message.references).where(
-            Message.account_id == account_id,
-            or_(
-                _json_has_any(session, Message.references, ids),  # type: ignore[arg-type]
-                _json_has_any(session, Message.in_reply_to, ids),  # type: ignore[arg-type]
-            ),
-        )
-    ).all()
-    wanted = set(ids)
-    for conversation_id, irt, refs in rows:
-        if wanted.intersection(irt or ()) or wanted.intersection(refs or ()):
-            found.add(conversation_id)
-    return found
-
-
 def _resolve(session: Session, conversation: Conversation) -> Conversation:
     seen = {conversation.id}
     while conversation.merged_into_id is not None:
@@ -191,20 +87,6 @@ def _resolve(session: Session, conversation: Conversation) -> Conversation:
         seen.add(nxt.id)
         conversation = nxt
     return conversation
-
-
-def _provider_thread_conversations(
-    session: Session, account_id: int, provider_thread_id: str | None
-) -> set[int]:
-    if not provider_thread_id:
-        return set()
-    convs = session.scalars(
-        select(Conversation).where(
-            Conversation.account_id == account_id,
-            Conversation.provider_thread_id == provider_thread_id,
-        )
-    ).all()
-    return {_resolve(session, c).id for c in convs}
 
 
 def _subject_conversation(
@@ -346,6 +228,23 @@ def _link_address(p: ParsedMessage, direction: Direction) -> str | None:
     return None
 
 
+@dataclass
+class IngestItem:
+    """One raw message to store, with what the provider knows about it (see ingest_message)."""
+
+    raw: bytes
+    parsed: ParsedMessage | None = None
+    provider_id: str | None = None
+    provider_thread_id: str | None = None
+    is_read: bool = False
+    direction: Direction | None = None
+    location: tuple[FolderState, int, int] | None = None
+    flags: Sequence[str] = ()
+    truncated: bool = False
+    received_at: datetime | None = None
+    sent_by: str | None = None
+
+
 def ingest_message(
     session: Session,
     account: Account,
@@ -363,56 +262,48 @@ def ingest_message(
     sent_by: str | None = None,
 ) -> IngestResult:
     """Store `raw` for `account` (see module doc). Never commits; idempotent."""
-    p = parsed if parsed is not None else parse_message(raw)
+    item = IngestItem(
+        raw,
+        parsed=parsed,
+        provider_id=provider_id,
+        provider_thread_id=provider_thread_id,
+        is_read=is_read,
+        direction=direction,
+        location=location,
+        flags=flags,
+        truncated=truncated,
+        received_at=received_at,
+        sent_by=sent_by,
+    )
+    return ingest_batch(session, account, [item])[0]
+
+
+# SQLite allows 32,766 bound parameters per statement; stay far below on every IN list.
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield list(values[i : i + _CHUNK])
+
+
+@dataclass
+class _Prepared:
+    index: int
+    item: IngestItem
+    parsed: ParsedMessage
+    message_id: str
+    provider_id: str | None
+    provider_thread_id: str | None
+    links: list[str]  # ids this message points at (In-Reply-To, References), capped
+    refs: list[str]  # the same, uncapped and cleaned, for message_refs
+    when: datetime
+    received_at: datetime
+
+
+def _prepare(index: int, item: IngestItem) -> _Prepared:
+    p = item.parsed if item.parsed is not None else parse_message(item.raw)
     message_id = _clean(normalize_id(p.message_id), 998)
-    provider_id = _clean(provider_id, 200) or None
-    existing = _find_existing(session, account.id, provider_id, message_id)
-    if existing is not None:
-        return _known(session, existing, location, flags)
-    try:
-        with session.begin_nested():
-            return _insert(
-                session,
-                account,
-                raw,
-                p,
-                message_id=message_id,
-                provider_id=provider_id,
-                provider_thread_id=_clean(provider_thread_id, 200) or None,
-                is_read=is_read,
-                direction=direction,
-                location=location,
-                flags=flags,
-                truncated=truncated,
-                received_at=received_at or utcnow(),
-                sent_by=sent_by,
-            )
-    except IntegrityError:
-        # Lost a race with another writer (or a duplicate inside this batch): use the winner.
-        existing = _find_existing(session, account.id, provider_id, message_id)
-        if existing is None:
-            raise
-        return _known(session, existing, location, flags)
-
-
-def _insert(
-    session: Session,
-    account: Account,
-    raw: bytes,
-    p: ParsedMessage,
-    *,
-    message_id: str,
-    provider_id: str | None,
-    provider_thread_id: str | None,
-    is_read: bool,
-    direction: Direction | None,
-    location: tuple[FolderState, int, int] | None,
-    flags: Sequence[str],
-    truncated: bool,
-    received_at: datetime,
-    sent_by: str | None,
-) -> IngestResult:
-    when = _effective_date(p, received_at)
     tin = ThreadInput(
         key="",
         message_id=message_id,
@@ -423,146 +314,484 @@ def _insert(
         in_reply_to_clean=p.in_reply_to_clean,
     )
     all_ids = [_clean(i, 998) for i in link_ids(tin)]
-    links = [i for i in all_ids if i != message_id]
+    links = [i for i in dict.fromkeys(all_ids) if i and i != message_id]
+    refs = list(links)
     if len(links) > MAX_LINK_IDS:
         links = links[: MAX_LINK_IDS // 2] + links[-MAX_LINK_IDS // 2 :]
+    received_at = item.received_at or utcnow()
+    return _Prepared(
+        index=index,
+        item=item,
+        parsed=p,
+        message_id=message_id,
+        provider_id=_clean(item.provider_id, 200) or None,
+        provider_thread_id=_clean(item.provider_thread_id, 200) or None,
+        links=links,
+        refs=refs,
+        when=_effective_date(p, received_at),
+        received_at=received_at,
+    )
 
-    related = _related_conversation_ids(session, account.id, message_id, links)
-    related |= _provider_thread_conversations(session, account.id, provider_thread_id)
-    conversations = [
-        _resolve(session, c)
-        for c in session.scalars(select(Conversation).where(Conversation.id.in_(related)))
-    ]
-    conversations = list({c.id: c for c in conversations}.values())
-    if not conversations:
-        by_subject = _subject_conversation(session, account.id, p, when)
-        if by_subject is not None:
-            conversations = [by_subject]
 
-    new_conversation = not conversations
-    merged: list[int] = []
-    if new_conversation:
-        conversation = Conversation(
-            account_id=account.id,
-            subject=_clean(p.subject),
-            subject_key=normalize_subject(_clean(p.subject))[:300],
-            provider_thread_id=provider_thread_id,
-            first_message_at=when,
-            last_message_at=when,
+def _existing_messages(
+    session: Session, account_id: int, batch: Sequence[_Prepared]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(Message-ID → message pk, provider id → message pk) of stored messages in the batch."""
+    by_mid: dict[str, int] = {}
+    by_pid: dict[str, int] = {}
+    mids = sorted({b.message_id for b in batch})
+    for chunk in _chunks(mids):
+        rows = session.execute(
+            select(Message.message_id, Message.id).where(
+                Message.account_id == account_id, Message.message_id.in_(chunk)
+            )
         )
-        session.add(conversation)
-        session.flush()
-    else:
-        conversation = _oldest(conversations)
-        merged = merge_conversations(session, conversation, conversations)
+        by_mid.update({mid: pk for mid, pk in rows})
+    pids = sorted({b.provider_id for b in batch if b.provider_id})
+    for chunk in _chunks(pids):
+        rows = session.execute(
+            select(Message.provider_id, Message.id).where(
+                Message.account_id == account_id, Message.provider_id.in_(chunk)
+            )
+        )
+        by_pid.update({pid: pk for pid, pk in rows if pid})
+    return by_mid, by_pid
 
-    direction = direction or _direction(account, p)
-    read = is_read or direction == Direction.OUTBOUND
+
+def _add_locations(
+    session: Session, pairs: Sequence[tuple[int, tuple[FolderState, int, int], Sequence[str]]]
+) -> None:
+    """Record (folder, uidvalidity, uid) slots for messages; a taken slot is left alone (the
+    sync's rescan fixes stale slots)."""
+    if not pairs:
+        return
+    taken: set[tuple[int, int, int]] = set()
+    by_folder: dict[int, list[int]] = {}
+    for _pk, (folder, _uv, uid), _f in pairs:
+        by_folder.setdefault(folder.id, []).append(uid)
+    for folder_id, uids in by_folder.items():
+        for i in range(0, len(uids), _CHUNK):
+            rows = session.execute(
+                select(
+                    MessageLocation.folder_id, MessageLocation.uidvalidity, MessageLocation.uid
+                ).where(
+                    MessageLocation.folder_id == folder_id,
+                    MessageLocation.uid.in_(uids[i : i + _CHUNK]),
+                )
+            )
+            taken.update((f, uv, u) for f, uv, u in rows)
+    values = []
+    for pk, (folder, uidvalidity, uid), flags in pairs:
+        slot = (folder.id, uidvalidity, uid)
+        if slot in taken:
+            continue
+        taken.add(slot)
+        values.append(
+            {
+                "message_id": pk,
+                "folder_id": folder.id,
+                "uidvalidity": uidvalidity,
+                "uid": uid,
+                "flags": [_clean(f, 100) for f in flags],
+            }
+        )
+    if values:
+        session.execute(insert(MessageLocation), values)
+
+
+def _related_conversations(
+    session: Session, account_id: int, batch: Sequence[_Prepared]
+) -> dict[str, set[int]]:
+    """For every id the batch mentions (own ids and links): the stored conversations connected
+    to it — the conversation of the message with that Message-ID, and those of messages that
+    reference it (children that arrived first, siblings sharing a ghost ancestor)."""
+    wanted = sorted({i for b in batch for i in (b.message_id, *b.links)})
+    found: dict[str, set[int]] = {}
+    for chunk in _chunks(wanted):
+        for mid, conv in session.execute(
+            select(Message.message_id, Message.conversation_id).where(
+                Message.account_id == account_id, Message.message_id.in_(chunk)
+            )
+        ):
+            found.setdefault(mid, set()).add(conv)
+        for ref, conv in session.execute(
+            select(MessageRef.ref_id, Message.conversation_id)
+            .join(Message, Message.id == MessageRef.message_id)
+            .where(MessageRef.account_id == account_id, MessageRef.ref_id.in_(chunk))
+        ):
+            found.setdefault(ref, set()).add(conv)
+    return found
+
+
+def _thread_hint_conversations(
+    session: Session, account_id: int, batch: Sequence[_Prepared]
+) -> dict[str, set[int]]:
+    hints = sorted({b.provider_thread_id for b in batch if b.provider_thread_id})
+    found: dict[str, set[int]] = {}
+    for chunk in _chunks(hints):
+        for hint, conv in session.execute(
+            select(Conversation.provider_thread_id, Conversation.id).where(
+                Conversation.account_id == account_id, Conversation.provider_thread_id.in_(chunk)
+            )
+        ):
+            if hint:
+                found.setdefault(hint, set()).add(conv)
+    return found
+
+
+class _Components:
+    """Union-find over batch positions; each set becomes one conversation."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _wants_subject_fallback(b: _Prepared) -> bool:
+    p = b.parsed
+    return not b.links and p.date is not None and has_reply_prefix(p.subject or "")
+
+
+def ingest_batch(
+    session: Session, account: Account, items: Sequence[IngestItem]
+) -> list[IngestResult]:
+    """Store many messages of one account in a few statements (the sync and import hot path).
+
+    The result for each item is what `ingest_message` would have returned had the items been
+    stored one by one in order: a message already stored (or seen earlier in the batch) is
+    `created=False` and only gains its location; new messages are threaded together with the
+    stored conversations, merging conversations they connect. Never commits.
+    """
+    prepared = [_prepare(i, item) for i, item in enumerate(items)]
+    results: list[IngestResult | None] = [None] * len(prepared)
+    by_mid, by_pid = _existing_messages(session, account.id, prepared)
+
+    # Split into known messages (stored before, or a duplicate earlier in this batch) and new.
+    fresh: list[_Prepared] = []
+    first_in_batch: dict[str, _Prepared] = {}
+    duplicates: list[_Prepared] = []
+    for b in prepared:
+        pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)
+        if pk is not None:
+            continue
+        seen = first_in_batch.get(b.message_id) or (
+            first_in_batch.get("pid:" + b.provider_id) if b.provider_id else None
+        )
+        if seen is not None:
+            duplicates.append(b)
+            continue
+        first_in_batch[b.message_id] = b
+        if b.provider_id:
+            first_in_batch["pid:" + b.provider_id] = b
+        # A reply-prefixed message without threading headers may join by subject: it goes
+        # through one at a time after the rest, so it can find conversations this batch makes.
+        fresh.append(b)
+
+    deferred = [b for b in fresh if _wants_subject_fallback(b)]
+    main = [b for b in fresh if not _wants_subject_fallback(b)]
+    if main:
+        try:
+            with session.begin_nested():
+                _insert_new(session, account, main, results)
+        except IntegrityError:
+            # Another writer stored some of these meanwhile: fall back to one at a time, each
+            # resolving to whichever row won.
+            for b in main:
+                results[b.index] = _one_by_one(session, account, b)
+    for b in deferred:
+        results[b.index] = _one_by_one(session, account, b)
+
+    _resolve_known(session, account, prepared, results)
+    return [r for r in results if r is not None]
+
+
+def _one_by_one(session: Session, account: Account, b: _Prepared) -> IngestResult:
+    by_mid, by_pid = _existing_messages(session, account.id, [b])
+    pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)
+    if pk is not None:
+        return _known_result(session, pk, b)
+    results: list[IngestResult | None] = [None] * (b.index + 1)
+    try:
+        with session.begin_nested():
+            _insert_new(session, account, [b], results, subject_fallback=True)
+    except IntegrityError:
+        by_mid, by_pid = _existing_messages(session, account.id, [b])
+        pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)
+        if pk is None:
+            raise
+        return _known_result(session, pk, b)
+    result = results[b.index]
+    assert result is not None
+    return result
+
+
+def _known_result(session: Session, pk: int, b: _Prepared) -> IngestResult:
+    if b.item.location is not None:
+        _add_locations(session, [(pk, b.item.location, b.item.flags)])
+    message = session.get(Message, pk)
+    assert message is not None
+    conversation = session.get(Conversation, message.conversation_id)
+    assert conversation is not None
+    return IngestResult(
+        message=message, conversation=conversation, created=False, new_conversation=False
+    )
+
+
+def _resolve_known(
+    session: Session,
+    account: Account,
+    prepared: Sequence[_Prepared],
+    results: list[IngestResult | None],
+) -> None:
+    """Fill in the results of messages that were already stored (before or earlier in the
+    batch): they only gain a location."""
+    pending = [b for b in prepared if results[b.index] is None]
+    if not pending:
+        return
+    by_mid, by_pid = _existing_messages(session, account.id, pending)
+    locations = []
+    pks: dict[int, int] = {}
+    for b in pending:
+        pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)
+        if pk is None:  # cannot happen: every new message was inserted above
+            raise RuntimeError(f"message {b.message_id!r} was neither stored nor inserted")
+        pks[b.index] = pk
+        if b.item.location is not None:
+            locations.append((pk, b.item.location, b.item.flags))
+    _add_locations(session, locations)
+    messages = {
+        m.id: m for m in session.scalars(select(Message).where(Message.id.in_(set(pks.values()))))
+    }
+    conv_ids = {m.conversation_id for m in messages.values()}
+    conversations = {
+        c.id: c for c in session.scalars(select(Conversation).where(Conversation.id.in_(conv_ids)))
+    }
+    for b in pending:
+        message = messages[pks[b.index]]
+        results[b.index] = IngestResult(
+            message=message,
+            conversation=conversations[message.conversation_id],
+            created=False,
+            new_conversation=False,
+        )
+
+
+def _message_row(account: Account, b: _Prepared, conversation_id: int) -> dict[str, Any]:
+    p, item = b.parsed, b.item
+    direction = item.direction or _direction(account, p)
+    read = item.is_read or direction == Direction.OUTBOUND
     defects = [_clean(d, 500) for d in p.defects]
-    if truncated:
+    if item.truncated:
         defects.append("truncated: over the size limit, body incomplete")
     if p.date is None:
         # Sorting and the date index need a date: use the arrival time, and say so.
         defects.append("no usable Date header: the received time is used as the date")
-    message = Message(
-        account_id=account.id,
-        conversation_id=conversation.id,
-        message_id=message_id,
-        message_id_synthetic=p.message_id_synthetic,
-        provider_id=provider_id,
-        provider_thread_id=provider_thread_id,
-        in_reply_to=[_clean(i, 998) for i in p.in_reply_to],
-        references=[_clean(i, 998) for i in p.references],
-        subject=_clean(p.subject),
-        from_email=_clean(p.from_.email.lower(), 320) if p.from_ else "",
-        from_name=_clean(p.from_.name, 300) if p.from_ else "",
-        to=[_addr(a) for a in p.to],
-        cc=[_addr(a) for a in p.cc],
-        bcc=[_addr(a) for a in p.bcc],
-        reply_to=[_addr(a) for a in p.reply_to],
-        date=when,
-        received_at=received_at,
-        snippet=_clean(p.snippet),
-        body_text=_clean(p.text),
-        body_html=_clean(p.html) if p.html is not None else None,
-        size=p.size or len(raw),
-        has_attachments=any(not a.inline for a in p.attachments),
-        is_read=read,
-        is_flagged="\\Flagged" in flags,
-        direction=direction,
-        sent_by=sent_by,
-        parse_defects=defects,
-        truncated=truncated,
-    )
-    message.attachments = [
-        Attachment(
-            filename=_clean(a.filename, 500),
-            content_type=_clean(a.content_type, 200) or "application/octet-stream",
-            size=a.size,
-            content_id=_clean(a.content_id, 500) or None,
-            inline=a.inline,
-            part_index=a.part_index,
-        )
-        for a in p.attachments
-    ]
-    session.add(message)
-    session.flush()  # IntegrityError here means a duplicate: the caller's savepoint undoes all
-    session.add(MessageRaw(message_id=message.id, raw=bytes(raw)))
-    _add_location_new(session, message, location, flags)
-
-    # Counters: a merge above recounted the stored messages; add this one.
-    conversation.message_count += 1
-    if not read:
-        conversation.unread_count += 1
-    if conversation.first_message_at is None or when < conversation.first_message_at:
-        if not new_conversation:
-            conversation.subject = message.subject  # the root message names the conversation
-            conversation.subject_key = normalize_subject(message.subject)[:300]
-        conversation.first_message_at = when
-    if conversation.last_message_at is None or when > conversation.last_message_at:
-        conversation.last_message_at = when
-    if not conversation.provider_thread_id and provider_thread_id:
-        conversation.provider_thread_id = provider_thread_id
-
-    linked: int | None = None
-    if new_conversation and account.auto_link:
-        linked = auto_link(session, conversation, _link_address(p, direction), is_new=True)
-    session.flush()
-    return IngestResult(
-        message=message,
-        conversation=conversation,
-        created=True,
-        new_conversation=new_conversation,
-        merged_conversation_ids=merged,
-        linked_client_id=linked,
-    )
+    return {
+        "account_id": account.id,
+        "conversation_id": conversation_id,
+        "message_id": b.message_id,
+        "message_id_synthetic": p.message_id_synthetic,
+        "provider_id": b.provider_id,
+        "provider_thread_id": b.provider_thread_id,
+        "in_reply_to": [_clean(i, 998) for i in p.in_reply_to],
+        "references": [_clean(i, 998) for i in p.references],
+        "subject": _clean(p.subject),
+        "from_email": _clean(p.from_.email.lower(), 320) if p.from_ else "",
+        "from_name": _clean(p.from_.name, 300) if p.from_ else "",
+        "to": [_addr(a) for a in p.to],
+        "cc": [_addr(a) for a in p.cc],
+        "bcc": [_addr(a) for a in p.bcc],
+        "reply_to": [_addr(a) for a in p.reply_to],
+        "date": b.when,
+        "received_at": b.received_at,
+        "snippet": _clean(p.snippet),
+        "body_text": _clean(p.text),
+        "body_html": _clean(p.html) if p.html is not None else None,
+        "size": p.size or len(item.raw),
+        "has_attachments": any(not a.inline for a in p.attachments),
+        "is_read": read,
+        "is_flagged": "\\Flagged" in item.flags,
+        "direction": direction,
+        "sent_by": item.sent_by,
+        "parse_defects": defects,
+        "truncated": item.truncated,
+        "deleted": False,
+    }
 
 
-def _add_location_new(
+def _insert_new(
     session: Session,
-    message: Message,
-    location: tuple[FolderState, int, int] | None,
-    flags: Sequence[str],
+    account: Account,
+    batch: Sequence[_Prepared],
+    results: list[IngestResult | None],
+    *,
+    subject_fallback: bool = False,
 ) -> None:
-    # A brand-new message: if the (folder, uidvalidity, uid) slot is somehow taken by another
-    # row, keep the message and leave the stale slot for the sync's rescan to fix.
-    if location is None:
-        return
-    folder, uidvalidity, uid = location
-    taken = session.scalar(
-        select(MessageLocation.id).where(
-            MessageLocation.folder_id == folder.id,
-            MessageLocation.uidvalidity == uidvalidity,
-            MessageLocation.uid == uid,
-        )
+    """Thread `batch` (all new to the store) against the stored conversations and insert it."""
+    related = _related_conversations(session, account.id, batch)
+    hints = _thread_hint_conversations(session, account.id, batch)
+
+    # 1. Group the batch: messages sharing any id (own or referenced) or a provider thread id.
+    comps = _Components(len(batch))
+    owner: dict[str, int] = {}
+    for pos, b in enumerate(batch):
+        keys = [b.message_id, *b.links]
+        if b.provider_thread_id:
+            keys.append("thread:" + b.provider_thread_id)
+        for key in keys:
+            if key in owner:
+                comps.union(owner[key], pos)
+            else:
+                owner[key] = pos
+
+    # 2. Each group's stored conversations (resolved through earlier merges).
+    groups: dict[int, list[int]] = {}
+    for pos in range(len(batch)):
+        groups.setdefault(comps.find(pos), []).append(pos)
+    stored_ids: dict[int, set[int]] = {}
+    for root, members in groups.items():
+        ids: set[int] = set()
+        for pos in members:
+            b = batch[pos]
+            for key in (b.message_id, *b.links):
+                ids |= related.get(key, set())
+            if b.provider_thread_id:
+                ids |= hints.get(b.provider_thread_id, set())
+        stored_ids[root] = ids
+    wanted = set().union(*stored_ids.values()) if stored_ids else set()
+    loaded = (
+        {
+            c.id: _resolve(session, c)
+            for c in session.scalars(select(Conversation).where(Conversation.id.in_(wanted)))
+        }
+        if wanted
+        else {}
     )
-    if taken is None:
-        session.add(
-            MessageLocation(
-                message_id=message.id,
-                folder_id=folder.id,
-                uidvalidity=uidvalidity,
-                uid=uid,
-                flags=[_clean(f, 100) for f in flags],
+
+    # 3. One conversation per group: the oldest stored one (merging the others into it), a
+    #    subject match for a header-less reply, or a new one.
+    conversation_of: dict[int, Conversation] = {}
+    new_group: dict[int, bool] = {}
+    merged_of: dict[int, list[int]] = {}
+    new_conversations: list[tuple[int, Conversation]] = []
+    for root, members in groups.items():
+        convs = list({loaded[i].id: loaded[i] for i in stored_ids[root] if i in loaded}.values())
+        if not convs and subject_fallback:
+            first = batch[members[0]]
+            found = _subject_conversation(session, account.id, first.parsed, first.when)
+            if found is not None:
+                convs = [found]
+        if convs:
+            target = _oldest(convs)
+            merged_of[root] = merge_conversations(session, target, convs)
+            conversation_of[root] = target
+            new_group[root] = False
+        else:
+            earliest = min((batch[p] for p in members), key=lambda b: (b.when, b.index))
+            conv = Conversation(
+                account_id=account.id,
+                subject=_clean(earliest.parsed.subject),
+                subject_key=normalize_subject(_clean(earliest.parsed.subject))[:300],
+                provider_thread_id=next(
+                    (batch[p].provider_thread_id for p in members if batch[p].provider_thread_id),
+                    None,
+                ),
+                first_message_at=None,
+                last_message_at=None,
+                message_count=0,
+                unread_count=0,
             )
-        )
+            session.add(conv)
+            new_conversations.append((root, conv))
+            conversation_of[root] = conv
+            new_group[root] = True
+    if new_conversations:
+        session.flush()
+
+    # 4. Insert the messages and everything hanging off them.
+    rows = [
+        _message_row(account, b, conversation_of[comps.find(pos)].id) for pos, b in enumerate(batch)
+    ]
+    pks = list(
+        session.scalars(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
+    )
+    session.execute(
+        insert(MessageRaw),
+        [{"message_id": pk, "raw": bytes(b.item.raw)} for pk, b in zip(pks, batch, strict=True)],
+    )
+    attachments = [
+        {
+            "message_id": pk,
+            "filename": _clean(a.filename, 500),
+            "content_type": _clean(a.content_type, 200) or "application/octet-stream",
+            "size": a.size,
+            "content_id": _clean(a.content_id, 500) or None,
+            "inline": a.inline,
+            "part_index": a.part_index,
+        }
+        for pk, b in zip(pks, batch, strict=True)
+        for a in b.parsed.attachments
+    ]
+    if attachments:
+        session.execute(insert(Attachment), attachments)
+    refs = [
+        {"account_id": account.id, "message_id": pk, "ref_id": ref}
+        for pk, b in zip(pks, batch, strict=True)
+        for ref in b.refs
+    ]
+    if refs:
+        session.execute(insert(MessageRef), refs)
+    _add_locations(
+        session,
+        [
+            (pk, b.item.location, b.item.flags)
+            for pk, b in zip(pks, batch, strict=True)
+            if b.item.location
+        ],
+    )
+
+    # 5. Counters, the root subject, auto-link; then the results in input order.
+    for root, members in groups.items():
+        conv = conversation_of[root]
+        for pos in sorted(members, key=lambda p: (batch[p].when, batch[p].index)):
+            b, row = batch[pos], rows[pos]
+            conv.message_count += 1
+            if not row["is_read"]:
+                conv.unread_count += 1
+            if conv.first_message_at is None or b.when < conv.first_message_at:
+                conv.subject = row["subject"]
+                conv.subject_key = normalize_subject(row["subject"])[:300]
+                conv.first_message_at = b.when
+            if conv.last_message_at is None or b.when > conv.last_message_at:
+                conv.last_message_at = b.when
+            if not conv.provider_thread_id and b.provider_thread_id:
+                conv.provider_thread_id = b.provider_thread_id
+    session.flush()
+    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(pks)))}
+    for root, members in groups.items():
+        conv = conversation_of[root]
+        first_pos = min(members, key=lambda p: batch[p].index)
+        linked: int | None = None
+        if new_group[root] and account.auto_link:
+            b = batch[first_pos]
+            address = _link_address(b.parsed, rows[first_pos]["direction"])
+            linked = auto_link(session, conv, address, is_new=True)
+        for pos in members:
+            results[batch[pos].index] = IngestResult(
+                message=messages[pks[pos]],
+                conversation=conv,
+                created=True,
+                new_conversation=new_group[root] and pos == first_pos,
+                merged_conversation_ids=merged_of.get(root, []) if pos == first_pos else [],
+                linked_client_id=linked if pos == first_pos else None,
+            )

@@ -92,19 +92,19 @@ def test_duplicate_insert_race_resolves_to_the_stored_row(session_factory: Sessi
     raw = raw_mail("race@x")
     import bot.store.ingest as ingest_mod
 
-    real_find = ingest_mod._find_existing
+    real_find = ingest_mod._existing_messages
     calls = {"n": 0}
 
-    def find_then_lose_race(session, account_id, provider_id, message_id):  # type: ignore[no-untyped-def]
+    def find_then_lose_race(session, account_id, batch):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             with session_scope(session_factory) as other:
                 acc2 = other.get(ingest_mod.Account, account_id)
                 ingest_message(other, acc2, raw)
-            return None  # our check ran "before" the other writer committed
-        return real_find(session, account_id, provider_id, message_id)
+            return {}, {}  # our check ran "before" the other writer committed
+        return real_find(session, account_id, batch)
 
-    ingest_mod._find_existing = find_then_lose_race  # type: ignore[assignment]
+    ingest_mod._existing_messages = find_then_lose_race  # type: ignore[assignment]
     try:
         with session_scope(session_factory) as s:
             acc = s.get(ingest_mod.Account, acc_id)
@@ -112,7 +112,7 @@ def test_duplicate_insert_race_resolves_to_the_stored_row(session_factory: Sessi
             result = ingest_message(s, acc, raw)
             assert not result.created
     finally:
-        ingest_mod._find_existing = real_find  # type: ignore[assignment]
+        ingest_mod._existing_messages = real_find  # type: ignore[assignment]
     with session_scope(session_factory) as s:
         assert _count(s, Message) == 1
         assert s.scalar(select(func.count()).where(AuditLog.action == "before")) == 1

@@ -1,0 +1,103 @@
+"""ingest_batch (the sync/import hot path) gives the same store as ingesting one by one."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.devtools.mailgen import MailGen
+from bot.store.db import SessionFactory, session_scope
+from bot.store.ingest import IngestItem, ingest_batch, ingest_message
+from bot.store.models import AuditLog, Conversation, Message, MessageRef
+from tests.store.helpers import make_account, raw_mail
+
+
+def _partition(session: Session, account_id: int) -> set[frozenset[str]]:
+    rows = session.execute(
+        select(Message.conversation_id, Message.message_id).where(Message.account_id == account_id)
+    ).all()
+    groups: dict[int, set[str]] = {}
+    for conv, mid in rows:
+        groups.setdefault(conv, set()).add(mid)
+    return {frozenset(g) for g in groups.values()}
+
+
+def _counters(session: Session, account_id: int) -> list[tuple[int, int]]:
+    rows = session.execute(
+        select(Conversation.message_count, Conversation.unread_count).where(
+            Conversation.account_id == account_id, Conversation.merged_into_id.is_(None)
+        )
+    ).all()
+    return sorted((a, b) for a, b in rows if a)
+
+
+def test_batches_in_any_order_match_one_by_one(session_factory: SessionFactory) -> None:
+    raws = list(MailGen(seed=7).messages(300))
+    shuffled = raws[:]
+    random.Random(3).shuffle(shuffled)  # replies before their parents, across batches
+    with session_scope(session_factory) as s:
+        one = make_account(s, "one@ours.example")
+        many = make_account(s, "many@ours.example")
+        for raw in shuffled:  # same arrival order: subject fallback depends on it
+            ingest_message(s, one, raw)
+    for i in range(0, len(shuffled), 40):
+        with session_scope(session_factory) as s:
+            acc = s.get(type(many), many.id)
+            assert acc is not None
+            results = ingest_batch(s, acc, [IngestItem(r) for r in shuffled[i : i + 40]])
+            assert len(results) == len(shuffled[i : i + 40])
+    with session_scope(session_factory) as s:
+        assert _partition(s, one.id) == _partition(s, many.id)
+        assert _counters(s, one.id) == _counters(s, many.id)
+        # every reference is indexed for the late-parent lookup
+        assert s.scalar(select(func.count()).select_from(MessageRef)) > 0
+
+
+def test_a_batch_with_duplicates_and_known_messages_stores_each_once(
+    session_factory: SessionFactory,
+) -> None:
+    a, b = raw_mail("a@x", "Plan"), raw_mail("b@x", "Re: Plan", irt="a@x", refs=["a@x"])
+    with session_scope(session_factory) as s:
+        acc = make_account(s)
+        ingest_message(s, acc, a)
+        results = ingest_batch(s, acc, [IngestItem(b), IngestItem(a), IngestItem(b)])
+        assert [r.created for r in results] == [True, False, False]
+        assert results[0].message.id == results[2].message.id
+        assert len({r.conversation.id for r in results}) == 1
+        assert s.scalar(select(func.count()).select_from(Message)) == 2
+
+
+def test_a_batch_that_connects_two_stored_conversations_merges_them(
+    session_factory: SessionFactory,
+) -> None:
+    with session_scope(session_factory) as s:
+        acc = make_account(s)
+        first = ingest_message(
+            s, acc, raw_mail("p1@x", "One", date="Mon, 01 Jan 2024 09:00:00 +0000")
+        )
+        second = ingest_message(
+            s, acc, raw_mail("p2@x", "Two", date="Mon, 01 Jan 2024 10:00:00 +0000")
+        )
+        bridge = raw_mail(
+            "c@x", "Re: both", refs=["p1@x", "p2@x"], date="Tue, 02 Jan 2024 10:00:00 +0000"
+        )
+        [result] = ingest_batch(s, acc, [IngestItem(bridge)])
+        assert result.conversation.id == first.conversation.id  # the oldest survives
+        assert result.merged_conversation_ids == [second.conversation.id]
+        assert result.conversation.message_count == 3
+        assert s.scalar(select(func.count()).where(AuditLog.action == "merge")) == 1
+
+
+def test_the_first_message_of_a_new_conversation_in_a_batch_announces_it(
+    session_factory: SessionFactory,
+) -> None:
+    root = raw_mail("r@x", "Hi", date="Mon, 01 Jan 2024 09:00:00 +0000")
+    reply = raw_mail("s@x", "Re: Hi", irt="r@x", date="Mon, 01 Jan 2024 10:00:00 +0000")
+    with session_scope(session_factory) as s:
+        acc = make_account(s)
+        results = ingest_batch(s, acc, [IngestItem(root), IngestItem(reply)])
+        assert [r.new_conversation for r in results] == [True, False]
+        assert results[0].conversation.message_count == 2
+        assert results[0].conversation.subject == "Hi"
