@@ -209,3 +209,40 @@ def test_account(services: Services, account: Account) -> CheckResult:
 
 
 test_account.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def set_passwords(
+    services: Services,
+    session: Session,
+    account: Account,
+    *,
+    imap_password: str,
+    smtp_password: str | None = None,
+    actor: str = "cli",
+    timeout: float = 30.0,
+    check_smtp: bool = True,
+) -> CheckResult:
+    """Re-enter an IMAP account's passwords (the way out of Needs re-authorisation).
+
+    The new passwords are tested first and stored only if IMAP (and SMTP, with `check_smtp`)
+    accept them; a good check re-activates the account and makes it due at once. The old
+    credentials stay untouched on failure. Never logs a password.
+    """
+    from bot.store import audit
+    from bot.sync.status import reactivate
+
+    if account.provider != Provider.IMAP:
+        raise AccountError(f"{account.email} signs in with OAuth: use Reconnect in the App Home.")
+    imap = imap_settings(account, timeout=timeout)
+    smtp = smtp_settings(account, timeout=timeout) if check_smtp else None
+    result = check_settings(
+        imap, smtp, imap_password=imap_password, smtp_password=smtp_password or imap_password
+    )
+    if not result.ok:
+        return result
+    account.credentials = services.vault.encrypt(
+        {"imap_password": imap_password, "smtp_password": smtp_password or imap_password}
+    )
+    reactivate(session, account)
+    audit.record(session, actor, "account.set_password", account_id=account.id)
+    return result

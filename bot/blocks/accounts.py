@@ -707,3 +707,38 @@ def account_id_of(view: Mapping[str, Any]) -> int | None:
         return int(json.loads(view.get("private_metadata") or "{}")["account_id"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def password_modal(*, account_id: int, email: str) -> dict[str, Any]:
+    """Reconnect an IMAP account: new passwords, tested before they are stored."""
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_ACCOUNT_PASSWORD,
+        "title": plain("Reconnect", 24),
+        "submit": plain("Test and save", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"account_id": account_id}),
+        "blocks": [
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"New password for *{escape_mrkdwn(email)}*. It is tested against the "
+                    "IMAP server first and stored (encrypted) only if the server accepts it."
+                ),
+            },
+            _text_input(B_IMAP_PW, "IMAP password"),
+            _text_input(
+                B_SMTP_PW,
+                "SMTP password",
+                optional=True,
+                hint="Empty: the same as the IMAP password.",
+            ),
+        ],
+    }
+
+
+def read_password_form(values: Mapping[str, Any]) -> tuple[str, str | None, dict[str, str]]:
+    imap_pw = _str(values, B_IMAP_PW)
+    smtp_pw = _str(values, B_SMTP_PW) or None
+    errors = {} if imap_pw else {B_IMAP_PW: "Enter the mailbox password."}
+    return imap_pw, smtp_pw, errors

@@ -123,8 +123,12 @@ def account_text(acc: AccountSummary) -> str:
 def account_menu(acc: AccountSummary) -> dict[str, Any]:
     """Overflow (at most 5 options): edit, sync now, pause|resume, log, remove.
     Gmail / Microsoft 365 rows start with Reconnect, always there (peers.md §3 row 14); it
-    takes the place of Sync now, since Slack allows 5 options and a reconnect syncs at once."""
+    takes the place of Sync now, since Slack allows 5 options and a reconnect syncs at once.
+    IMAP rows get Reconnect (a new password) in Sync now's place while they fail."""
     opts = [("Edit sync settings", "edit"), ("Sync now", "sync_now")]
+    if acc.provider == "imap" and acc.status in {"needs_reauth", "error"}:
+        # A failing IMAP account needs its password more than a sync that would fail again.
+        opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
     if acc.provider in {"gmail", "graph"}:
         opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
     opts.append(("Resume", "resume") if acc.status == "paused" else ("Pause", "pause"))

@@ -68,3 +68,6 @@ ACCOUNT_REFRESH_FOLDERS = "account_refresh_folders"  # edit modal: fetch the fol
 VIEW_ACCOUNT_OAUTH = "view_account_oauth"  # channel / frequency / auto-link before signing in
 VIEW_ACCOUNT_OAUTH_LINK = "view_account_oauth_link"  # the sign-in link button
 ACCOUNT_OAUTH_OPEN = "account_oauth_open"  # the URL button; the listener only acks
+
+# IMAP accounts: re-entering a password (the way out of Needs re-authorisation)
+VIEW_ACCOUNT_PASSWORD = "view_account_password"

@@ -32,7 +32,7 @@ class TemplateLike(Protocol):
 
 
 def template_section(templates: list[Any], *, is_admin: bool = True) -> list[dict[str, Any]]:
-    """"Settings → Email Templates" for the App Home. Edit/delete only for admins (the
+    """ "Settings → Email Templates" for the App Home. Edit/delete only for admins (the
     handlers check again: hiding a button is not a permission)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Settings → Email Templates", 150)},

@@ -193,6 +193,38 @@ def test_cmd(address: str) -> None:
     click.echo(f"OK. {result.message()}")
 
 
+@accounts.command("set-password")
+@click.argument("address")
+@click.option("--password-env", metavar="VAR", help="Read the new password from this variable.")
+@click.option(
+    "--smtp-password-env", metavar="VAR", help="A different SMTP password, from this variable."
+)
+def set_password_cmd(address: str, password_env: str | None, smtp_password_env: str | None) -> None:
+    """Re-enter an IMAP account's password: tested first, stored only if the servers accept it,
+    and the account syncs again at once."""
+    from bot.accounts import AccountError, get_account, set_passwords
+    from bot.store.db import session_scope
+
+    services = _services()
+    password = _password(password_env, "New password")
+    smtp_password = _password(smtp_password_env, "SMTP password") if smtp_password_env else None
+    with session_scope(services.session_factory) as s:
+        account = get_account(s, address)
+        if account is None:
+            click.echo(f"No account {address}.", err=True)
+            sys.exit(1)
+        try:
+            result = set_passwords(
+                services, s, account, imap_password=password, smtp_password=smtp_password
+            )
+        except AccountError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if not result.ok:
+        click.echo(f"Not saved. {result.message()}", err=True)
+        sys.exit(1)
+    click.echo(f"Saved. {result.message()} The account syncs again now.")
+
+
 @accounts.command("remove")
 @click.argument("address")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

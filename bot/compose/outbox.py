@@ -48,6 +48,7 @@ from bot.store.models import (
     MessageRaw,
     Outbox,
     OutboxStatus,
+    Provider,
 )
 
 log = logging.getLogger(__name__)
@@ -227,15 +228,27 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     from bot.sync.writeback import send_mail  # written by the sync part
 
     try:
-        send_mail(
-            services,
-            account,
-            raw,
-            draft.from_.email,
-            rcpt,
-            draft.message_id,
-            sent_by=str(p.get("slack_user") or "") or None,
-        )
+        if account.provider in (Provider.GMAIL, Provider.GRAPH):
+            from bot.sync.api_sync import send_mail_api
+
+            # Gmail and Microsoft 365 keep their own Sent copy: no SMTP, no APPEND.
+            send_mail_api(
+                services,
+                account,
+                raw,
+                draft.message_id,
+                sent_by=str(p.get("slack_user") or "") or None,
+            )
+        else:
+            send_mail(
+                services,
+                account,
+                raw,
+                draft.from_.email,
+                rcpt,
+                draft.message_id,
+                sent_by=str(p.get("slack_user") or "") or None,
+            )
     except MessageRejected as exc:
         if exc.delivered_to:
             # Some recipients got it: sending again would duplicate it for them.

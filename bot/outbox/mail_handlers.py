@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import select
+
 from bot.outbox.dispatch import OutboxContext, PermanentFailure, Registry, RetryLater
 from bot.providers.errors import (
     AuthError,
@@ -19,7 +21,8 @@ from bot.providers.errors import (
     NotSupported,
     ProviderError,
 )
-from bot.store.models import Outbox
+from bot.store.db import session_scope
+from bot.store.models import Account, Conversation, Message, Outbox, Provider
 from bot.sync import writeback
 
 AUTH_RETRY_SECONDS = 900.0  # a person has to fix the password; do not hammer the server
@@ -37,7 +40,36 @@ def provider_errors() -> Iterator[None]:
         raise RetryLater(str(exc)) from exc
 
 
+def _api_account(ctx: OutboxContext, row: Outbox) -> Account | None:
+    """The Gmail / Microsoft 365 account a row writes to, or None for IMAP (and unknown)."""
+    with session_scope(ctx.services.session_factory) as s:
+        if "conversation_id" in row.payload:
+            account_id = s.scalar(
+                select(Conversation.account_id).where(
+                    Conversation.id == int(row.payload["conversation_id"])
+                )
+            )
+        else:
+            ids = [int(i) for i in row.payload.get("message_ids") or []]
+            account_id = s.scalar(select(Message.account_id).where(Message.id.in_(ids)).limit(1))
+        account = s.get(Account, account_id) if account_id is not None else None
+        if account is None or account.provider == Provider.IMAP:
+            return None
+        s.expunge(account)
+        return account
+
+
+def _api_writeback(ctx: OutboxContext, row: Outbox, account: Account) -> dict[str, Any]:
+    from bot.sync.api_sync import writeback as api_writeback
+
+    with provider_errors():
+        return api_writeback(ctx.services, account, row.kind, dict(row.payload)) or {}
+
+
 def set_read(ctx: OutboxContext, row: Outbox) -> dict[str, Any]:
+    api = _api_account(ctx, row)
+    if api is not None:
+        return _api_writeback(ctx, row, api)
     ids = [int(i) for i in row.payload.get("message_ids") or []]
     read = bool(row.payload.get("read", True))
     with provider_errors():
@@ -49,6 +81,9 @@ def _mover(
     from_roles: tuple[str, ...], to_role: str
 ) -> Callable[[OutboxContext, Outbox], dict[str, Any]]:
     def handler(ctx: OutboxContext, row: Outbox) -> dict[str, Any]:
+        api = _api_account(ctx, row)
+        if api is not None:
+            return _api_writeback(ctx, row, api)
         conversation_id = int(row.payload["conversation_id"])
         with provider_errors():
             result = writeback.move_conversation(ctx.services, conversation_id, from_roles, to_role)

@@ -15,14 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.accounts import imap_settings, passwords
+from bot.admin_notify import alert_recipients
 from bot.providers.errors import ConfigError, FolderNotFound, ProviderError
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FolderInfo
 from bot.services import Services
 from bot.store.db import session_scope
-from bot.store.models import Account, RunStatus, SyncRun, utcnow
+from bot.store.models import Account, Provider, RunStatus, SyncRun, utcnow
 from bot.sync import leases, status
-from bot.sync.imap_sync import AnnounceFn, FolderJob, IngestFn, RunStats, sync_folder
+from bot.sync.imap_sync import (
+    AnnounceFn,
+    BatchIngestFn,
+    FolderJob,
+    IngestFn,
+    RunStats,
+    sync_folder,
+)
 from bot.sync.state import mark_deleted_if_gone, recompute_conversations, refresh_parents
 
 log = logging.getLogger(__name__)
@@ -87,6 +95,12 @@ def _load_ingest() -> IngestFn:
     return ingest_message  # type: ignore[return-value,unused-ignore]
 
 
+def _load_ingest_batch() -> BatchIngestFn:
+    from bot.store.ingest import ingest_batch
+
+    return ingest_batch
+
+
 _announce_warned = False
 
 
@@ -147,11 +161,19 @@ def _run(
         s.add(run)
         s.flush()
         run_id = run.id
-        settings = imap_settings(account)
-        secret = passwords(services, account)["imap_password"]
+        provider_kind = account.provider
     stats = RunStats()
     error: BaseException | None = None
     try:
+        if provider_kind in (Provider.GMAIL, Provider.GRAPH):
+            from bot.sync.api_sync import sync_api_account
+
+            sync_api_account(services, factory, account_id, run_id, stats=stats)
+            return _summary(run_id, account_id, email, stats, None)
+        with session_scope(factory) as s:
+            account = s.get_one(Account, account_id)
+            settings = imap_settings(account)
+            secret = passwords(services, account)["imap_password"]
         ingest = opts.ingest or _load_ingest()
         with ImapProvider(settings, secret) as provider:
             infos = provider.list_folders()
@@ -165,6 +187,7 @@ def _run(
                 provider=provider,
                 stats=stats,
                 ingest=ingest,
+                ingest_batch=None if opts.ingest else _load_ingest_batch(),
                 announce=_load_announce(),
                 batch_size=opts.batch_size,
                 max_size=opts.max_size,
@@ -185,6 +208,12 @@ def _run(
         error = exc
     finally:
         _finish(services, account_id, run_id, stats, error)
+    return _summary(run_id, account_id, email, stats, error)
+
+
+def _summary(
+    run_id: int, account_id: int, email: str, stats: RunStats, error: BaseException | None
+) -> RunSummary:
     run_status = RunStatus.ERROR if error else RunStatus.PARTIAL if stats.problems else RunStatus.OK
     return RunSummary(
         run_id=run_id,
@@ -233,7 +262,7 @@ def _finish(
             stats.removed,
         )
         run.problems = list(stats.problems)
-        admins = services.settings.admins
+        admins = alert_recipients(services.settings.admins, account)
         if error is None:
             run.status = RunStatus.PARTIAL if stats.problems else RunStatus.OK
             status.record_success(s, account, admins=admins, now=now)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
 from bot.store.db import SessionFactory, session_scope
+from bot.store.ingest import IngestItem
 from bot.store.models import Account, FolderState, Message, MessageLocation
 from bot.sync.state import (
     chunks,
@@ -42,6 +43,7 @@ class IngestFn(Protocol):
 
 
 AnnounceFn = Callable[[Session, Account, Any], None]
+BatchIngestFn = Callable[[Session, Account, list[IngestItem]], list[Any]]
 
 
 @dataclass
@@ -71,6 +73,9 @@ class FolderJob:
     stats: RunStats
     ingest: IngestFn
     announce: AnnounceFn | None
+    # The fast path: a whole fetch batch in a few statements. None (fault-injection tests
+    # replace `ingest`) means one message at a time.
+    ingest_batch: BatchIngestFn | None = None
     batch_size: int = 500
     max_size: int = 25 * 1024 * 1024
     flag_window: int = FLAG_WINDOW
@@ -161,14 +166,52 @@ def _ingest_one(
             truncated=m.truncated,
             received_at=m.internaldate,
         )
-    if job.announce is not None:
-        try:
-            with s.begin_nested():
-                job.announce(s, account, result)
-        except Exception as exc:  # the mail is stored; a Slack post problem must not undo it
-            log.exception("announce failed for %s uid %s", fs.name, m.uid)
-            job.stats.problem(fs.name, m.uid, f"not announced in Slack: {type(exc).__name__}")
+    _announce(job, s, account, fs, m, result)
     return result
+
+
+def _announce(
+    job: FolderJob, s: Session, account: Account, fs: FolderState, m: FetchedMessage, result: Any
+) -> None:
+    if job.announce is None:
+        return
+    try:
+        with s.begin_nested():
+            job.announce(s, account, result)
+    except Exception as exc:  # the mail is stored; a Slack post problem must not undo it
+        log.exception("announce failed for %s uid %s", fs.name, m.uid)
+        job.stats.problem(fs.name, m.uid, f"not announced in Slack: {type(exc).__name__}")
+
+
+def _ingest_whole_batch(
+    job: FolderJob,
+    s: Session,
+    account: Account,
+    fs: FolderState,
+    uv: int,
+    batch: list[FetchedMessage],
+) -> list[Any] | None:
+    """Store the batch in one go; None if that failed (the caller then goes one by one, so a
+    single bad message is isolated and retried instead of blocking the rest)."""
+    if job.ingest_batch is None:
+        return None
+    items = [
+        IngestItem(
+            m.raw,
+            is_read=SEEN in m.flags,
+            location=(fs, uv, m.uid),
+            flags=sorted(m.flags),
+            truncated=m.truncated,
+            received_at=m.internaldate,
+        )
+        for m in batch
+    ]
+    try:
+        with s.begin_nested():
+            return job.ingest_batch(s, account, items)
+    except Exception:
+        log.warning("batch ingest failed in %s; storing one by one", fs.name, exc_info=True)
+        return None
 
 
 def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: Any) -> None:
@@ -213,7 +256,13 @@ def _store_batch(
         extra = json_cursor(fs)
         retry: dict[str, int] = dict(extra.get("retry") or {})
         touched: set[int] = set()
-        for m in batch:
+        results = _ingest_whole_batch(job, s, account, fs, uv, batch)
+        if results is not None:
+            for m, result in zip(batch, results, strict=True):
+                _announce(job, s, account, fs, m, result)
+                _after_ingest(job, name, m, result)
+                touched.add(result.conversation.id)
+        for m in batch if results is None else ():
             try:
                 result = _ingest_one(job, s, account, fs, uv, m)
             except Exception as exc:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from bot.store.db import SessionFactory, is_postgres, session_scope
-from bot.store.models import Account, AccountStatus, Provider, utcnow
+from bot.store.models import Account, AccountStatus, utcnow
 
 LEASE_SECONDS = 300.0
 # Accounts the scheduler runs. Needs re-authorisation and Paused wait for a person.
@@ -35,7 +35,6 @@ def _free(now: datetime) -> ColumnElement[bool]:
 
 def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
-        Account.provider == Provider.IMAP,
         Account.status.in_(SYNCABLE),
         or_(Account.next_sync_at.is_(None), Account.next_sync_at <= now),
         _free(now),

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from bot.providers.errors import AuthError
-from bot.store.models import Account, AccountStatus, utcnow
+from bot.store.models import Account, AccountStatus, Provider, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,15 @@ def record_failure(
     else:
         new = account.status
     if new != account.status and new in (AccountStatus.ERROR, AccountStatus.NEEDS_REAUTH):
-        what = (
-            "needs its password re-entered (`mailroom accounts test` after fixing it)"
-            if new == AccountStatus.NEEDS_REAUTH
-            else "is failing; retrying with backoff"
-        )
+        if new == AccountStatus.NEEDS_REAUTH:
+            what = (
+                "needs re-authorisation: App Home → the account's menu → Reconnect…"
+                if account.provider != Provider.IMAP
+                else "needs its password re-entered: App Home → the account's menu → "
+                "Reconnect… (or `mailroom accounts set-password`)"
+            )
+        else:
+            what = "is failing; retrying with backoff"
         _alert(
             session,
             account,

@@ -23,6 +23,7 @@ from bot.blocks.accounts import (
     form_prefill,
     loading_modal,
     oauth_step_modal,
+    password_modal,
     provider_chooser_modal,
     read_imap_form,
 )
@@ -35,6 +36,7 @@ from bot.handlers.middleware import services_of
 from bot.handlers.views.accounts import (
     NOT_ADMIN,
     imap_from_form,
+    imap_reconnect_target,
     oauth_link_view,
     reconnect_target,
     remove_view,
@@ -165,6 +167,12 @@ def oauth_link_opened(ack: Ack) -> None:
 def _reconnect(
     services: Services, client: WebClient, trigger_id: str, account_id: int, user_id: str
 ) -> None:
+    imap = imap_reconnect_target(services, account_id)
+    if imap is not None:
+        client.views_open(
+            trigger_id=trigger_id, view=password_modal(account_id=imap[0], email=imap[1])
+        )
+        return
     opened = client.views_open(
         trigger_id=trigger_id,
         view=loading_modal("Reconnect", "Preparing the sign-in link…", ids.VIEW_ACCOUNT_OAUTH_LINK),

@@ -4,6 +4,7 @@ hiding a button is not access control (a forged request must change nothing)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ from bot.blocks.accounts import (
     remove_modal,
     sync_log_modal,
 )
+from bot.blocks.text import truncate
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
@@ -376,6 +378,61 @@ def reconnect_target(services: Services, account_id: int) -> Account | None:
         return account
 
 
+def imap_reconnect_target(services: Services, account_id: int) -> tuple[int, str] | None:
+    """(id, address) of an IMAP account whose password may be re-entered."""
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        if account is None or account.provider != Provider.IMAP:
+            return None
+        return account.id, account.email
+
+
+# The new password is checked inside the ack (Slack waits 3 s for it): short timeouts, IMAP only.
+PASSWORD_CHECK_TIMEOUT = 2.0
+
+
+def account_password_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    services = services_of(context)
+    user_id = body["user"]["id"]
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return
+    from bot.accounts import AccountError, set_passwords
+    from bot.blocks.accounts import B_IMAP_PW, read_password_form
+
+    imap_pw, smtp_pw, errors = read_password_form((view.get("state") or {}).get("values") or {})
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    account_id = json.loads(view.get("private_metadata") or "{}").get("account_id")
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, int(account_id or 0))
+        if account is None:
+            ack(response_action="errors", errors={B_IMAP_PW: "This account no longer exists."})
+            return
+        try:
+            result = set_passwords(
+                services,
+                session,
+                account,
+                imap_password=imap_pw,
+                smtp_password=smtp_pw,
+                actor=user_id,
+                timeout=PASSWORD_CHECK_TIMEOUT,
+                check_smtp=False,
+            )
+        except AccountError as exc:
+            ack(response_action="errors", errors={B_IMAP_PW: str(exc)})
+            return
+    if not result.ok:
+        ack(response_action="errors", errors={B_IMAP_PW: truncate(result.message(), 1900)})
+        return
+    ack()
+    publish_home(services, client, user_id)
+
+
 def account_oauth_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
@@ -408,6 +465,7 @@ def account_oauth_submitted(
 
 
 def register(app: Any) -> None:
+    app.view(ids.VIEW_ACCOUNT_PASSWORD)(account_password_submitted)
     app.view(ids.VIEW_ACCOUNT_OAUTH)(account_oauth_submitted)
     app.view(ids.VIEW_ACCOUNT_ADD)(account_add_submitted)
     app.view(ids.VIEW_ACCOUNT_EDIT)(account_edit_submitted)
