@@ -149,7 +149,7 @@ class Account(Base):
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
     channel_id: Mapped[str | None] = mapped_column(String(32))
     sync_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
-    folders: Mapped[list[str]] = mapped_column(default=list)  # empty: the defaults (Inbox, Sent)
+    folders: Mapped[list[str]] = mapped_column(default=list)  # empty: the defaults (Inbox, Sent, Archive)
     auto_link: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[AccountStatus] = mapped_column(
         _enum(AccountStatus, "account_status"), default=AccountStatus.ACTIVE
