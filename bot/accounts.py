@@ -86,22 +86,22 @@ def passwords(services: Services | Vault, account: Account) -> dict[str, str]:
     return {"imap_password": imap_pw, "smtp_password": str(data.get("smtp_password") or imap_pw)}
 
 
-def create_imap_account(
+def add_account_row(
     session: Session,
-    vault: Vault,
     *,
+    provider: Provider,
     email: str,
-    imap: ImapSettings,
-    smtp: SmtpSettings,
-    imap_password: str,
-    smtp_password: str,
+    config: dict[str, Any],
+    credentials: bytes,
     channel_id: str | None,
     sync_interval_seconds: int = 300,
     folders: Sequence[str] = (),
     auto_link: bool = True,
     created_by: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Account:
-    """Add an IMAP account. Mail dated before now is history: imported, not announced."""
+    """Check and add an account of any provider, with its audit row. It is due at once, and
+    mail dated before now is history: imported, not announced."""
     email = email.strip().lower()
     if not email or "@" not in email or any(c in email for c in "\r\n \t"):
         raise AccountError(f"{email!r} is not an email address.")
@@ -111,12 +111,10 @@ def create_imap_account(
         raise AccountError("The sync interval must be at least 10 seconds.")
     now = datetime.now(UTC)
     account = Account(
-        provider=Provider.IMAP,
+        provider=provider,
         email=email,
-        config={"imap": _server(imap), "smtp": _server(smtp)},
-        credentials=vault.encrypt(
-            {"imap_password": imap_password, "smtp_password": smtp_password or imap_password}
-        ),
+        config=config,
+        credentials=credentials,
         channel_id=channel_id,
         sync_interval_seconds=sync_interval_seconds,
         folders=list(folders),
@@ -133,10 +131,44 @@ def create_imap_account(
             actor=created_by or "cli",
             action="account.add",
             account_id=account.id,
-            details={"email": email, "provider": "imap", "imap_host": imap.host},
+            details={"email": email, "provider": provider.value, **(details or {})},
         )
     )
-    log.info("added IMAP account %s (id %s)", email, account.id)
+    return account
+
+
+def create_imap_account(
+    session: Session,
+    vault: Vault,
+    *,
+    email: str,
+    imap: ImapSettings,
+    smtp: SmtpSettings,
+    imap_password: str,
+    smtp_password: str,
+    channel_id: str | None,
+    sync_interval_seconds: int = 300,
+    folders: Sequence[str] = (),
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> Account:
+    """Add an IMAP account. Mail dated before now is history: imported, not announced."""
+    account = add_account_row(
+        session,
+        provider=Provider.IMAP,
+        email=email,
+        config={"imap": _server(imap), "smtp": _server(smtp)},
+        credentials=vault.encrypt(
+            {"imap_password": imap_password, "smtp_password": smtp_password or imap_password}
+        ),
+        channel_id=channel_id,
+        sync_interval_seconds=sync_interval_seconds,
+        folders=folders,
+        auto_link=auto_link,
+        created_by=created_by,
+        details={"imap_host": imap.host},
+    )
+    log.info("added IMAP account %s (id %s)", account.email, account.id)
     return account
 
 

@@ -164,46 +164,25 @@ def create_oauth_account(
     if provider not in (Provider.GMAIL, Provider.GRAPH):
         raise ConfigError(f"{provider} is not an OAuth provider")
     app_from_config(provider.value, oauth)  # validates
-    email = email.strip().lower()
-    if not email or "@" not in email or any(c in email for c in "\r\n \t"):
-        raise ConfigError(f"{email!r} is not an email address.")
-    if session.scalar(select(Account).where(Account.email == email)) is not None:
-        raise ConfigError(f"An account for {email} exists already.")
-    now = datetime.now(UTC)
+    from bot.accounts import AccountError, add_account_row
+
     public = {k: v for k, v in oauth.items() if k != "client_secret"}
-    account = Account(
-        provider=provider,
-        email=email,
-        config={"oauth": public, "api": dict(api or {})},
-        credentials=vault.encrypt(
-            {
-                "client_secret": oauth.get("client_secret"),
-                **{
-                    k: tokens.get(k)
-                    for k in ("access_token", "refresh_token", "expires_at", "scope")
-                },
-            }
-        ),
-        channel_id=channel_id,
-        sync_interval_seconds=sync_interval_seconds,
-        folders=list(folders),
-        auto_link=auto_link,
-        status=AccountStatus.ACTIVE,
-        announce_after=now,
-        next_sync_at=now,
-        created_by=created_by,
-    )
-    session.add(account)
-    session.flush()
-    session.add(
-        AuditLog(
-            actor=created_by or "cli",
-            action="account.add",
-            account_id=account.id,
-            details={"email": email, "provider": provider.value},
+    secrets = {k: tokens.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")}
+    try:
+        return add_account_row(
+            session,
+            provider=provider,
+            email=email,
+            config={"oauth": public, "api": dict(api or {})},
+            credentials=vault.encrypt({"client_secret": oauth.get("client_secret"), **secrets}),
+            channel_id=channel_id,
+            sync_interval_seconds=sync_interval_seconds,
+            folders=folders,
+            auto_link=auto_link,
+            created_by=created_by,
         )
-    )
-    return account
+    except AccountError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def store_tokens(
