@@ -34,11 +34,17 @@ CHANNEL_INTERVAL = 1.1  # Slack allows about one post per second per channel
 
 
 class RetryLater(Exception):
-    """A transient failure: try again later (after `after_seconds` if the remote said so)."""
+    """A transient failure: try again later (after `after_seconds` if the remote said so).
 
-    def __init__(self, message: str, after_seconds: float | None = None) -> None:
+    `counts=False` is for waiting on something that will come (a thread's parent post), not a
+    failure: the attempt is not counted, so a long Slack outage cannot fail the row."""
+
+    def __init__(
+        self, message: str, after_seconds: float | None = None, *, counts: bool = True
+    ) -> None:
         super().__init__(message)
         self.after_seconds = after_seconds
+        self.counts = counts
 
 
 class PermanentFailure(Exception):
@@ -136,6 +142,7 @@ class Dispatcher:
         result: dict[str, Any] | None = None
         error: str | None = None
         delay = 0.0
+        uncounted = False
         if reg is None:
             status, error = OutboxStatus.FAILED, f"no handler for outbox kind {row.kind!r}"
         else:
@@ -145,7 +152,8 @@ class Dispatcher:
                 status = OutboxStatus.DONE
             except RetryLater as exc:
                 error = str(exc)
-                if row.attempts >= MAX_ATTEMPTS:
+                uncounted = not exc.counts
+                if exc.counts and row.attempts >= MAX_ATTEMPTS:
                     status = OutboxStatus.FAILED
                 else:
                     status = OutboxStatus.PENDING
@@ -171,6 +179,8 @@ class Dispatcher:
                 return  # a handler may have set its own final state (e.g. HELD)
             fresh.status = status
             fresh.last_error = error
+            if uncounted:
+                fresh.attempts = max(0, fresh.attempts - 1)
             fresh.lease_owner = None
             fresh.lease_expires_at = None
             if result:

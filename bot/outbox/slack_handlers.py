@@ -148,7 +148,9 @@ def _thread_ready(session: Session, conversation: Conversation) -> SlackThread:
 
 
 def _wait_for_parent() -> RetryLater:
-    return RetryLater("the thread's parent message is not posted yet", PARENT_WAIT_SECONDS)
+    return RetryLater(
+        "the thread's parent message is not posted yet", PARENT_WAIT_SECONDS, counts=False
+    )
 
 
 # -- handlers -------------------------------------------------------------------------------
@@ -262,7 +264,9 @@ def update_parent(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         thread = conversation.slack_thread
         if thread.ts is None:
             if _parent_pending(session, conversation_id):
-                raise RetryLater("the parent message is not posted yet", PARENT_WAIT_SECONDS)
+                raise RetryLater(
+                    "the parent message is not posted yet", PARENT_WAIT_SECONDS, counts=False
+                )
             return {"skipped": "parent never posted"}
         message = parent_message(conversation_card(session, conversation))
         digest = rendering_hash(message)

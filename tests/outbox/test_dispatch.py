@@ -99,3 +99,23 @@ def test_retry_later_honours_the_remote_delay(session_factory: SessionFactory) -
         row = s.scalars(select(Outbox)).one()
     assert row.status == OutboxStatus.PENDING
     assert row.next_attempt_at >= before + timedelta(seconds=29)
+
+
+def test_waiting_for_something_does_not_use_up_attempts(session_factory: SessionFactory) -> None:
+    # A reply waits for its thread's parent post: however long that takes (a Slack outage),
+    # the row must not fail after MAX_ATTEMPTS.
+    from bot.outbox.dispatch import MAX_ATTEMPTS
+
+    def waiting(ctx: Any, row: Outbox) -> None:
+        raise RetryLater("parent not posted yet", after_seconds=0, counts=False)
+
+    registry = Registry()
+    registry.register("waiting", waiting)
+    with session_scope(session_factory) as s:
+        enqueue(s, kind="waiting", key="w", payload={})
+    dispatcher = Dispatcher(_services(session_factory), WebClient(token="x"), registry)
+    for _ in range(MAX_ATTEMPTS + 3):
+        dispatcher.run_once()
+    with session_scope(session_factory) as s:
+        row = s.scalars(select(Outbox)).one()
+    assert row.status == OutboxStatus.PENDING and row.attempts == 0
