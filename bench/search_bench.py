@@ -1,6 +1,8 @@
 """Search benchmark (run by hand, not in tests).
 
     .venv/bin/python bench/search_bench.py [--rows 100000] [--runs 30] [--skip-pg] [--skip-sqlite]
+        [--keep]   # reuse (or create and keep) the SQLite file and the `mailroom_sbench_keep`
+                   # PostgreSQL database instead of loading fresh ones: quicker repeat runs
 
 Bulk-inserts `rows` generated messages (Zipf vocabulary, 5 accounts, 500 senders, one year,
 ids NOT in date order for a fifth of them, as after a history import) straight into the tables
@@ -108,6 +110,18 @@ def load(url: str, rows: int, seed: int) -> list[int]:
     return account_ids
 
 
+def reuse(url: str) -> list[int]:
+    """An already loaded database (--keep): bring it to the newest schema, return account ids."""
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    with engine.begin() as c:
+        c.execute(text("ANALYZE"))
+        ids = [r[0] for r in c.execute(text("SELECT id FROM accounts ORDER BY id"))]
+    engine.dispose()
+    print(f"{url.split(':')[0]}: reusing the loaded database", flush=True)
+    return ids
+
+
 def run_queries(url: str, account_ids: list[int], runs: int) -> dict[str, tuple[float, float, str]]:
     engine = make_engine(url)
     factory = make_session_factory(engine)
@@ -143,30 +157,40 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="reuse / keep the loaded databases")
     args = ap.parse_args()
     results: dict[str, dict[str, tuple[float, float, str]]] = {}
     if not args.skip_sqlite:
-        for suffix in ("", "-wal", "-shm"):
-            Path(args.sqlite + suffix).unlink(missing_ok=True)
         url = f"sqlite:///{args.sqlite}"
-        print(f"SQLite: loading {args.rows} rows", flush=True)
-        ids = load(url, args.rows, args.seed)
+        if args.keep and Path(args.sqlite).exists():
+            ids = reuse(url)
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(args.sqlite + suffix).unlink(missing_ok=True)
+            print(f"SQLite: loading {args.rows} rows", flush=True)
+            ids = load(url, args.rows, args.seed)
         results["SQLite"] = run_queries(url, ids, args.runs)
     if not args.skip_pg:
         from bot.store.db import make_engine as mk
 
         admin = mk(args.pg, isolation_level="AUTOCOMMIT", pool_size=1)
-        name = f"mailroom_sbench_{uuid.uuid4().hex[:8]}"
+        name = "mailroom_sbench_keep" if args.keep else f"mailroom_sbench_{uuid.uuid4().hex[:8]}"
+        url = args.pg.rsplit("/", 1)[0] + "/" + name
         with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
+            exists = c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                c.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            url = args.pg.rsplit("/", 1)[0] + "/" + name
-            print(f"PostgreSQL: loading {args.rows} rows", flush=True)
-            ids = load(url, args.rows, args.seed)
+            if exists:
+                ids = reuse(url)
+            else:
+                print(f"PostgreSQL: loading {args.rows} rows", flush=True)
+                ids = load(url, args.rows, args.seed)
             results["PostgreSQL"] = run_queries(url, ids, args.runs)
         finally:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if not args.keep:
+                with admin.connect() as c:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
     dbs = list(results)
     print()

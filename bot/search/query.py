@@ -174,12 +174,16 @@ def _ts_lexeme(text: str, weight: str | None) -> str:
     return f"'{escaped}'" + (f":{weight}" if weight else "")
 
 
-def tsquery_text(query: SearchQuery) -> str | None:
+def tsquery_text(query: SearchQuery, *, weights: bool = True) -> str | None:
     """Text for PostgreSQL `to_tsquery('simple', ...)`: positives AND-ed, negatives as `!`.
-    Subject terms carry weight A (the subject's weight in messages.search_vector)."""
+    Subject terms carry weight A (the subject's weight in messages.search_vector); with
+    `weights=False` they do not: a looser query the GIN index answers without rechecking each
+    row (GIN keeps no weights), for a pre-filter whose hits are then checked exactly."""
     parts: list[str] = []
     for t in query.terms:
-        operand = _ts_lexeme(t.text, "A" if t.field == "subject" else None)
+        if t.negated and not weights:
+            continue  # a looser pre-filter must not exclude anything the exact query keeps
+        operand = _ts_lexeme(t.text, "A" if weights and t.field == "subject" else None)
         parts.append(f"!({operand})" if t.negated else f"({operand})")
     if not query.positive_terms:
         return None

@@ -247,6 +247,7 @@ class Message(Base):
         UniqueConstraint("account_id", "provider_id"),
         Index("ix_messages_account_date", "account_id", "date"),
         Index("ix_messages_conversation_date", "conversation_id", "date"),
+        Index("ix_messages_date_id", "date", "id"),  # newest-first search walk (0002)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

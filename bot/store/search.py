@@ -9,7 +9,7 @@ for the page only. User text reaches the engines only as escaped literals (bot/s
 
 from __future__ import annotations
 
-import heapq
+import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +52,8 @@ from bot.store.models import (
 _FTS = table("message_fts", column("rowid"))
 CANDIDATE_LIMIT = 2000
 COUNT_CAP = 1000
+SCAN_CAP = 20_000  # rows walked newest first before a search stops and says "more may exist"
+FIRST_CHUNK = 500  # rows in the walk's first chunk; each next chunk is twice as big
 HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
@@ -85,13 +87,15 @@ class SearchHit:
 @dataclass
 class SearchPage:
     hits: list[SearchHit]
-    total: int  # exact when not capped, else COUNT_CAP
-    capped: bool  # more than COUNT_CAP matches: show "1,000+"
+    total: int  # exact when not capped, else a lower bound (at most COUNT_CAP)
+    capped: bool  # total is a lower bound: show total_label ("1,000+", or "37+" if partial)
+    # The walk stopped after the newest SCAN_CAP rows: more (older) results may exist.
+    partial: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
     def total_label(self) -> str:
-        return f"{COUNT_CAP:,}+" if self.capped else f"{self.total:,}"
+        return f"{self.total:,}+" if self.capped else f"{self.total:,}"
 
 
 def _pg(session: Session) -> bool:
@@ -204,27 +208,23 @@ class _Engine:
 
     def __init__(self, session: Session, q: SearchQuery) -> None:
         self.pg = _pg(session)
+        self.prefilter: str | None = None  # PG: a looser query the GIN answers exactly
         if self.pg:
             self.positive = tsquery_text(q)
             self.negative = None if self.positive else tsquery_negatives(q)
+            loose = tsquery_text(q, weights=False)
+            self.prefilter = loose if loose != self.positive else None
         else:
             self.positive = fts5_match(q)
             self.negative = None if self.positive else fts5_negatives(q)
 
-    def condition(self, expr: str, *, correlated: bool = True) -> ColumnElement[bool]:
-        """The text condition. SQLite: `correlated` for walks that stop early; otherwise one
-        materialised `id IN (MATCH)` list, cheaper when every row is visited (counts)."""
+    def condition(self, expr: str) -> ColumnElement[bool]:
+        """The text condition as the planner sees it (PostgreSQL: may use the GIN index)."""
         if self.pg:
             return literal_column("messages.search_vector").op("@@")(
                 func.to_tsquery("simple", expr)
             )
-        # SQLite: a correlated per-row check (FTS5 seeks the rowid in the term's doclist), so
-        # a walk of the date index stops at the page instead of materialising every match of
-        # a common term (measured: 2 ms instead of 150 ms per account at 100k rows).
-        if not correlated:
-            return Message.id.in_(
-                select(_FTS.c.rowid).where(literal_column("message_fts").op("MATCH")(expr))
-            )
+        # SQLite: a correlated per-row check (FTS5 seeks the rowid in the term's doclist).
         return (
             select(literal_column("1"))
             .select_from(_FTS)
@@ -232,15 +232,25 @@ class _Engine:
             .exists()
         )
 
+    def row_check(self, expr: str) -> ColumnElement[bool]:
+        """The text condition checked on each row. PostgreSQL: the function form of `@@` so
+        the planner cannot turn it into a GIN scan over every match of a common word."""
+        if self.pg:
+            return func.ts_match_vq(
+                literal_column("messages.search_vector"), func.to_tsquery("simple", expr)
+            )
+        return self.condition(expr)
+
     def extra_conditions(self) -> list[ColumnElement[bool]]:
-        return [not_(self.condition(self.negative))] if self.negative else []
+        return [not_(self.row_check(self.negative))] if self.negative else []
 
     def candidates(self, session: Session) -> list[int]:
+        """Up to CANDIDATE_LIMIT + 1 ids matching the text (PostgreSQL: the looser pre-filter
+        when the query has weights; `exact()` narrows them)."""
         assert self.positive is not None
         if self.pg:
-            stmt = (
-                select(Message.id).where(self.condition(self.positive)).limit(CANDIDATE_LIMIT + 1)
-            )
+            expr = self.prefilter or self.positive
+            stmt = select(Message.id).where(self.condition(expr)).limit(CANDIDATE_LIMIT + 1)
             return list(session.scalars(stmt))
         rows = session.execute(
             text(
@@ -250,6 +260,28 @@ class _Engine:
             {"fts": self.positive, "n": CANDIDATE_LIMIT + 1},
         )
         return [r[0] for r in rows]
+
+    def exact(self) -> list[ColumnElement[bool]]:
+        """What the candidates still need checking against (the weights the GIN cannot see)."""
+        assert self.positive is not None
+        return [self.row_check(self.positive)] if self.prefilter else []
+
+    def matching(self, session: Session, ids: Sequence[int]) -> set[int]:
+        """Which of `ids` match the positive text: one set-based check of a bounded chunk."""
+        assert self.positive is not None
+        if not ids:
+            return set()
+        if self.pg:
+            stmt = text(
+                "SELECT id FROM messages WHERE id = ANY(:ids) "
+                "AND ts_match_vq(search_vector, to_tsquery('simple', :q))"
+            )
+            return set(session.scalars(stmt, {"ids": list(ids), "q": self.positive}))
+        stmt = text(
+            "SELECT rowid FROM message_fts WHERE message_fts MATCH :fts "
+            "AND rowid IN (SELECT value FROM json_each(:ids))"
+        )
+        return set(session.scalars(stmt, {"fts": self.positive, "ids": json.dumps(list(ids))}))
 
     def snippets(self, session: Session, ids: Sequence[int]) -> dict[int, str]:
         if not ids or self.positive is None:
@@ -295,7 +327,7 @@ def search(
     if not accounts:
         return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
     engine = _Engine(session, q)
-    conds = [*_structured(q), *engine.extra_conditions()]
+    conds = [Message.account_id.in_(accounts), *_structured(q), *engine.extra_conditions()]
 
     if engine.positive is not None:
         candidates = engine.candidates(session)
@@ -305,51 +337,55 @@ def search(
                 return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
             rows = session.execute(
                 select(Message.id)
-                .where(Message.id.in_(candidates), Message.account_id.in_(accounts), *conds)
+                .where(Message.id.in_(candidates), *conds, *engine.exact())
                 .order_by(Message.date.desc(), Message.id.desc())
             ).all()
             ids = [r[0] for r in rows]
             page_ids = ids[offset : offset + limit]
             total, capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
-            return _page(session, engine, page_ids, total, capped, q.errors)
-        walk_conds = [*conds, engine.condition(engine.positive)]
-        count_conds = [*conds, engine.condition(engine.positive, correlated=False)]
-    else:
-        walk_conds = count_conds = conds
+            return _page(session, engine, page_ids, total, capped, False, q.errors)
 
-    page_ids = _walk(session, accounts, walk_conds, offset + limit)[offset:]
-    total, capped = _capped_count(session, accounts, count_conds)
-    return _page(session, engine, page_ids, total, capped, q.errors)
+    found, partial = _walk(session, engine, conds, max(offset + limit, COUNT_CAP + 1))
+    total = min(len(found), COUNT_CAP)
+    capped = len(found) > COUNT_CAP or partial
+    return _page(session, engine, found[offset : offset + limit], total, capped, partial, q.errors)
 
 
 def _walk(
-    session: Session, accounts: Sequence[int], conds: Sequence[ColumnElement[bool]], k: int
-) -> list[int]:
-    """Newest k matching ids: one walk of the (account_id, date) index per account, merged."""
-    streams = []
-    for account_id in accounts:
-        rows = session.execute(
-            select(Message.date, Message.id)
-            .where(Message.account_id == account_id, *conds)
-            .order_by(Message.date.desc(), Message.id.desc())
-            .limit(k)
-        ).all()
-        streams.append([(r[0] or datetime.min.replace(tzinfo=UTC), r[1]) for r in rows])
-    merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
-    return [i for _d, i in list(merged)[:k]]
+    session: Session, engine: _Engine, conds: Sequence[ColumnElement[bool]], want: int
+) -> tuple[list[int], bool]:
+    """The newest `want` matching ids, and whether the walk stopped at SCAN_CAP rows.
 
-
-def _capped_count(
-    session: Session, accounts: Sequence[int], conds: Sequence[ColumnElement[bool]]
-) -> tuple[int, bool]:
-    inner = (
-        select(Message.id)
-        .where(Message.account_id.in_(accounts), *conds)
-        .limit(COUNT_CAP + 1)
-        .subquery()
-    )
-    n = session.scalar(select(func.count()).select_from(inner)) or 0
-    return min(n, COUNT_CAP), n > COUNT_CAP
+    Walks the (date, id) index newest first over every visible account at once, in chunks
+    that double (FIRST_CHUNK, then twice that, and so on): each chunk is the next rows that pass the structured
+    filters, and the text is checked on the whole chunk in one set-based query, so the cost
+    is about `want / selectivity` cheap row checks, bounded by SCAN_CAP. Rows whose ids are
+    out of date order (history imports) are ordered by date like any other."""
+    found: list[int] = []
+    scanned, size = 0, FIRST_CHUNK
+    while scanned < SCAN_CAP:
+        size = min(size, SCAN_CAP - scanned)
+        chunk = list(
+            session.scalars(
+                select(Message.id)
+                .where(*conds)
+                .order_by(Message.date.desc(), Message.id.desc())
+                .offset(scanned)
+                .limit(size)
+            )
+        )
+        scanned += len(chunk)
+        if engine.positive is not None:
+            hits = engine.matching(session, chunk)
+            found.extend(i for i in chunk if i in hits)
+        else:
+            found.extend(chunk)
+        if len(found) >= want:
+            return found[:want], False
+        if len(chunk) < size:
+            return found, False  # every row was seen
+        size *= 2
+    return found, True
 
 
 def _page(
@@ -358,10 +394,11 @@ def _page(
     ids: Sequence[int],
     total: int,
     capped: bool,
+    partial: bool,
     errors: list[str],
 ) -> SearchPage:
     if not ids:
-        return SearchPage(hits=[], total=total, capped=capped, errors=errors)
+        return SearchPage(hits=[], total=total, capped=capped, partial=partial, errors=errors)
     rows = {
         m.id: m
         for m in session.execute(
@@ -395,7 +432,7 @@ def _page(
                 snippet=snippets.get(i) or r.snippet,
             )
         )
-    return SearchPage(hits=hits, total=total, capped=capped, errors=errors)
+    return SearchPage(hits=hits, total=total, capped=capped, partial=partial, errors=errors)
 
 
 def all_account_ids(session: Session) -> list[int]:
@@ -407,6 +444,7 @@ __all__ = [
     "CANDIDATE_LIMIT",
     "COUNT_CAP",
     "HIGHLIGHT",
+    "SCAN_CAP",
     "SearchHit",
     "SearchPage",
     "all_account_ids",
