@@ -268,6 +268,9 @@ Near :local:
 Patterns INBOX
 Create Near
 SyncState *
+
+# Like the Dovecot under test (mail_fsync = never) and notes/imap-baseline.md: no fsync.
+FSync no
 """
     )
     cfg.chmod(0o600)
