@@ -178,16 +178,28 @@ def tsquery_text(query: SearchQuery, *, weights: bool = True) -> str | None:
     """Text for PostgreSQL `to_tsquery('simple', ...)`: positives AND-ed, negatives as `!`.
     Subject terms carry weight A (the subject's weight in messages.search_vector); with
     `weights=False` they do not: a looser query the GIN index answers without rechecking each
-    row (GIN keeps no weights), for a pre-filter whose hits are then checked exactly."""
+    row (GIN keeps no weights), for a pre-filter whose hits are then checked exactly; negated
+    subject terms are left out of it (they must not exclude a body match)."""
     parts: list[str] = []
     for t in query.terms:
-        if t.negated and not weights:
-            continue  # a looser pre-filter must not exclude anything the exact query keeps
+        if t.negated and t.field == "subject" and not weights:
+            continue
         operand = _ts_lexeme(t.text, "A" if weights and t.field == "subject" else None)
         parts.append(f"!({operand})" if t.negated else f"({operand})")
     if not query.positive_terms:
         return None
     return " & ".join(parts)
+
+
+def ts_operand(term: Term) -> str:
+    """One term as an unweighted `to_tsquery('simple', ...)` operand (a phrase if several words)."""
+    return _ts_lexeme(term.text, None)
+
+
+def term_words(term: Term) -> list[str]:
+    """The runs of letters and digits in a term. A row can match the term only if each of
+    them is in the row's text: a cheap substring pre-check before the exact one."""
+    return re.findall(r"[^\W_]+", term.text)
 
 
 def tsquery_negatives(query: SearchQuery) -> str | None:

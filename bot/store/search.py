@@ -1,10 +1,16 @@
 """Run a parsed search query against PostgreSQL (tsvector + GIN) or SQLite (FTS5).
 
-Shape (search-baseline.md): first fetch up to CANDIDATE_LIMIT matches from the text index;
-when that is all of them, filter and sort just those (rare terms stay fast). Only when a term
-is common, walk each visible account's (account_id, date) index newest first and stop at the
-page (common terms stay fast). Counts are capped at COUNT_CAP ("1,000+"); snippets are built
-for the page only. User text reaches the engines only as escaped literals (bot/search/query.py).
+Shape (search-baseline.md, docs/benchmarks.md): first fetch up to CANDIDATE_LIMIT matches
+from the text index; when that is all of them, filter and sort just those (rare terms stay
+fast). Past that (a common text):
+- PostgreSQL: one query over every visible account; the planner walks the (date, id) index
+  newest first and stops at the page. `subject:` terms are searched without the weight (GIN
+  answers that exactly) and checked on the subject text of those rows only.
+- SQLite: FTS5 streams matches by rowid cheaply, so read them highest rowid first in batches,
+  filter each batch in one query, then add the few unread rows newer than the page (ids out of
+  date order); stop after SCAN_CAP matches and say "more may exist" (SearchPage.partial).
+Counts are capped at COUNT_CAP ("1,000+"); snippets are built for the page only. User text
+reaches the engines only as escaped literals (bot/search/query.py).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     Text,
+    and_,
     bindparam,
     cast,
     column,
@@ -34,9 +41,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bot.search.query import (
     SearchQuery,
+    Term,
     fts5_match,
     fts5_negatives,
     parse_query,
+    term_words,
+    ts_operand,
     tsquery_negatives,
     tsquery_text,
 )
@@ -52,8 +62,7 @@ from bot.store.models import (
 _FTS = table("message_fts", column("rowid"))
 CANDIDATE_LIMIT = 2000
 COUNT_CAP = 1000
-SCAN_CAP = 20_000  # rows walked newest first before a search stops and says "more may exist"
-FIRST_CHUNK = 500  # rows in the walk's first chunk; each next chunk is twice as big
+SCAN_CAP = 20_000  # SQLite: text matches read before a search stops, saying "more may exist"
 HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
@@ -203,17 +212,30 @@ def _accounts(session: Session, q: SearchQuery, visible: Collection[int]) -> lis
     return sorted(ids)
 
 
+def _subject(term: Term) -> ColumnElement[bool]:
+    """PostgreSQL: the term in the subject, i.e. `'word':A` on search_vector (the subject is
+    its only weight-A part), checked on the subject text: a substring test of each word first,
+    so the parse runs only on rows that can match."""
+    words = [func.strpos(func.lower(Message.subject), func.lower(w)) > 0 for w in term_words(term)]
+    vector = func.to_tsvector("simple", func.coalesce(Message.subject, ""))
+    cond = and_(*words, vector.op("@@")(func.to_tsquery("simple", ts_operand(term))))
+    return not_(cond) if term.negated else cond
+
+
 class _Engine:
     """The dialect-specific text pieces."""
 
     def __init__(self, session: Session, q: SearchQuery) -> None:
         self.pg = _pg(session)
-        self.prefilter: str | None = None  # PG: a looser query the GIN answers exactly
+        # PostgreSQL: subject: terms as row checks on the subject alone (see _subject).
+        self.subject: list[ColumnElement[bool]] = []
         if self.pg:
-            self.positive = tsquery_text(q)
+            # The GIN index answers a query without weights exactly; with the subject's
+            # weight it rechecks every row that has the word anywhere (325 ms measured).
+            self.positive = tsquery_text(q, weights=False)
             self.negative = None if self.positive else tsquery_negatives(q)
-            loose = tsquery_text(q, weights=False)
-            self.prefilter = loose if loose != self.positive else None
+            if self.positive:
+                self.subject = [_subject(t) for t in q.terms if t.field == "subject"]
         else:
             self.positive = fts5_match(q)
             self.negative = None if self.positive else fts5_negatives(q)
@@ -242,41 +264,38 @@ class _Engine:
         return self.condition(expr)
 
     def extra_conditions(self) -> list[ColumnElement[bool]]:
-        return [not_(self.row_check(self.negative))] if self.negative else []
+        return [not_(self.row_check(self.negative))] if self.negative else self.subject
 
     def candidates(self, session: Session) -> list[int]:
-        """Up to CANDIDATE_LIMIT + 1 ids matching the text (PostgreSQL: the looser pre-filter
-        when the query has weights; `exact()` narrows them)."""
+        """Up to CANDIDATE_LIMIT + 1 ids matching the text. PostgreSQL: the GIN finds the
+        words anywhere and the subject checks narrow them (no ORDER BY: a bitmap scan)."""
         assert self.positive is not None
         if self.pg:
-            expr = self.prefilter or self.positive
-            stmt = select(Message.id).where(self.condition(expr)).limit(CANDIDATE_LIMIT + 1)
+            stmt = (
+                select(Message.id)
+                .where(self.condition(self.positive), *self.subject)
+                .limit(CANDIDATE_LIMIT + 1)
+            )
             return list(session.scalars(stmt))
-        rows = session.execute(
-            text(
-                "SELECT rowid FROM message_fts WHERE message_fts MATCH :fts "
-                "ORDER BY rowid DESC LIMIT :n"
-            ),
-            {"fts": self.positive, "n": CANDIDATE_LIMIT + 1},
-        )
-        return [r[0] for r in rows]
+        return self.fts_newest(session, CANDIDATE_LIMIT + 1)
 
-    def exact(self) -> list[ColumnElement[bool]]:
-        """What the candidates still need checking against (the weights the GIN cannot see)."""
-        assert self.positive is not None
-        return [self.row_check(self.positive)] if self.prefilter else []
+    def fts_newest(self, session: Session, n: int, below: int | None = None) -> list[int]:
+        """SQLite: the next `n` matching rowids under `below`, highest first. FTS5 streams its
+        doclists in rowid order cheaply (~1 µs a row) but seeks single rowids slowly."""
+        sql = (
+            "SELECT rowid FROM message_fts WHERE message_fts MATCH ? "
+            + ("AND rowid < ? " if below is not None else "")
+            + "ORDER BY rowid DESC LIMIT ?"
+        )
+        params = (self.positive, *([below] if below is not None else []), n)
+        # The driver's fetchall: thousands of plain ints, without a Row object for each.
+        return [r[0] for r in session.connection().exec_driver_sql(sql, params).cursor.fetchall()]
 
     def matching(self, session: Session, ids: Sequence[int]) -> set[int]:
-        """Which of `ids` match the positive text: one set-based check of a bounded chunk."""
-        assert self.positive is not None
+        """SQLite: which of `ids` match the positive text (FTS5 seeks each one: keep it few)."""
+        assert self.positive is not None and not self.pg
         if not ids:
             return set()
-        if self.pg:
-            stmt = text(
-                "SELECT id FROM messages WHERE id = ANY(:ids) "
-                "AND ts_match_vq(search_vector, to_tsquery('simple', :q))"
-            )
-            return set(session.scalars(stmt, {"ids": list(ids), "q": self.positive}))
         stmt = text(
             "SELECT rowid FROM message_fts WHERE message_fts MATCH :fts "
             "AND rowid IN (SELECT value FROM json_each(:ids))"
@@ -337,7 +356,7 @@ def search(
                 return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
             rows = session.execute(
                 select(Message.id)
-                .where(Message.id.in_(candidates), *conds, *engine.exact())
+                .where(Message.id.in_(candidates), *conds)
                 .order_by(Message.date.desc(), Message.id.desc())
             ).all()
             ids = [r[0] for r in rows]
@@ -345,47 +364,104 @@ def search(
             total, capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
             return _page(session, engine, page_ids, total, capped, False, q.errors)
 
-    found, partial = _walk(session, engine, conds, max(offset + limit, COUNT_CAP + 1))
-    total = min(len(found), COUNT_CAP)
-    capped = len(found) > COUNT_CAP or partial
-    return _page(session, engine, found[offset : offset + limit], total, capped, partial, q.errors)
+        if not engine.pg:
+            found, count, partial = _stream(session, engine, conds, candidates, offset + limit)
+            total = min(count, COUNT_CAP)
+            capped = count > COUNT_CAP or partial
+            page_ids = found[offset : offset + limit]
+            return _page(session, engine, page_ids, total, capped, partial, q.errors)
 
-
-def _walk(
-    session: Session, engine: _Engine, conds: Sequence[ColumnElement[bool]], want: int
-) -> tuple[list[int], bool]:
-    """The newest `want` matching ids, and whether the walk stopped at SCAN_CAP rows.
-
-    Walks the (date, id) index newest first over every visible account at once, in chunks
-    that double (FIRST_CHUNK, then twice that, and so on): each chunk is the next rows that pass the structured
-    filters, and the text is checked on the whole chunk in one set-based query, so the cost
-    is about `want / selectivity` cheap row checks, bounded by SCAN_CAP. Rows whose ids are
-    out of date order (history imports) are ordered by date like any other."""
-    found: list[int] = []
-    scanned, size = 0, FIRST_CHUNK
-    while scanned < SCAN_CAP:
-        size = min(size, SCAN_CAP - scanned)
-        chunk = list(
-            session.scalars(
-                select(Message.id)
-                .where(*conds)
-                .order_by(Message.date.desc(), Message.id.desc())
-                .offset(scanned)
-                .limit(size)
-            )
+    # PostgreSQL past the candidate fetch, and queries without a positive text: one query
+    # over every visible account; the planner walks the (date, id) index newest first and
+    # stops at the page (a common text) or uses the GIN index (a selective one).
+    if engine.positive is not None:
+        conds.append(engine.condition(engine.positive))
+    page_ids = list(
+        session.scalars(
+            select(Message.id)
+            .where(*conds)
+            .order_by(Message.date.desc(), Message.id.desc())
+            .offset(offset)
+            .limit(limit)
         )
-        scanned += len(chunk)
-        if engine.positive is not None:
-            hits = engine.matching(session, chunk)
-            found.extend(i for i in chunk if i in hits)
-        else:
-            found.extend(chunk)
-        if len(found) >= want:
-            return found[:want], False
-        if len(chunk) < size:
-            return found, False  # every row was seen
-        size *= 2
-    return found, True
+    )
+    total, capped = _capped_count(session, conds)
+    return _page(session, engine, page_ids, total, capped, False, q.errors)
+
+
+def _capped_count(session: Session, conds: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
+    inner = select(Message.id).where(*conds).limit(COUNT_CAP + 1).subquery()
+    n = session.scalar(select(func.count()).select_from(inner)) or 0
+    return min(n, COUNT_CAP), n > COUNT_CAP
+
+
+def _stream(
+    session: Session,
+    engine: _Engine,
+    conds: Sequence[ColumnElement[bool]],
+    first: list[int],
+    want: int,
+) -> tuple[list[int], int, bool]:
+    """SQLite, a text with more than CANDIDATE_LIMIT matches: the newest `want` matching ids,
+    the number of matches found (more than COUNT_CAP when there are), and whether the search
+    stopped at SCAN_CAP text matches.
+
+    FTS5 streams matches by rowid cheaply, so read them highest rowid first in doubling
+    batches (`first` is the candidate fetch) and filter each batch in one query, until there
+    are enough. Rowid order is only roughly date order (history imports add old mail with new
+    ids), so then fetch, by the (date, id) index, the unread rows newer than the `want`-th
+    match so far, and check the text on those few one by one."""
+    pool: list[int] = []
+    batch, scanned, partial = first, 0, False
+    asked = len(first)
+    while True:
+        scanned += len(batch)
+        pool.extend(session.scalars(select(Message.id).where(_in_json(batch), *conds)))
+        exhausted = len(batch) < asked
+        if exhausted or (len(pool) >= want and len(pool) > COUNT_CAP):
+            break
+        if scanned >= SCAN_CAP:
+            partial = True
+            break
+        asked = min(2 * asked, SCAN_CAP - scanned)
+        batch = engine.fts_newest(session, asked, below=min(batch))
+    newest = _newest(session, pool, want)
+    count = len(pool)
+    if not exhausted and newest:
+        # Rows not read yet (lower rowids) that are newer than the want-th match so far.
+        d = newest[-1][0]
+        cutoff = Message.date >= d if d is not None else literal_column("1") == 1
+        late = session.scalars(
+            # `id + 0`: keeps SQLite on the date index (the id range is most of the table).
+            select(Message.id).where(cutoff, (Message.id + 0) < min(batch), *conds)
+        ).all()
+        hits = engine.matching(session, late)
+        if hits:
+            count += len(hits)
+            newest = _newest(session, [*(j for _d, j in newest), *hits], want)
+    return [j for _d, j in newest], count, partial
+
+
+def _newest(session: Session, ids: Sequence[int], n: int) -> list[tuple[datetime | None, int]]:
+    """The newest n of `ids` with their dates, in `ORDER BY date DESC, id DESC` order."""
+    if not ids:
+        return []
+    rows = session.execute(
+        select(Message.date, Message.id)
+        .where(_in_json(ids))
+        .order_by(Message.date.desc(), Message.id.desc())
+        .limit(n)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def _in_json(ids: Sequence[int]) -> ColumnElement[bool]:
+    # One bound parameter however many ids (SQLite caps the number of parameters).
+    return Message.id.in_(
+        select(literal_column("value")).select_from(
+            func.json_each(bindparam("ids", json.dumps(list(ids))))
+        )
+    )
 
 
 def _page(
