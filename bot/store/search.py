@@ -63,6 +63,9 @@ _FTS = table("message_fts", column("rowid"))
 CANDIDATE_LIMIT = 2000
 COUNT_CAP = 1000
 SCAN_CAP = 20_000  # SQLite: text matches read before a search stops, saying "more may exist"
+# SQLite: when the filters alone leave at most this many rows, check the text on each of them
+# (an FTS5 rowid seek costs ~75 µs: 300 of them stay under 25 ms).
+FEW_ROWS = 300
 HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
@@ -365,6 +368,14 @@ def search(
             return _page(session, engine, page_ids, total, capped, False, q.errors)
 
         if not engine.pg:
+            few = list(session.scalars(select(Message.id).where(*conds).limit(FEW_ROWS + 1)))
+            if len(few) <= FEW_ROWS:
+                # The filters leave fewer rows than the text matches (e.g. from:an address):
+                # check the text on those rows one by one instead of streaming the matches.
+                hits = engine.matching(session, few)
+                page_ids = [i for _d, i in _newest(session, list(hits), offset + limit)]
+                total, capped = min(len(hits), COUNT_CAP), len(hits) > COUNT_CAP
+                return _page(session, engine, page_ids[offset:], total, capped, False, q.errors)
             found, count, partial = _stream(session, engine, conds, candidates, offset + limit)
             total = min(count, COUNT_CAP)
             capped = count > COUNT_CAP or partial

@@ -131,6 +131,20 @@ def test_walk_checks_phrases_and_filters_exactly(
         assert unread.total == min(len(want_unread), COUNT_CAP)
 
 
+@pytest.mark.parametrize("few_rows", [0, 1000])
+def test_selective_filter_over_a_common_text(
+    session_factory: SessionFactory, rows: Rows, monkeypatch: pytest.MonkeyPatch, few_rows: int
+) -> None:
+    """SQLite checks the text row by row when the filters leave at most FEW_ROWS rows (1000:
+    the 480 read rows), else streams the matches (0): the same answer either way."""
+    monkeypatch.setattr(search_mod, "FEW_ROWS", few_rows)
+    both = [rows.a, rows.b]
+    with session_scope(session_factory) as s:
+        page = search(s, "is:read common", visible_account_ids=both, limit=15, offset=5)
+        want = _expected(rows, lambda r: r["is_read"], both)
+        assert _ids(page) == want[5:20] and page.total == len(want) and not page.capped
+
+
 def test_subject_term_common_in_bodies(session_factory: SessionFactory, rows: Rows) -> None:
     """`topic` is in every body but few subjects: PostgreSQL pre-filters on the GIN without
     the subject weight and must still return only subject matches."""
