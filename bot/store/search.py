@@ -101,7 +101,8 @@ class SearchPage:
     hits: list[SearchHit]
     total: int  # exact when not capped, else a lower bound (at most COUNT_CAP)
     capped: bool  # total is a lower bound: show total_label ("1,000+", or "37+" if partial)
-    # The walk stopped after the newest SCAN_CAP rows: more (older) results may exist.
+    # SQLite stopped after SCAN_CAP text matches: the page is still the newest, but the
+    # count is a lower bound and more results may exist.
     partial: bool = False
     errors: list[str] = field(default_factory=list)
 
