@@ -47,7 +47,10 @@ def files_key(message_id: int) -> str:
 def _is_history(account: Account, message: Message) -> bool:
     if account.announce_after is None:
         return False
-    when = message.date or message.received_at
+    # Arrival time (IMAP INTERNALDATE, the API's received time), not the Date header: a mail
+    # that arrives after connect is news even when the sender's clock or a delay puts its
+    # Date before it.
+    when = message.received_at or message.date
     return when is not None and when < account.announce_after
 
 
