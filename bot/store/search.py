@@ -428,7 +428,7 @@ def _stream(
     asked = len(first)
     while True:
         scanned += len(batch)
-        pool.extend(session.scalars(select(Message.id).where(_in_json(batch), *conds)))
+        pool.extend(_filter(session, batch, conds))
         exhausted = len(batch) < asked
         if exhausted or (len(pool) >= want and len(pool) > COUNT_CAP):
             break
@@ -452,6 +452,22 @@ def _stream(
             count += len(hits)
             newest = _newest(session, [*(j for _d, j in newest), *hits], want)
     return [j for _d, j in newest], count, partial
+
+
+def _filter(
+    session: Session, ids: Sequence[int], conds: Sequence[ColumnElement[bool]]
+) -> list[int]:
+    """The ids (a batch of text matches) that pass `conds`. A dense batch (most ids in its
+    range match, as for a common word) is filtered by one scan of its id range, about 3 times
+    cheaper than a lookup per id (measured); a sparse one by the lookups."""
+    if not ids:
+        return []
+    lo, hi = min(ids), max(ids)
+    if 2 * len(ids) < hi - lo + 1:
+        return list(session.scalars(select(Message.id).where(_in_json(ids), *conds)))
+    keep = set(ids)
+    rows = session.scalars(select(Message.id).where(Message.id.between(lo, hi), *conds))
+    return [i for i in rows if i in keep]
 
 
 def _newest(session: Session, ids: Sequence[int], n: int) -> list[tuple[datetime | None, int]]:
