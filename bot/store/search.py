@@ -268,7 +268,7 @@ class _Engine:
         return self.condition(expr)
 
     def extra_conditions(self) -> list[ColumnElement[bool]]:
-        return [not_(self.row_check(self.negative))] if self.negative else self.subject
+        return [not_(self.row_check(self.negative))] if self.negative else []
 
     def candidates(self, session: Session) -> list[int]:
         """Up to CANDIDATE_LIMIT + 1 ids matching the text. PostgreSQL: the GIN finds the
@@ -355,7 +355,8 @@ def search(
     if engine.positive is not None:
         candidates = engine.candidates(session)
         if len(candidates) <= CANDIDATE_LIMIT:
-            # Every match is known: filter and sort them all (at most 2,000 small rows).
+            # Every match is known (PostgreSQL: subject checks included): filter and sort
+            # them all (at most 2,000 small rows).
             if not candidates:
                 return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
             rows = session.execute(
@@ -387,7 +388,7 @@ def search(
     # over every visible account; the planner walks the (date, id) index newest first and
     # stops at the page (a common text) or uses the GIN index (a selective one).
     if engine.positive is not None:
-        conds.append(engine.condition(engine.positive))
+        conds += [engine.condition(engine.positive), *engine.subject]
     page_ids = list(
         session.scalars(
             select(Message.id)
