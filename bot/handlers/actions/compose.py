@@ -7,11 +7,13 @@ talks to a mailbox: sending happens in the outbox.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
@@ -107,41 +109,43 @@ def _outbox_id(body: dict[str, Any]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def retry_clicked(
-    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
-) -> None:
-    ack()
-    outbox_id = _outbox_id(body)
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if outbox_id is None:
-        return
-    if not _may_act(services, client, user_id, outbox_id):
-        _tell(body, client, respond, "Only members of this mailbox's channel can retry.")
-        return
-    with session_scope(services.session_factory) as session:
-        row = retry_failed(session, outbox_id, user_id)
-    if row is None:
-        _tell(body, client, respond, "This email is already being sent or was sent.")
-    else:
-        _tell(body, client, respond, "Trying again. The result will show in this thread.")
+def _outbox_button(
+    release: Callable[[Session, int, str], object],
+    *,
+    refused: str,
+    gone: str,
+    done: str,
+) -> Callable[[Ack, dict[str, Any], WebClient, BoltContext, Respond], None]:
+    """A button on a send result in the thread (Retry, Send anyway): release the outbox row."""
+
+    def clicked(
+        ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+    ) -> None:
+        ack()
+        outbox_id = _outbox_id(body)
+        services = services_of(context)
+        user_id = body["user"]["id"]
+        if outbox_id is None:
+            return
+        if not _may_act(services, client, user_id, outbox_id):
+            _tell(body, client, respond, refused)
+            return
+        with session_scope(services.session_factory) as session:
+            row = release(session, outbox_id, user_id)
+        _tell(body, client, respond, gone if row is None else done)
+
+    return clicked
 
 
-def send_anyway_clicked(
-    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
-) -> None:
-    ack()
-    outbox_id = _outbox_id(body)
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if outbox_id is None:
-        return
-    if not _may_act(services, client, user_id, outbox_id):
-        _tell(body, client, respond, "Only members of this mailbox's channel can send this.")
-        return
-    with session_scope(services.session_factory) as session:
-        row = release_held(session, outbox_id, user_id)
-    if row is None:
-        _tell(body, client, respond, "This email is no longer held: it was sent or discarded.")
-    else:
-        _tell(body, client, respond, "Sending. The result will show in the conversation's thread.")
+retry_clicked = _outbox_button(
+    retry_failed,
+    refused="Only members of this mailbox's channel can retry.",
+    gone="This email is already being sent or was sent.",
+    done="Trying again. The result will show in this thread.",
+)
+send_anyway_clicked = _outbox_button(
+    release_held,
+    refused="Only members of this mailbox's channel can send this.",
+    gone="This email is no longer held: it was sent or discarded.",
+    done="Sending. The result will show in the conversation's thread.",
+)

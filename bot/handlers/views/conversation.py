@@ -6,6 +6,7 @@ client can still be shown in the modal; the Slack and mailbox effects run later 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
@@ -19,6 +20,7 @@ from bot.blocks.link_client import LINK_BLOCK, selected_client_id
 from bot.handlers.actions.conversation import REFUSAL
 from bot.handlers.middleware import services_of
 from bot.inbox import actions
+from bot.services import Services
 
 
 def register(app: Any) -> None:
@@ -35,40 +37,31 @@ def _gone(ack: Ack) -> None:
     ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
 
 
-def delete_confirmed(
-    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
-) -> None:
-    meta = parse_metadata(body["view"].get("private_metadata"))
-    if meta is None:
-        _gone(ack)
-        return
-    try:
-        actions.delete(services_of(context), client, body["user"]["id"], meta[0])
-    except AccessDenied:
-        _refused(ack)
-        return
-    except actions.NotFound:
-        _gone(ack)
-        return
-    ack()
+def _confirmed(
+    action: Callable[[Services, WebClient, str, int], object],
+) -> Callable[[Ack, dict[str, Any], WebClient, BoltContext], None]:
+    """A confirmation modal's submit: run the service action on the conversation it names."""
+
+    def submitted(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        meta = parse_metadata(body["view"].get("private_metadata"))
+        if meta is None:
+            _gone(ack)
+            return
+        try:
+            action(services_of(context), client, body["user"]["id"], meta[0])
+        except AccessDenied:
+            _refused(ack)
+            return
+        except actions.NotFound:
+            _gone(ack)
+            return
+        ack()
+
+    return submitted
 
 
-def unlink_confirmed(
-    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
-) -> None:
-    meta = parse_metadata(body["view"].get("private_metadata"))
-    if meta is None:
-        _gone(ack)
-        return
-    try:
-        actions.unlink_client(services_of(context), client, body["user"]["id"], meta[0])
-    except AccessDenied:
-        _refused(ack)
-        return
-    except actions.NotFound:
-        _gone(ack)
-        return
-    ack()
+delete_confirmed = _confirmed(actions.delete)
+unlink_confirmed = _confirmed(actions.unlink_client)
 
 
 def link_submitted(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
