@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.accounts import imap_settings, passwords
 from bot.admin_notify import alert_recipients
-from bot.providers.errors import ConfigError, FolderNotFound, ProviderError
+from bot.providers.errors import ConfigError, FolderNotFound, ProtocolError, ProviderError
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FolderInfo
 from bot.services import Services
@@ -24,6 +24,7 @@ from bot.store.db import session_scope
 from bot.store.models import Account, Provider, RunStatus, SyncRun, utcnow
 from bot.sync import leases, status
 from bot.sync.imap_sync import (
+    STALL_RUNS,
     AnnounceFn,
     BatchIngestFn,
     FolderJob,
@@ -201,6 +202,12 @@ def _run(
                     sync_folder(job, info.name, info.role)
                 except FolderNotFound as exc:
                     stats.problem(info.name, None, str(exc))
+            stuck = sorted(n for n, runs in stats.stalled.items() if runs >= STALL_RUNS)
+            if stuck:
+                raise ProtocolError(
+                    f"new mail in {', '.join(stuck)} has not been fetched for {STALL_RUNS} runs "
+                    "in a row although the server has it; see the sync log"
+                )
     except (ProviderError, leases.LeaseLost) as exc:
         error = exc
     except Exception as exc:  # a bug: record it on the run, back off, keep the worker alive

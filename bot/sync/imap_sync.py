@@ -34,6 +34,7 @@ from bot.sync.state import (
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # ingest failures of one message before it is quarantined
+STALL_RUNS = 3  # runs in a row with mail above the cursor that fetching did not return
 FLAG_WINDOW = 500  # without CONDSTORE: newest messages whose flags are re-read each run
 SEEN = "\\Seen"
 
@@ -56,6 +57,7 @@ class RunStats:
     problems: list[dict[str, Any]] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
     removed_messages: set[int] = field(default_factory=set)  # lost a location this run
+    stalled: dict[str, int] = field(default_factory=dict)  # folder -> stuck runs in a row
     touched_conversations: set[int] = field(default_factory=set)
     changed_conversations: set[int] = field(default_factory=set)
 
@@ -101,7 +103,7 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         extra = json_cursor(fs)
     condstore = status.highestmodseq is not None
     unchanged = prev == (status.uidnext, status.highestmodseq, status.exists)
-    if condstore and unchanged and not extra.get("retry"):
+    if condstore and unchanged and not extra.get("retry") and not extra.get("stalled_runs"):
         with session_scope(job.factory) as s:
             s.execute(
                 update(FolderState)
@@ -118,6 +120,7 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         _say(job, f"{name}: stored up to UID {last_uid}")
         if job.after_batch is not None:
             job.after_batch(name, last_uid)
+    _check_cursor(job, name, fs_id, status, last_uid)
     if condstore and prev[1] is not None:
         _apply_flags(job, fs_id, status.uidvalidity, job.provider.changed_flags(name, prev[1]))
     elif not condstore:
@@ -131,6 +134,33 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         fs.highestmodseq = status.highestmodseq
         fs.exists_count = status.exists
         fs.synced_at = datetime.now(UTC)
+
+
+def _check_cursor(
+    job: FolderJob, name: str, fs_id: int, status: FolderStatus, last_uid: int
+) -> None:
+    """peers.md §3 row 8: a fetch that keeps returning nothing while the server holds newer
+    mail must not go unnoticed. After the fetch, any UID above the cursor is mail we missed;
+    each such run is a problem in the sync log, and from the STALL_RUNS-th in a row on the run
+    fails, so the usual health rules apply: backoff, then Error and one alert to the admins."""
+    missed: list[int] = []
+    if status.uidnext is not None and status.uidnext - 1 > last_uid:
+        # UIDNEXT runs ahead after expunges of the newest mail too: only real UIDs count.
+        missed = sorted(u for u in job.provider.list_uids(name) if u > last_uid)
+    with session_scope(job.factory) as s:
+        fs = s.get_one(FolderState, fs_id)
+        extra = json_cursor(fs)
+        runs = int(extra.get("stalled_runs") or 0) + 1 if missed else 0
+        extra["stalled_runs"] = runs
+        set_json_cursor(fs, {k: v for k, v in extra.items() if v})
+    if missed:
+        job.stats.stalled[name] = runs
+        job.stats.problem(
+            name,
+            missed[0],
+            f"{len(missed)} message(s) above UID {last_uid} were not fetched "
+            f"(run {runs} in a row): the sync cursor is not moving",
+        )
 
 
 def _reset_folder(s: Session, fs: FolderState, stats: RunStats, status: FolderStatus) -> None:

@@ -111,6 +111,43 @@ def test_peer_8_cursor_advances_with_each_run(env: Env) -> None:
     assert len(env.messages(aid)) == 9
 
 
+def test_peer_8_a_cursor_that_stops_moving_is_reported_then_alerted(
+    env: Env, monkeypatch: Any
+) -> None:
+    """chatwoot #8829: fetch saw nothing new, forever, while the server had new mail. Here a
+    fetch that returns nothing must show in the sync log each run, and after STALL_RUNS runs
+    the account goes to Error and the admins are told."""
+    from bot.providers.imap import ImapProvider
+    from bot.store.models import AccountStatus, Outbox
+    from bot.sync.imap_sync import STALL_RUNS
+    from bot.sync.status import ERROR_AFTER
+
+    aid, user = env.new_account()
+    with session_scope(env.factory) as s:
+        s.get_one(Account, aid).created_by = "UADMIN"  # the account's creator gets alerts
+    env.dovecot.deliver(user.username, make_raw("Before the bug")[0])
+    env.sync(aid)
+    uid = env.dovecot.deliver(user.username, make_raw("Never fetched")[0])
+    monkeypatch.setattr(ImapProvider, "fetch_new", lambda self, *a, **k: iter(()))
+    runs = [env.sync(aid) for _ in range(STALL_RUNS - 1 + ERROR_AFTER)]
+    for run in runs[: STALL_RUNS - 1]:
+        assert run.status == RunStatus.PARTIAL, (run.problems, runs)
+        assert any("not fetched" in p["problem"] and p["uid"] == uid for p in run.problems)
+    for run in runs[STALL_RUNS - 1 :]:  # failed runs: the usual backoff, then Error + alert
+        assert run.status == RunStatus.ERROR and "has not been fetched" in (run.error or "")
+    with session_scope(env.factory) as s:
+        assert s.get_one(Account, aid).status == AccountStatus.ERROR
+        dms = s.scalars(select(Outbox).where(Outbox.kind == "slack.dm")).all()
+        told = [d.payload["user_id"] for d in dms]
+        assert "UADMIN" in told and len(told) == len(set(told))  # each admin once
+    # The bug goes away: the missed mail arrives and the account is healthy again.
+    monkeypatch.undo()
+    env.sync(aid)  # the backoff does not apply to an explicit run
+    with session_scope(env.factory) as s:
+        assert s.get_one(Account, aid).status == AccountStatus.ACTIVE
+    assert "Never fetched" in {m.subject for m in env.messages(aid)}
+
+
 def test_peer_9_oversized_message_is_a_stub_and_sync_continues(env: Env) -> None:
     aid, user = env.new_account()
     big, big_mid = make_raw("Huge attachment", body="x" * 200_000 + "\n")
