@@ -92,7 +92,6 @@ class Mailroom:
             s.add(acc)
         return acc
 
-
     def mailbox_account(
         self, dovecot: Any, smtp_server: Any, *, prefix: str = "support", **fields: Any
     ) -> tuple[Account, Any]:
@@ -112,6 +111,7 @@ class Mailroom:
             **fields,
         )
         return acc, user
+
 
 def make_services(session_factory: SessionFactory, fake: FakeSlack) -> Services:
     settings = Settings(

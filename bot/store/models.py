@@ -149,7 +149,9 @@ class Account(Base):
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
     channel_id: Mapped[str | None] = mapped_column(String(32))
     sync_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
-    folders: Mapped[list[str]] = mapped_column(default=list)  # empty: the defaults (Inbox, Sent, Archive)
+    folders: Mapped[list[str]] = mapped_column(
+        default=list
+    )  # empty: the defaults (Inbox, Sent, Archive)
     auto_link: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[AccountStatus] = mapped_column(
         _enum(AccountStatus, "account_status"), default=AccountStatus.ACTIVE
@@ -407,9 +409,7 @@ class ConversationLink(Base):
     conversation_id: Mapped[int] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), unique=True
     )
-    client_id: Mapped[int] = mapped_column(
-        ForeignKey("clients.id", ondelete="CASCADE"), index=True
-    )
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     method: Mapped[LinkMethod] = mapped_column(_enum(LinkMethod, "link_method"))
     linked_by: Mapped[str | None] = mapped_column(String(32))  # Slack user; None for auto
     linked_at: Mapped[datetime] = mapped_column(default=utcnow)
