@@ -7,6 +7,7 @@ it twice for the same message queues nothing new.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -50,8 +51,9 @@ def _is_history(account: Account, message: Message) -> bool:
     # Arrival time (IMAP INTERNALDATE, the API's received time), not the Date header: a mail
     # that arrives after connect is news even when the sender's clock or a delay puts its
     # Date before it.
+    # IMAP INTERNALDATE has whole seconds: mail from the second of connecting is news.
     when = message.received_at or message.date
-    return when is not None and when < account.announce_after
+    return when is not None and when < account.announce_after - timedelta(seconds=1)
 
 
 def ensure_parent(session: Session, conversation: Conversation, channel_id: str) -> SlackThread:

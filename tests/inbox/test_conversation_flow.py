@@ -33,6 +33,7 @@ from bot.store.models import (
     OutboxStatus,
     SlackPost,
     SlackThread,
+    utcnow,
 )
 from bot.sync.engine import sync_account
 from tests.slackfake import validate_message, validate_view
@@ -473,6 +474,10 @@ def test_history_is_not_announced(mailroom: Any, dovecot: Any, smtp_server: Any)
     old["Message-ID"] = make_msgid(domain="client.example")
     old.set_content("from before the account was connected")
     dovecot.deliver(user.username, bytes(old))
+    # The account is connected after this mail arrived (INTERNALDATE has whole seconds).
+    time.sleep(2.1)
+    with session_scope(mailroom.services.session_factory) as s:
+        s.get_one(Account, acc.id).announce_after = utcnow()
     sync_account(mailroom.services, acc.id)
     run_all(mailroom)
     assert mailroom.fake.top_level(CHANNEL) == []
