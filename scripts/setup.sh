@@ -15,12 +15,15 @@ fi
 stamp=.venv/.mailroom-installed
 [ "$want_test" = 1 ] && stamp=.venv/.mailroom-installed-test
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "==> installing Python dependencies"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  if [ "$want_test" = 1 ]; then
-    .venv/bin/python -m pip install --quiet -e '.[test]'
-  else
-    .venv/bin/python -m pip install --quiet -e .
+  echo "==> installing Python dependencies (log: .venv/install.log)"
+  extra=""
+  [ "$want_test" = 1 ] && extra="[test]"
+  # Build back-ends are chatty even with --quiet: keep their output in a log, show it on failure.
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+         .venv/bin/python -m pip install --quiet -e ".$extra"; } > .venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    echo "Installing the Python dependencies failed (above)." >&2
+    exit 1
   fi
   touch "$stamp"
 fi
