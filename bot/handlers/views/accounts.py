@@ -247,14 +247,25 @@ def _refuse(ack: Ack) -> None:
     )
 
 
+def _admin_or_refuse(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> tuple[Services, str] | None:
+    """(services, user id) when the submitter is an admin; otherwise refuse in the modal."""
+    services = services_of(context)
+    user_id = str(body["user"]["id"])
+    if not services.access.is_admin(client, user_id):
+        _refuse(ack)
+        return None
+    return services, user_id
+
+
 def account_add_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        _refuse(ack)
+    admin = _admin_or_refuse(ack, body, client, context)
+    if admin is None:
         return
+    services, user_id = admin
     values = (view.get("state") or {}).get("values") or {}
     form, errors = read_imap_form(values)
     if errors:
@@ -287,11 +298,10 @@ def _join_channel(client: WebClient, channel_id: str | None) -> None:
 def account_edit_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        _refuse(ack)
+    admin = _admin_or_refuse(ack, body, client, context)
+    if admin is None:
         return
+    services, user_id = admin
     account_id = account_id_of(view)
     form, errors = read_sync_settings((view.get("state") or {}).get("values") or {})
     if errors:
@@ -308,11 +318,10 @@ def account_edit_submitted(
 def account_remove_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        _refuse(ack)
+    admin = _admin_or_refuse(ack, body, client, context)
+    if admin is None:
         return
+    services, user_id = admin
     account_id = account_id_of(view)
     ack()
     if account_id is not None:
@@ -394,11 +403,10 @@ PASSWORD_CHECK_TIMEOUT = 2.0
 def account_password_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        _refuse(ack)
+    admin = _admin_or_refuse(ack, body, client, context)
+    if admin is None:
         return
+    services, user_id = admin
     from bot.accounts import AccountError, set_passwords
     from bot.blocks.accounts import B_IMAP_PW, read_password_form
 
@@ -437,11 +445,10 @@ def account_oauth_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
     """Channel, frequency and auto-link chosen: show the sign-in link."""
-    services = services_of(context)
-    user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        _refuse(ack)
+    admin = _admin_or_refuse(ack, body, client, context)
+    if admin is None:
         return
+    services, user_id = admin
     provider = oauth_provider_of(view)
     if provider is None:
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
