@@ -354,21 +354,65 @@ def find_client_for_address(session: Session, address: str) -> Client | None:
     return session.get(Client, client_id) if client_id is not None else None
 
 
+def clients_for_addresses(session: Session, addresses: Iterable[str]) -> dict[str, int]:
+    """`find_client_for_address` for many addresses in two queries (the ingest hot path):
+    normalized address -> client id, for the addresses that have a client."""
+    emails = sorted({e for e in map(normalize_email, addresses) if "@" in e})
+    found: dict[str, int] = {}
+    for i in range(0, len(emails), 500):
+        chunk = emails[i : i + 500]
+        found.update(
+            session.execute(
+                select(ClientAddress.email, ClientAddress.client_id).where(
+                    ClientAddress.email.in_(chunk)
+                )
+            ).all()
+        )
+    rest = {
+        e: _domain_candidates(e.rsplit("@", 1)[1])
+        for e in emails
+        if e not in found and not is_webmail_domain(e.rsplit("@", 1)[1])
+    }
+    domains = sorted({d for cands in rest.values() for d in cands})
+    by_domain: dict[str, int] = {}
+    for i in range(0, len(domains), 500):
+        by_domain.update(
+            session.execute(
+                select(ClientDomain.domain, ClientDomain.client_id).where(
+                    ClientDomain.domain.in_(domains[i : i + 500])
+                )
+            ).all()
+        )
+    for email, cands in rest.items():
+        hit = next((by_domain[c] for c in cands if c in by_domain), None)  # most specific first
+        if hit is not None:
+            found[email] = hit
+    return found
+
+
 def auto_link(
-    session: Session, conversation: Conversation, address: str | None, *, is_new: bool = False
+    session: Session,
+    conversation: Conversation,
+    address: str | None,
+    *,
+    is_new: bool = False,
+    client_id: int | None = None,
 ) -> int | None:
     """Link a conversation that has no link yet to the client owning `address`. Returns the
     client id linked now, or None. Used by ingest for new conversations (`is_new` skips the
-    lazy load of a link that cannot exist yet)."""
+    lazy load of a link that cannot exist yet; `client_id` is the owner already looked up by
+    `clients_for_addresses`)."""
     if not address:
         return None
     if not is_new and conversation.link is not None:
         return None
-    client = find_client_for_address(session, address)
-    if client is None:
-        return None
+    if client_id is None:
+        client = find_client_for_address(session, address)
+        if client is None:
+            return None
+        client_id = client.id
     conversation.link = ConversationLink(
-        client_id=client.id, method=LinkMethod.AUTO, linked_by=None, linked_at=utcnow()
+        client_id=client_id, method=LinkMethod.AUTO, linked_by=None, linked_at=utcnow()
     )
     session.flush()
     audit.record(
@@ -377,9 +421,9 @@ def auto_link(
         "auto_link",
         account_id=conversation.account_id,
         conversation_id=conversation.id,
-        details={"client_id": client.id, "address": normalize_email(address)},
+        details={"client_id": client_id, "address": normalize_email(address)},
     )
-    return client.id
+    return client_id
 
 
 def link_conversation(

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from bot.mail.parse import parse_message
 from bot.mail.subject import has_reply_prefix, normalize_subject
 from bot.mail.thread import ThreadInput, link_ids, normalize_id
 from bot.mail.types import Address, ParsedMessage
 from bot.store import audit
-from bot.store.clients import auto_link
+from bot.store.clients import auto_link, clients_for_addresses, normalize_email
 from bot.store.models import (
     Account,
     Attachment,
@@ -41,6 +41,7 @@ from bot.store.models import (
     MessageRef,
     utcnow,
 )
+from bot.store.search import index_messages
 
 SUBJECT_WINDOW = timedelta(days=7)
 # IN (...) lists and OR chains stay bounded; References beyond this are old ancestors that the
@@ -282,6 +283,13 @@ def ingest_message(
 _CHUNK = 500
 
 
+def _table(model: type[Any]) -> Table:
+    """A mapped class's Table, for Core executemany inserts (see _insert_new)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
     for i in range(0, len(values), _CHUNK):
         yield list(values[i : i + _CHUNK])
@@ -396,7 +404,7 @@ def _add_locations(
             }
         )
     if values:
-        session.execute(insert(MessageLocation), values)
+        session.execute(insert(_table(MessageLocation)), values)
 
 
 def _related_conversations(
@@ -629,6 +637,35 @@ def _message_row(account: Account, b: _Prepared, conversation_id: int) -> dict[s
     }
 
 
+# Columns a caller of ingest rarely reads: loaded on first access instead of for the whole
+# batch (a history sync reads none of them; bodies and address lists are most of a row).
+_LAZY_COLUMNS = (
+    Message.body_text,
+    Message.body_html,
+    Message.snippet,
+    Message.to,
+    Message.cc,
+    Message.bcc,
+    Message.reply_to,
+    Message.in_reply_to,
+    Message.references,
+)
+
+
+def _load_messages(session: Session, pks: Sequence[int]) -> dict[int, Message]:
+    out: dict[int, Message] = {}
+    for i in range(0, len(pks), _CHUNK):
+        out.update(
+            (m.id, m)
+            for m in session.scalars(
+                select(Message)
+                .where(Message.id.in_(pks[i : i + _CHUNK]))
+                .options(*(defer(c) for c in _LAZY_COLUMNS))
+            )
+        )
+    return out
+
+
 def _insert_new(
     session: Session,
     account: Account,
@@ -722,11 +759,24 @@ def _insert_new(
     rows = [
         _message_row(account, b, conversation_of[comps.find(pos)].id) for pos, b in enumerate(batch)
     ]
-    pks = list(
-        session.scalars(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
-    )
+    # Core executemany on the tables, not ORM bulk inserts (the ORM splits a batch into one
+    # statement per distinct set of NULL columns, ~2 rows each here), and no RETURNING
+    # (ordered RETURNING falls back to one statement per row on SQLite): the new ids are read
+    # back by Message-ID, unique per account and per batch.
+    session.execute(insert(_table(Message)), rows)
+    pk_of: dict[str, int] = {}
+    for chunk in _chunks([b.message_id for b in batch]):
+        pk_of.update(
+            session.execute(
+                select(Message.message_id, Message.id).where(
+                    Message.account_id == account.id, Message.message_id.in_(chunk)
+                )
+            ).all()
+        )
+    pks = [pk_of[b.message_id] for b in batch]
+    index_messages(session, pks)
     session.execute(
-        insert(MessageRaw),
+        insert(_table(MessageRaw)),
         [{"message_id": pk, "raw": bytes(b.item.raw)} for pk, b in zip(pks, batch, strict=True)],
     )
     attachments = [
@@ -743,14 +793,14 @@ def _insert_new(
         for a in b.parsed.attachments
     ]
     if attachments:
-        session.execute(insert(Attachment), attachments)
+        session.execute(insert(_table(Attachment)), attachments)
     refs = [
         {"account_id": account.id, "message_id": pk, "ref_id": ref}
         for pk, b in zip(pks, batch, strict=True)
         for ref in b.refs
     ]
     if refs:
-        session.execute(insert(MessageRef), refs)
+        session.execute(insert(_table(MessageRef)), refs)
     _add_locations(
         session,
         [
@@ -777,15 +827,24 @@ def _insert_new(
             if not conv.provider_thread_id and b.provider_thread_id:
                 conv.provider_thread_id = b.provider_thread_id
     session.flush()
-    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(pks)))}
+    messages = _load_messages(session, pks)
+    first_of = {
+        root: min(members, key=lambda p: batch[p].index) for root, members in groups.items()
+    }
+    link_address: dict[int, str] = {}
+    if account.auto_link:
+        for root, first_pos in first_of.items():
+            address = _link_address(batch[first_pos].parsed, rows[first_pos]["direction"])
+            if new_group[root] and address:
+                link_address[root] = address
+    owners = clients_for_addresses(session, link_address.values()) if link_address else {}
     for root, members in groups.items():
         conv = conversation_of[root]
-        first_pos = min(members, key=lambda p: batch[p].index)
+        first_pos = first_of[root]
         linked: int | None = None
-        if new_group[root] and account.auto_link:
-            b = batch[first_pos]
-            address = _link_address(b.parsed, rows[first_pos]["direction"])
-            linked = auto_link(session, conv, address, is_new=True)
+        owner_id = owners.get(normalize_email(link_address.get(root, "")))
+        if owner_id is not None:
+            linked = auto_link(session, conv, link_address[root], is_new=True, client_id=owner_id)
         for pos in members:
             results[batch[pos].index] = IngestResult(
                 message=messages[pks[pos]],
