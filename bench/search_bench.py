@@ -28,7 +28,7 @@ from sqlalchemy import insert, text
 from bot.store import migrate
 from bot.store.db import make_engine, make_session_factory, session_scope
 from bot.store.models import Account, Conversation, Message, Provider
-from bot.store.search import search
+from bot.store.search import index_unindexed, search
 
 VOCAB = [f"w{i}" for i in range(20_000)]
 COMMON = "w0"  # in about a third of the rows
@@ -103,6 +103,7 @@ def load(url: str, rows: int, seed: int) -> list[int]:
                     }
                 )
             s.execute(insert(Message), msgs)
+            index_unindexed(s)
         print(f"  loaded {b + n:>7} rows ({time.perf_counter() - t:.0f} s)", flush=True)
     with engine.begin() as c:
         c.execute(text("ANALYZE"))

@@ -70,6 +70,36 @@ HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
 
+def index_messages(session: Session, ids: Sequence[int]) -> None:
+    """Add newly inserted messages to the SQLite FTS5 index (migration 0003: one statement
+    per batch instead of a per-row trigger). PostgreSQL indexes by itself: a no-op there."""
+    if session.get_bind().dialect.name != "sqlite" or not ids:
+        return
+    for i in range(0, len(ids), 500):
+        session.execute(
+            text(
+                "INSERT INTO message_fts(rowid, subject, sender, body) "
+                "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages "
+                "WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": list(ids[i : i + 500])},
+        )
+
+
+def index_unindexed(session: Session) -> None:
+    """SQLite: index every message missing from FTS5 (after a bulk load that bypassed
+    ingest, as the search tests and bench do). PostgreSQL: a no-op."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    session.execute(
+        text(
+            "INSERT INTO message_fts(rowid, subject, sender, body) "
+            "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages "
+            "WHERE id NOT IN (SELECT rowid FROM message_fts)"
+        )
+    )
+
+
 @dataclass
 class SearchHit:
     id: int

@@ -12,7 +12,7 @@ from bot.store.clients import create_client
 from bot.store.db import SessionFactory, session_scope
 from bot.store.ingest import ingest_message
 from bot.store.models import Conversation, Message
-from bot.store.search import CANDIDATE_LIMIT, COUNT_CAP, HIGHLIGHT, search
+from bot.store.search import CANDIDATE_LIMIT, COUNT_CAP, HIGHLIGHT, index_unindexed, search
 from tests.store.helpers import make_account, raw_mail
 
 ATTACH = (
@@ -172,6 +172,7 @@ def test_common_term_walk_and_capped_count(session_factory: SessionFactory) -> N
                 for i in range(n)
             ],
         )
+        index_unindexed(s)  # ingest indexes what it inserts; a bulk load must ask
     with session_scope(session_factory) as s:
         page = search(s, "common", visible_account_ids=[acc.id], limit=3)
         assert [h.message_id for h in page.hits] == ["c0@x", "c1@x", "c2@x"]

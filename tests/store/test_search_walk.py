@@ -74,6 +74,7 @@ def rows(session_factory: SessionFactory) -> Rows:
                 }
             )
         s.execute(insert(Message), data)
+        search_mod.index_unindexed(s)  # ingest indexes what it inserts; a bulk load must ask
         return Rows(a.id, b.id, data)
 
 
