@@ -32,6 +32,7 @@ from bot.sync.imap_sync import (
     RunStats,
     sync_folder,
 )
+from bot.sync.parse_pool import MIN_BATCH, ParsePool
 from bot.sync.state import mark_deleted_if_gone, recompute_conversations, refresh_parents
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class SyncOptions:
     progress: Callable[[str], None] | None = None
     # Ingest replacement for fault-injection tests; default bot.store.ingest.ingest_message.
     ingest: IngestFn | None = None
+    # Parse big fetches in a second process (bot/sync/parse_pool.py); off = always inline.
+    parse_in_worker: bool = True
+    parse_min_batch: int = MIN_BATCH  # smallest batch worth sending to that process
 
 
 @dataclass
@@ -176,7 +180,10 @@ def _run(
             settings = imap_settings(account)
             secret = passwords(services, account)["imap_password"]
         ingest = opts.ingest or _load_ingest()
-        with ImapProvider(settings, secret) as provider:
+        with (
+            ImapProvider(settings, secret) as provider,
+            ParsePool(enabled=opts.parse_in_worker, min_batch=opts.parse_min_batch) as pool,
+        ):
             infos = provider.list_folders()
             with session_scope(factory) as s:
                 account = s.get_one(Account, account_id)
@@ -195,6 +202,7 @@ def _run(
                 flag_window=opts.flag_window,
                 after_batch=_heartbeat(services, account_id, owner, opts.after_batch),
                 progress=opts.progress,
+                parse_pool=pool,
             )
             for info in chosen:
                 stats.folders.append(info.name)

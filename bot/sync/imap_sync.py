@@ -18,11 +18,14 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.mail.types import ParsedMessage
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
 from bot.store.db import SessionFactory, session_scope
 from bot.store.ingest import IngestItem
 from bot.store.models import Account, FolderState, Message, MessageLocation
+from bot.sync.parse_pool import ParsedBatch, ParsePool
+from bot.sync.prefetch import prefetch
 from bot.sync.state import (
     chunks,
     folder_state,
@@ -83,6 +86,8 @@ class FolderJob:
     flag_window: int = FLAG_WINDOW
     after_batch: Callable[[str, int], None] | None = None  # (folder, last_uid) after commit
     progress: Callable[[str], None] | None = None
+    parse_pool: ParsePool | None = None  # parse big batches in a second process
+    prefetch: bool = True  # fetch the next batch in a thread while this one is stored
 
 
 def _say(job: FolderJob, text: str) -> None:
@@ -113,13 +118,17 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         return  # nothing new, nothing changed, nothing expunged
     if extra.get("retry"):
         _retry(job, name, fs_id, status.uidvalidity)
-    for batch in job.provider.fetch_new(
-        name, last_uid, batch_size=job.batch_size, max_size=job.max_size
-    ):
-        last_uid = _store_batch(job, name, fs_id, status.uidvalidity, batch)
-        _say(job, f"{name}: stored up to UID {last_uid}")
-        if job.after_batch is not None:
-            job.after_batch(name, last_uid)
+    # A pipeline: a thread fetches batch N+1 and hands it to the parse worker while this
+    # thread stores batch N. Batches are still stored in order, each with its cursor.
+    fetched = (
+        (batch, _start_parse(job, batch))
+        for batch in job.provider.fetch_new(
+            name, last_uid, batch_size=job.batch_size, max_size=job.max_size
+        )
+    )
+    batches = prefetch(fetched, name=f"fetch {name}") if job.prefetch else fetched
+    for batch, parsing in batches:
+        last_uid = _store_and_report(job, name, fs_id, status.uidvalidity, batch, parsing)
     _check_cursor(job, name, fs_id, status, last_uid)
     if condstore and prev[1] is not None:
         _apply_flags(job, fs_id, status.uidvalidity, job.provider.changed_flags(name, prev[1]))
@@ -134,6 +143,28 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
         fs.highestmodseq = status.highestmodseq
         fs.exists_count = status.exists
         fs.synced_at = datetime.now(UTC)
+
+
+def _start_parse(job: FolderJob, batch: list[FetchedMessage]) -> ParsedBatch | None:
+    if job.parse_pool is None or job.ingest_batch is None:
+        return None  # parsed inside ingest (the one-by-one path parses for itself)
+    return job.parse_pool.submit([m.raw for m in batch])
+
+
+def _store_and_report(
+    job: FolderJob,
+    name: str,
+    fs_id: int,
+    uv: int,
+    batch: list[FetchedMessage],
+    parsing: ParsedBatch | None,
+) -> int:
+    parsed = parsing.result() if parsing is not None else None
+    last_uid = _store_batch(job, name, fs_id, uv, batch, parsed)
+    _say(job, f"{name}: stored up to UID {last_uid}")
+    if job.after_batch is not None:
+        job.after_batch(name, last_uid)
+    return last_uid
 
 
 def _check_cursor(
@@ -213,6 +244,30 @@ def _announce(
         job.stats.problem(fs.name, m.uid, f"not announced in Slack: {type(exc).__name__}")
 
 
+def _announce_all(
+    job: FolderJob,
+    s: Session,
+    account: Account,
+    fs: FolderState,
+    batch: list[FetchedMessage],
+    results: list[Any],
+) -> None:
+    """Announce a stored batch under one SAVEPOINT (3,000 of them cost a history sync a sixth
+    of its time); if any announce fails, roll that back and go one by one, so only the
+    failing message misses its Slack post."""
+    if job.announce is None:
+        return
+    try:
+        with s.begin_nested():
+            for result in results:
+                job.announce(s, account, result)
+        return
+    except Exception:
+        log.warning("announcing a batch failed in %s; one by one", fs.name, exc_info=True)
+    for m, result in zip(batch, results, strict=True):
+        _announce(job, s, account, fs, m, result)
+
+
 def _ingest_whole_batch(
     job: FolderJob,
     s: Session,
@@ -220,6 +275,7 @@ def _ingest_whole_batch(
     fs: FolderState,
     uv: int,
     batch: list[FetchedMessage],
+    parsed: list[ParsedMessage] | None,
 ) -> list[Any] | None:
     """Store the batch in one go; None if that failed (the caller then goes one by one, so a
     single bad message is isolated and retried instead of blocking the rest)."""
@@ -228,13 +284,14 @@ def _ingest_whole_batch(
     items = [
         IngestItem(
             m.raw,
+            parsed=parsed[i] if parsed is not None else None,
             is_read=SEEN in m.flags,
             location=(fs, uv, m.uid),
             flags=sorted(m.flags),
             truncated=m.truncated,
             received_at=m.internaldate,
         )
-        for m in batch
+        for i, m in enumerate(batch)
     ]
     try:
         with s.begin_nested():
@@ -272,7 +329,12 @@ def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: Any) -> 
 
 
 def _store_batch(
-    job: FolderJob, name: str, fs_id: int, uv: int, batch: list[FetchedMessage]
+    job: FolderJob,
+    name: str,
+    fs_id: int,
+    uv: int,
+    batch: list[FetchedMessage],
+    parsed: list[ParsedMessage] | None = None,
 ) -> int:
     with session_scope(job.factory) as s:
         # A write first: it opens the transaction (pysqlite would otherwise let the first
@@ -286,10 +348,10 @@ def _store_batch(
         extra = json_cursor(fs)
         retry: dict[str, int] = dict(extra.get("retry") or {})
         touched: set[int] = set()
-        results = _ingest_whole_batch(job, s, account, fs, uv, batch)
+        results = _ingest_whole_batch(job, s, account, fs, uv, batch, parsed)
         if results is not None:
+            _announce_all(job, s, account, fs, batch, results)
             for m, result in zip(batch, results, strict=True):
-                _announce(job, s, account, fs, m, result)
                 _after_ingest(job, name, m, result)
                 touched.add(result.conversation.id)
         for m in batch if results is None else ():

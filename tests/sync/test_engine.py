@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from bot.store.db import session_scope
 from bot.store.models import AccountStatus, FolderState, RunStatus
+from bot.sync import parse_pool
 from tests.sync.conftest import Env, make_raw
 
+# Where fetched mail is parsed: inline, or in the parse worker process (bot/sync/parse_pool.py),
+# which a real sync uses for batches of MIN_BATCH and more; here every batch qualifies.
+PARSE_WHERE: dict[str, dict[str, Any]] = {
+    "inline": {"parse_in_worker": False},
+    "worker": {"parse_min_batch": 1},
+}
 
-def test_full_then_incremental_sync(env: Env) -> None:
+
+@pytest.fixture(params=sorted(PARSE_WHERE))
+def parse_opts(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """Sync options for one parse placement; checks at teardown that it was the one used."""
+    used: list[int] = []
+    close = parse_pool.ParsePool.close
+
+    def record(self: parse_pool.ParsePool) -> None:
+        used.append(self.used)
+        close(self)
+
+    monkeypatch.setattr(parse_pool.ParsePool, "close", record)
+    yield PARSE_WHERE[request.param]
+    assert used, "no sync ran"
+    if request.param == "worker":
+        assert any(used), "the parse worker was never used"
+    else:
+        assert not any(used)
+
+
+def test_full_then_incremental_sync(env: Env, parse_opts: dict[str, Any]) -> None:
     aid, user = env.new_account()
     mids = []
     for i in range(7):
         raw, mid = make_raw(f"Question {i}")
         env.dovecot.deliver(user.username, raw)
         mids.append(mid)
-    first = env.sync(aid, batch_size=3)
+    first = env.sync(aid, batch_size=3, **parse_opts)
     assert first.status == RunStatus.OK, first.problems
     assert first.new == 7
     assert sorted(m.message_id for m in env.messages(aid)) == sorted(mids)
@@ -115,7 +148,9 @@ def test_uidvalidity_change_resyncs_without_duplicates(env: Env) -> None:
     assert any("UIDVALIDITY" in p["problem"] for p in run.problems)
 
 
-def test_crash_between_batches_loses_and_doubles_nothing(env: Env) -> None:
+def test_crash_between_batches_loses_and_doubles_nothing(
+    env: Env, parse_opts: dict[str, Any]
+) -> None:
     aid, user = env.new_account()
     mids = set()
     for i in range(10):
@@ -129,10 +164,12 @@ def test_crash_between_batches_loses_and_doubles_nothing(env: Env) -> None:
     def crash_after_first(folder: str, last_uid: int) -> None:
         raise Crash(f"killed after {folder} uid {last_uid}")
 
-    run = env.sync(aid, batch_size=4, after_batch=crash_after_first)
+    # The fetch thread is ahead of the store (it may hold batch 2 and be fetching batch 3):
+    # what it fetched but the store never committed must simply be fetched again.
+    run = env.sync(aid, batch_size=4, after_batch=crash_after_first, **parse_opts)
     assert run.status == RunStatus.ERROR
     assert len(env.messages(aid)) == 4  # the first batch was committed, nothing more
-    run = env.sync(aid, batch_size=4)
+    run = env.sync(aid, batch_size=4, **parse_opts)
     assert run.status == RunStatus.OK
     stored = env.messages(aid)
     assert len(stored) == 10

@@ -1,0 +1,92 @@
+"""Parse fetched mail in a second process while this one fetches and stores.
+
+A full sync spends its time in three CPU-bound steps: reading the IMAP responses, parsing the
+MIME, and writing the store. Threads cannot overlap them (the GIL), so for large fetches the
+parsing goes to one worker process: while it parses batch N, this process stores batch N-1 and
+fetches batch N+1. Small syncs (the usual incremental run) parse inline, because starting a
+process costs more than it saves.
+
+Whatever goes wrong with the worker (it cannot start, it dies, a result does not come back)
+the batch is parsed inline instead: the pool can make a sync faster, never fail it. Parsing is
+deterministic and `parse_message` never raises, so where a message was parsed does not change
+what is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from bot.mail.parse import parse_message
+from bot.mail.types import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+# Below this many messages in a batch, parsing inline beats shipping bytes to a process.
+MIN_BATCH = 200
+
+
+def parse_all(raws: Sequence[bytes]) -> list[ParsedMessage]:
+    """The worker's job (module level so the worker process can import it)."""
+    return [parse_message(raw) for raw in raws]
+
+
+class ParsedBatch:
+    """The parse of one batch: in flight in the worker, or done inline."""
+
+    def __init__(self, raws: Sequence[bytes], future: Future[list[ParsedMessage]] | None) -> None:
+        self._raws = raws
+        self._future = future
+
+    def result(self) -> list[ParsedMessage]:
+        if self._future is not None:
+            try:
+                parsed = self._future.result()
+                if len(parsed) == len(self._raws):
+                    return parsed
+                log.warning("parse worker returned %d of %d", len(parsed), len(self._raws))
+            except Exception:
+                log.warning("parse worker failed; parsing this batch here", exc_info=True)
+        return parse_all(self._raws)
+
+
+class ParsePool:
+    """At most one worker process, started on the first batch big enough to need it."""
+
+    def __init__(self, *, min_batch: int = MIN_BATCH, enabled: bool = True) -> None:
+        self.min_batch = min_batch
+        self.enabled = enabled
+        self._executor: ProcessPoolExecutor | None = None
+        self.used = 0  # batches sent to the worker, for tests and the bench
+
+    def submit(self, raws: Sequence[bytes]) -> ParsedBatch:
+        if not self.enabled or len(raws) < self.min_batch:
+            return ParsedBatch(raws, None)
+        try:
+            if self._executor is None:
+                # spawn, not fork: the worker (APScheduler, IDLE watchers) has threads, and a
+                # forked child of a threaded process can inherit a held lock.
+                self._executor = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            future = self._executor.submit(parse_all, list(raws))
+        except Exception:
+            log.warning("parse worker unavailable; parsing inline", exc_info=True)
+            self.enabled = False
+            self.close()
+            return ParsedBatch(raws, None)
+        self.used += 1
+        return ParsedBatch(raws, future)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> ParsePool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""The parse worker process gives exactly what inline parsing gives, and never fails a sync."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from bot.mail.parse import parse_message
+from bot.sync import parse_pool
+from bot.sync.parse_pool import ParsePool
+
+CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+
+MALFORMED = [
+    b"",
+    b"no headers at all, just text",
+    b"Subject: =?utf-8?B?broken\r\nContent-Type: multipart/mixed\r\n\r\nno boundary",
+    b"From: \xff\xfe <bad@x>\r\nSubject: latin \xe9\r\nMessage-ID: <a@b>\r\n\r\nbody \x00 nul",
+    b"Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\nContent-Type: text/plain; "
+    b"charset=no-such-charset\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64\r\n",
+]
+
+
+def _sample() -> list[bytes]:
+    raws = list(MALFORMED)
+    if CORPORA.is_dir():
+        for path in sorted(CORPORA.rglob("*.eml"))[:150]:
+            raws.append(path.read_bytes())
+    raws += [
+        f"From: a{i}@x.example\r\nSubject: n{i}\r\nMessage-ID: <{i}@x>\r\n\r\nhi {i}\r\n".encode()
+        for i in range(60)
+    ]
+    return raws
+
+
+def test_worker_parse_equals_inline_parse_including_malformed_mail() -> None:
+    raws = _sample()
+    with ParsePool(min_batch=1) as pool:
+        batch = pool.submit(raws)
+        got = batch.result()
+        assert pool.used == 1
+    assert got == [parse_message(r) for r in raws]
+
+
+def test_small_batches_are_parsed_inline() -> None:
+    with ParsePool(min_batch=10) as pool:
+        got = pool.submit([b"Subject: x\r\n\r\nhi"] * 9).result()
+        assert pool.used == 0 and pool._executor is None  # no process was started
+    assert got[0].subject == "x"
+
+
+def test_a_worker_that_cannot_start_means_inline_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_a: object, **_k: object) -> None:
+        raise OSError("no processes for you")
+
+    monkeypatch.setattr(parse_pool, "ProcessPoolExecutor", refuse)
+    raws = [b"Subject: one\r\n\r\n1", b"Subject: two\r\n\r\n2"]
+    with ParsePool(min_batch=1) as pool:
+        assert [p.subject for p in pool.submit(raws).result()] == ["one", "two"]
+        assert not pool.enabled  # and it does not keep trying
+        assert [p.subject for p in pool.submit(raws).result()] == ["one", "two"]
+
+
+def test_a_worker_killed_mid_sync_means_inline_parsing_for_that_batch() -> None:
+    raws = [f"Subject: s{i}\r\n\r\nbody".encode() for i in range(5)]
+    with ParsePool(min_batch=1) as pool:
+        assert pool.submit(raws).result()[0].subject == "s0"
+        executor = pool._executor
+        assert executor is not None
+        for pid in list(executor._processes):  # the worker dies (OOM killer, kill -9)
+            os.kill(pid, signal.SIGKILL)
+        got = pool.submit(raws).result()  # BrokenProcessPool inside: parsed here instead
+    assert [p.subject for p in got] == [f"s{i}" for i in range(5)]
