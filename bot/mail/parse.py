@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from bot.mail.html import html_to_text
+from bot.mail.mime_fast import message_from_bytes
 from bot.mail.quotes import trim_quoted
 from bot.mail.types import Address, AttachmentInfo, FullMessage, ParsedMessage
 
@@ -491,7 +492,9 @@ def make_snippet(text: str) -> str:
 
 
 def _parse_bytes(raw: bytes) -> Message:
-    return _PARSER.parsebytes(raw)
+    # Well-formed mail skips the stdlib's line-by-line body walk (bot/mail/mime_fast.py);
+    # the tree is the same either way.
+    return message_from_bytes(raw) or _PARSER.parsebytes(raw)
 
 
 def _parse(raw: bytes) -> ParsedMessage:
