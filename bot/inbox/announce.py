@@ -24,7 +24,7 @@ from bot.store.models import (
 )
 
 if TYPE_CHECKING:
-    from bot.store.ingest import IngestResult
+    from bot.store.ingest import IngestResult, MessageFacts
 
 POST_PARENT = "slack.post_parent"
 POST_IN_THREAD = "slack.post_in_thread"
@@ -45,7 +45,7 @@ def files_key(message_id: int) -> str:
     return f"{UPLOAD_ATTACHMENTS}:{message_id}"
 
 
-def _is_history(account: Account, message: Message) -> bool:
+def _is_history(account: Account, message: MessageFacts) -> bool:
     if account.announce_after is None:
         return False
     # Arrival time (IMAP INTERNALDATE, the API's received time), not the Date header: a mail
@@ -85,7 +85,7 @@ def announce_ingested(session: Session, account: Account, result: IngestResult) 
     """
     if not result.created or not account.channel_id:
         return
-    message, conversation = result.message, result.conversation
+    message, conversation = result.facts, result.conversation
     if conversation.merged_into_id is not None:
         target = session.get(Conversation, conversation.merged_into_id)
         if target is None:
@@ -105,19 +105,20 @@ def announce_ingested(session: Session, account: Account, result: IngestResult) 
         .order_by(Message.date.is_(None), Message.date, Message.id)
         .limit(1)
     )
-    if not had_thread and first == message.id:
+    pk = result.message_pk
+    if not had_thread and first == pk:
         # The parent shows this email; its attachments follow in the thread.
         if message.has_attachments:
-            enqueue_attachments(session, conversation, message.id, thread.channel_id)
+            enqueue_attachments(session, conversation, pk, thread.channel_id)
         return
     outbox.enqueue(
         session,
         kind=POST_IN_THREAD,
-        key=email_key(message.id),
+        key=email_key(pk),
         payload={
             "conversation_id": conversation.id,
-            "message_id": message.id,
-            "key": email_key(message.id),
+            "message_id": pk,
+            "key": email_key(pk),
         },
         account_id=conversation.account_id,
         conversation_id=conversation.id,

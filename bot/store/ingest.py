@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from bot.mail.parse import parse_message
 from bot.mail.subject import has_reply_prefix, normalize_subject
@@ -49,14 +49,60 @@ SUBJECT_WINDOW = timedelta(days=7)
 MAX_LINK_IDS = 60
 
 
+@dataclass(frozen=True)
+class MessageFacts:
+    """What the sync and the Slack announce read of a stored message, as plain values: for a
+    batch of new mail they come from the inserted rows, with no ORM objects to load."""
+
+    message_id: str
+    date: datetime | None
+    received_at: datetime | None
+    sent_by: str | None
+    has_attachments: bool
+    parse_defects: tuple[str, ...]
+
+    @classmethod
+    def of(cls, m: Message) -> MessageFacts:
+        return cls(
+            m.message_id,
+            m.date,
+            m.received_at,
+            m.sent_by,
+            m.has_attachments,
+            tuple(m.parse_defects or ()),
+        )
+
+
 @dataclass
 class IngestResult:
-    message: Message
     conversation: Conversation
     created: bool  # False: already known, nothing changed (except maybe a new location)
     new_conversation: bool
+    message_pk: int
+    facts: MessageFacts
     merged_conversation_ids: list[int] = field(default_factory=list)  # merged INTO this one
     linked_client_id: int | None = None  # auto-link made now
+    session: Session | None = field(default=None, repr=False)
+    loaded: Message | None = field(default=None, repr=False)
+
+    @property
+    def message(self) -> Message:
+        """The ORM row, loaded on first use (a history sync of new mail never needs it)."""
+        if self.loaded is None:
+            assert self.session is not None
+            self.loaded = self.session.get_one(Message, self.message_pk)
+        return self.loaded
+
+    @classmethod
+    def known(cls, message: Message, conversation: Conversation) -> IngestResult:
+        return cls(
+            conversation=conversation,
+            created=False,
+            new_conversation=False,
+            message_pk=message.id,
+            facts=MessageFacts.of(message),
+            loaded=message,
+        )
 
 
 def _clean(value: str | None, limit: int | None = None) -> str:
@@ -550,9 +596,7 @@ def _known_result(session: Session, pk: int, b: _Prepared) -> IngestResult:
     assert message is not None
     conversation = session.get(Conversation, message.conversation_id)
     assert conversation is not None
-    return IngestResult(
-        message=message, conversation=conversation, created=False, new_conversation=False
-    )
+    return IngestResult.known(message, conversation)
 
 
 def _resolve_known(
@@ -586,12 +630,7 @@ def _resolve_known(
     }
     for b in pending:
         message = messages[pks[b.index]]
-        results[b.index] = IngestResult(
-            message=message,
-            conversation=conversations[message.conversation_id],
-            created=False,
-            new_conversation=False,
-        )
+        results[b.index] = IngestResult.known(message, conversations[message.conversation_id])
 
 
 def _message_row(account: Account, b: _Prepared, conversation_id: int) -> dict[str, Any]:
@@ -635,35 +674,6 @@ def _message_row(account: Account, b: _Prepared, conversation_id: int) -> dict[s
         "truncated": item.truncated,
         "deleted": False,
     }
-
-
-# Columns a caller of ingest rarely reads: loaded on first access instead of for the whole
-# batch (a history sync reads none of them; bodies and address lists are most of a row).
-_LAZY_COLUMNS = (
-    Message.body_text,
-    Message.body_html,
-    Message.snippet,
-    Message.to,
-    Message.cc,
-    Message.bcc,
-    Message.reply_to,
-    Message.in_reply_to,
-    Message.references,
-)
-
-
-def _load_messages(session: Session, pks: Sequence[int]) -> dict[int, Message]:
-    out: dict[int, Message] = {}
-    for i in range(0, len(pks), _CHUNK):
-        out.update(
-            (m.id, m)
-            for m in session.scalars(
-                select(Message)
-                .where(Message.id.in_(pks[i : i + _CHUNK]))
-                .options(*(defer(c) for c in _LAZY_COLUMNS))
-            )
-        )
-    return out
 
 
 def _insert_new(
@@ -827,7 +837,6 @@ def _insert_new(
             if not conv.provider_thread_id and b.provider_thread_id:
                 conv.provider_thread_id = b.provider_thread_id
     session.flush()
-    messages = _load_messages(session, pks)
     first_of = {
         root: min(members, key=lambda p: batch[p].index) for root, members in groups.items()
     }
@@ -846,8 +855,18 @@ def _insert_new(
         if owner_id is not None:
             linked = auto_link(session, conv, link_address[root], is_new=True, client_id=owner_id)
         for pos in members:
+            row = rows[pos]
             results[batch[pos].index] = IngestResult(
-                message=messages[pks[pos]],
+                message_pk=pks[pos],
+                facts=MessageFacts(
+                    row["message_id"],
+                    row["date"],
+                    row["received_at"],
+                    row["sent_by"],
+                    row["has_attachments"],
+                    tuple(row["parse_defects"]),
+                ),
+                session=session,
                 conversation=conv,
                 created=True,
                 new_conversation=new_group[root] and pos == first_pos,

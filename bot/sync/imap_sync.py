@@ -22,7 +22,7 @@ from bot.mail.types import ParsedMessage
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
 from bot.store.db import SessionFactory, session_scope
-from bot.store.ingest import IngestItem
+from bot.store.ingest import IngestItem, IngestResult
 from bot.store.models import Account, FolderState, Message, MessageLocation
 from bot.sync.parse_pool import ParsedBatch, ParsePool
 from bot.sync.prefetch import prefetch
@@ -301,30 +301,31 @@ def _ingest_whole_batch(
         return None
 
 
-def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: Any) -> None:
-    message: Message = result.message
+def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: IngestResult) -> None:
+    facts = result.facts  # plain values: new mail needs no ORM load here
     if result.created:
         job.stats.new += 1
-    elif message.deleted:
-        message.deleted = False  # seen again in a folder: it is back
+    elif result.message.deleted:
+        result.message.deleted = False  # seen again in a folder: it is back
     job.stats.touched_conversations.add(result.conversation.id)
     if m.truncated:
         job.stats.problem(
             name,
             m.uid,
             f"larger than {job.max_size // (1024 * 1024)} MB ({m.size} bytes): stored headers only",
-            message.message_id,
+            facts.message_id,
         )
+        message: Message = result.message
         defects = list(message.parse_defects or [])
         if not any(d.startswith("truncated") for d in defects):
             message.parse_defects = [*defects, f"truncated: over the size limit ({m.size} bytes)"]
         message.truncated = True
-    elif message.parse_defects and result.created:
+    elif facts.parse_defects and result.created:
         job.stats.problem(
             name,
             m.uid,
-            "kept with defects: " + "; ".join(message.parse_defects[:3]),
-            message.message_id,
+            "kept with defects: " + "; ".join(facts.parse_defects[:3]),
+            facts.message_id,
         )
 
 
