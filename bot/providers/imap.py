@@ -27,6 +27,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.response_parser import parse_fetch_response
 
 from bot.providers.errors import (
@@ -242,6 +243,43 @@ def _bodies_fast(data: list[Any]) -> dict[int, bytes] | None:
             return None
         out[int(m.group(1))] = literal
     return out
+
+
+# The answer to UID FETCH (FLAGS INTERNALDATE RFC822.SIZE) in the order asked, as Dovecot and
+# most servers give it.
+_PLAIN_META_RESPONSE = re.compile(
+    rb'(\d+) \(UID (\d+) FLAGS \(([^()"{}]*)\) INTERNALDATE "([^"]*)" RFC822\.SIZE (\d+)\)'
+)
+
+
+def _meta_fast(client: IMAPClient, data: list[Any]) -> dict[int, dict[bytes, Any]] | None:
+    """`_parse_fetch` of the metadata responses when every one has the plain shape above (the
+    same values imapclient gives); None otherwise, for the general parser."""
+    out: dict[int, dict[bytes, Any]] = {}
+    for item in data:
+        m = _PLAIN_META_RESPONSE.fullmatch(item) if isinstance(item, bytes) else None
+        if m is None:
+            return None
+        seq, uid, flags, when, size = m.groups()
+        try:
+            internaldate = parse_to_datetime(when, normalise=client.normalise_times)
+        except ValueError:
+            return None
+        out[int(uid)] = {
+            b"SEQ": int(seq),
+            b"UID": int(uid),
+            b"FLAGS": tuple(flags.split()),
+            b"INTERNALDATE": internaldate,
+            b"RFC822.SIZE": int(size),
+        }
+    return out
+
+
+def _uid_fetch_meta(client: IMAPClient, uids: str) -> dict[int, dict[bytes, Any]]:
+    """``UID FETCH uids (FLAGS INTERNALDATE RFC822.SIZE)``, keyed by UID."""
+    data = _uid_fetch_data(client, uids, _FETCH_META)
+    fast = _meta_fast(client, data)
+    return fast if fast is not None else _parse_fetch(client, data)
 
 
 def _uid_fetch_bodies(client: IMAPClient, uids: str) -> dict[int, bytes]:
@@ -577,7 +615,7 @@ class ImapProvider:
 
     def _fetch_batch(self, folder: str, uids: Sequence[int], max_size: int) -> list[FetchedMessage]:
         with self._guard("fetching mail", folder) as client:
-            meta = _uid_fetch(client, uid_set(uids), _FETCH_META)
+            meta = _uid_fetch_meta(client, uid_set(uids))
             small = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) <= max_size]
             big = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) > max_size]
             bodies = _uid_fetch_bodies(client, uid_set(small)) if small else {}

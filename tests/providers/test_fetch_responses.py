@@ -6,7 +6,7 @@ from typing import Any
 
 from imapclient.response_parser import parse_fetch_response
 
-from bot.providers.imap import _bodies_fast
+from bot.providers.imap import _bodies_fast, _meta_fast
 
 A = b"From: a@x\r\nSubject: one\r\n\r\nbody one\r\n"
 B = b"From: b@x\r\nSubject: two\r\n\r\n)\r\n* 9 FETCH (UID 99 BODY[] {3}\r\n"  # looks like protocol
@@ -38,3 +38,35 @@ def test_any_other_shape_goes_to_the_general_parser() -> None:
 
 def test_no_responses_is_an_empty_answer() -> None:
     assert _bodies_fast([]) == {}
+
+
+class _Client:
+    """What _meta_fast reads of an IMAPClient."""
+
+    def __init__(self, normalise_times: bool) -> None:
+        self.normalise_times = normalise_times
+
+
+META = [
+    b'1 (UID 7 FLAGS () INTERNALDATE "28-Nov-2026 01:50:05 +0000" RFC822.SIZE 678)',
+    b'2 (UID 9 FLAGS (\\Seen \\Flagged $Label1) INTERNALDATE " 3-Jan-2025 23:59:59 -0800" '
+    b"RFC822.SIZE 58069)",
+]
+
+
+def test_plain_metadata_is_read_as_imapclient_reads_it() -> None:
+    for normalise in (True, False):
+        fast = _meta_fast(_Client(normalise), META)
+        general = parse_fetch_response(META, normalise, False)
+        assert fast == {m[b"UID"]: m for m in general.values()}
+    assert fast is not None and fast[9][b"FLAGS"] == (b"\\Seen", b"\\Flagged", b"$Label1")
+
+
+def test_other_metadata_shapes_go_to_the_general_parser() -> None:
+    for data in (
+        [b'1 (UID 7 RFC822.SIZE 678 FLAGS () INTERNALDATE "28-Nov-2026 01:50:05 +0000")'],
+        [b'1 (UID 7 FLAGS () INTERNALDATE "28-Nov-2026 01:50:05 +0000" RFC822.SIZE 6 MODSEQ (4))'],
+        [META[0], b"3 (FLAGS (\\Seen))"],  # unsolicited flag update
+        [b'1 (UID 7 FLAGS () INTERNALDATE "not a date" RFC822.SIZE 678)'],
+    ):
+        assert _meta_fast(_Client(True), data) is None, data
