@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.mail.parse import parse_message
 from bot.mail.subject import has_reply_prefix, normalize_subject
@@ -759,6 +760,8 @@ def _insert_new(
                 unread_count=0,
             )
             session.add(conv)
+            # Brand new: it has no Slack thread. Saying so spares the announce a lazy load.
+            set_committed_value(conv, "slack_thread", None)
             new_conversations.append((root, conv))
             conversation_of[root] = conv
             new_group[root] = True
