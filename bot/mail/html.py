@@ -60,7 +60,9 @@ class _TextExtractor(HTMLParser):
         self.out: list[str] = []
         self.skip_depth = 0
         self.pre_depth = 0
-        self.links: list[tuple[str | None, int]] = []  # (href, output length at <a>)
+        # (href, number of output pieces at <a>): the link text is what was added since.
+        # Pieces, not characters: joining the whole output at every link was quadratic.
+        self.links: list[tuple[str | None, int]] = []
 
     def _nl(self, count: int = 1) -> None:
         self.out.append("\n" * count)
@@ -82,7 +84,7 @@ class _TextExtractor(HTMLParser):
             if alt:
                 self.out.append(alt)
         elif tag == "a":
-            self.links.append((dict(attrs).get("href"), len("".join(self.out))))
+            self.links.append((dict(attrs).get("href"), len(self.out)))
         elif tag in _BLOCK:
             self._nl(2 if tag in ("p", "blockquote", "table", "ul", "ol") else 1)
             if tag == "pre":
@@ -102,7 +104,7 @@ class _TextExtractor(HTMLParser):
             return
         if tag == "a" and self.links:
             href, start = self.links.pop()
-            text = "".join(self.out)[start:].strip()
+            text = "".join(self.out[start:]).strip()
             if href and href.startswith(("http://", "https://", "mailto:")):
                 target = href[7:] if href.startswith("mailto:") else href
                 if target and target != text and target.rstrip("/") != text.rstrip("/"):
