@@ -70,6 +70,12 @@ HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
 
+_FTS_FILL = (
+    "INSERT INTO message_fts(rowid, subject, sender, body) "
+    "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages WHERE "
+)
+
+
 def index_messages(session: Session, ids: Sequence[int]) -> None:
     """Add newly inserted messages to the SQLite FTS5 index (migration 0003: one statement
     per batch instead of a per-row trigger). PostgreSQL indexes by itself: a no-op there."""
@@ -77,11 +83,7 @@ def index_messages(session: Session, ids: Sequence[int]) -> None:
         return
     for i in range(0, len(ids), 500):
         session.execute(
-            text(
-                "INSERT INTO message_fts(rowid, subject, sender, body) "
-                "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages "
-                "WHERE id IN :ids"
-            ).bindparams(bindparam("ids", expanding=True)),
+            text(_FTS_FILL + "id IN :ids").bindparams(bindparam("ids", expanding=True)),
             {"ids": list(ids[i : i + 500])},
         )
 
@@ -91,13 +93,7 @@ def index_unindexed(session: Session) -> None:
     ingest, as the search tests and bench do). PostgreSQL: a no-op."""
     if session.get_bind().dialect.name != "sqlite":
         return
-    session.execute(
-        text(
-            "INSERT INTO message_fts(rowid, subject, sender, body) "
-            "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages "
-            "WHERE id NOT IN (SELECT rowid FROM message_fts)"
-        )
-    )
+    session.execute(text(_FTS_FILL + "id NOT IN (SELECT rowid FROM message_fts)"))
 
 
 @dataclass
