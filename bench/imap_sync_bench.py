@@ -230,6 +230,10 @@ class ChildRssSampler:
                     continue
             for pid in kids:
                 try:
+                    # Only once it runs multiprocessing's code: between fork and exec a child's
+                    # RSS is this process's.
+                    if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
                             self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
