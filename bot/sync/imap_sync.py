@@ -126,7 +126,9 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
             name, last_uid, batch_size=job.batch_size, max_size=job.max_size
         )
     )
-    batches = prefetch(fetched, name=f"fetch {name}") if job.prefetch else fetched
+    # Two batches may wait: the store's time per batch varies (new conversations, merges)
+    # and the fetch keeps going meanwhile; still bounded, so memory stays flat.
+    batches = prefetch(fetched, ahead=2, name=f"fetch {name}") if job.prefetch else fetched
     for batch, parsing in batches:
         last_uid = _store_and_report(job, name, fs_id, status.uidvalidity, batch, parsing)
     _check_cursor(job, name, fs_id, status, last_uid)
