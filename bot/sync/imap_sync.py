@@ -129,8 +129,13 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
     # Two batches may wait: the store's time per batch varies (new conversations, merges)
     # and the fetch keeps going meanwhile; still bounded, so memory stays flat.
     batches = prefetch(fetched, ahead=2, name=f"fetch {name}") if job.prefetch else fetched
-    for batch, parsing in batches:
-        last_uid = _store_and_report(job, name, fs_id, status.uidvalidity, batch, parsing)
+    try:
+        for batch, parsing in batches:
+            last_uid = _store_and_report(job, name, fs_id, status.uidvalidity, batch, parsing)
+    finally:
+        # Now, not when the traceback lets go of this frame: closing joins the fetch thread,
+        # so it is off the IMAP connection before anyone (the logout, a retry) uses it again.
+        batches.close()
     _check_cursor(job, name, fs_id, status, last_uid)
     if condstore and prev[1] is not None:
         _apply_flags(job, fs_id, status.uidvalidity, job.provider.changed_flags(name, prev[1]))

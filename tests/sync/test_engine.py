@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.providers.imap import ImapProvider
 from bot.store.db import session_scope
 from bot.store.models import AccountStatus, FolderState, RunStatus
 from bot.sync import parse_pool
@@ -149,8 +151,17 @@ def test_uidvalidity_change_resyncs_without_duplicates(env: Env) -> None:
 
 
 def test_crash_between_batches_loses_and_doubles_nothing(
-    env: Env, parse_opts: dict[str, Any]
+    env: Env, parse_opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The fetch thread must be off the IMAP connection before the connection is closed.
+    threads_at_close: list[list[str]] = []
+    close = ImapProvider.close
+
+    def recording_close(self: ImapProvider) -> None:
+        threads_at_close.append([t.name for t in threading.enumerate()])
+        close(self)
+
+    monkeypatch.setattr(ImapProvider, "close", recording_close)
     aid, user = env.new_account()
     mids = set()
     for i in range(10):
@@ -169,6 +180,9 @@ def test_crash_between_batches_loses_and_doubles_nothing(
     run = env.sync(aid, batch_size=4, after_batch=crash_after_first, **parse_opts)
     assert run.status == RunStatus.ERROR
     assert len(env.messages(aid)) == 4  # the first batch was committed, nothing more
+    assert threads_at_close and not any(
+        name.startswith("fetch ") for names in threads_at_close for name in names
+    )
     run = env.sync(aid, batch_size=4, **parse_opts)
     assert run.status == RunStatus.OK
     stored = env.messages(aid)
