@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from bot.store.clients import (
     ClientError,
+    clients_for_addresses,
     create_client,
     delete_client,
     edit_client,
@@ -16,6 +17,7 @@ from bot.store.clients import (
     is_webmail_domain,
     link_conversation,
     list_clients,
+    normalize_email,
     unlink_conversation,
 )
 from bot.store.conversations import (
@@ -54,6 +56,39 @@ def test_auto_link_exact_address_beats_domain(session_factory: SessionFactory) -
         other = ingest_message(s, acc, raw_mail("b@x", "Other", sender="eve@sales.acme.example"))
         assert other.linked_client_id == company.id  # subdomain matches the client's domain
         assert other.conversation.link.method == LinkMethod.AUTO
+
+
+def test_batch_owner_lookup_agrees_with_the_single_lookup(session_factory: SessionFactory) -> None:
+    """Ingest looks up a whole batch's owners at once: same answers as one by one."""
+    with session_scope(session_factory) as s:
+        acme = create_client(s, name="Acme", emails=["boss@gmail.com"], domains=["acme.com"])
+        eu = create_client(s, name="Acme EU", domains=["eu.acme.com"])
+        solo = create_client(s, name="Solo", emails=["Solo@Example.org"])
+        s.flush()
+        addresses = [
+            "boss@gmail.com",  # an exact address on a webmail domain
+            "other@gmail.com",  # webmail: never by domain
+            "a@acme.com",
+            "b@mail.eu.acme.com",  # the most specific domain wins
+            "c@sales.acme.com",
+            " <SOLO@example.org> ",  # normalized like the single lookup
+            "nobody@else.example",
+            "not-an-address",
+        ]
+        batch = clients_for_addresses(s, addresses)
+        single = {}
+        for a in addresses:
+            client = find_client_for_address(s, a)
+            if client is not None:
+                single[normalize_email(a)] = client.id
+        assert batch == single
+        assert batch == {
+            "boss@gmail.com": acme.id,
+            "a@acme.com": acme.id,
+            "b@mail.eu.acme.com": eu.id,
+            "c@sales.acme.com": acme.id,
+            "solo@example.org": solo.id,
+        }
 
 
 def test_auto_link_skips_webmail_and_refuses_webmail_domains(
