@@ -548,12 +548,9 @@ def ingest_batch(
         first_in_batch[b.message_id] = b
         if b.provider_id:
             first_in_batch["pid:" + b.provider_id] = b
-        # A reply-prefixed message without threading headers may join by subject: it goes
-        # through one at a time after the rest, so it can find conversations this batch makes.
         fresh.append(b)
 
-    deferred = [b for b in fresh if _wants_subject_fallback(b)]
-    main = [b for b in fresh if not _wants_subject_fallback(b)]
+    main, deferred = _split_for_subject_fallback(fresh)
     if main:
         try:
             with session.begin_nested():
@@ -570,6 +567,30 @@ def ingest_batch(
     return [r for r in results if r is not None]
 
 
+def _split_for_subject_fallback(
+    fresh: Sequence[_Prepared],
+) -> tuple[list[_Prepared], list[_Prepared]]:
+    """(stored together, stored one at a time in input order).
+
+    A reply-prefixed message without threading headers may join a conversation by subject,
+    and then the replies that reference it follow it there. So the whole group connected to
+    such a message (by Message-ID, In-Reply-To, References) goes one at a time after the rest,
+    in input order: it can find the conversations the rest of the batch makes, and its
+    replies find it where one-by-one storing would have put it."""
+    comps = _Components(len(fresh))
+    owner: dict[str, int] = {}
+    for pos, b in enumerate(fresh):
+        for key in (b.message_id, *b.links):
+            if key in owner:
+                comps.union(owner[key], pos)
+            else:
+                owner[key] = pos
+    slow = {comps.find(pos) for pos, b in enumerate(fresh) if _wants_subject_fallback(b)}
+    main = [b for pos, b in enumerate(fresh) if comps.find(pos) not in slow]
+    deferred = [b for pos, b in enumerate(fresh) if comps.find(pos) in slow]
+    return main, deferred
+
+
 def _one_by_one(session: Session, account: Account, b: _Prepared) -> IngestResult:
     by_mid, by_pid = _existing_messages(session, account.id, [b])
     pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)
@@ -578,7 +599,8 @@ def _one_by_one(session: Session, account: Account, b: _Prepared) -> IngestResul
     results: list[IngestResult | None] = [None] * (b.index + 1)
     try:
         with session.begin_nested():
-            _insert_new(session, account, [b], results, subject_fallback=True)
+            # As a batch of one would: only a message that wants it may join by subject.
+            _insert_new(session, account, [b], results, subject_fallback=_wants_subject_fallback(b))
     except IntegrityError:
         by_mid, by_pid = _existing_messages(session, account.id, [b])
         pk = (by_pid.get(b.provider_id) if b.provider_id else None) or by_mid.get(b.message_id)

@@ -55,6 +55,54 @@ def test_batches_in_any_order_match_one_by_one(session_factory: SessionFactory) 
         assert s.scalar(select(func.count()).select_from(MessageRef)) > 0
 
 
+def test_a_header_less_reply_and_its_own_replies_thread_as_one_by_one(
+    session_factory: SessionFactory,
+) -> None:
+    """A reply without threading headers joins its conversation by subject; a later reply
+    that references it must follow it there, in a batch as one by one (in a batch it used to
+    start a conversation of its own, and the header-less one joined that instead)."""
+    raws = [
+        raw_mail("root@x", "Plan", date="Mon, 01 Jan 2024 10:00:00 +0000"),
+        raw_mail("bare@x", "Re: Plan", date="Mon, 01 Jan 2024 11:00:00 +0000"),  # no headers
+        raw_mail(
+            "child@x",
+            "Re: Plan",
+            irt="bare@x",
+            refs=["bare@x"],
+            date="Mon, 01 Jan 2024 12:00:00 +0000",
+        ),
+        raw_mail("other@x", "Other", date="Mon, 01 Jan 2024 13:00:00 +0000"),
+    ]
+    with session_scope(session_factory) as s:
+        one = make_account(s, "one@ours.example")
+        many = make_account(s, "many@ours.example")
+        for raw in raws:
+            ingest_message(s, one, raw)
+        results = ingest_batch(s, many, [IngestItem(r) for r in raws])
+        assert [r.created for r in results] == [True] * 4
+        expected = {frozenset({"root@x", "bare@x", "child@x"}), frozenset({"other@x"})}
+        assert _partition(s, one.id) == expected
+        assert _partition(s, many.id) == expected
+
+
+def test_arrival_order_batches_match_one_by_one(session_factory: SessionFactory) -> None:
+    """Mail in the order a mailbox gives it (the sync's case), generated with the header-less
+    replies and broken mail that real mailboxes have."""
+    raws = list(MailGen(seed=1).messages(1500))
+    with session_scope(session_factory) as s:
+        one = make_account(s, "one@ours.example")
+        many = make_account(s, "many@ours.example")
+        for raw in raws:
+            ingest_message(s, one, raw)
+    for i in range(0, len(raws), 500):
+        with session_scope(session_factory) as s:
+            acc = s.get_one(type(many), many.id)
+            ingest_batch(s, acc, [IngestItem(r) for r in raws[i : i + 500]])
+    with session_scope(session_factory) as s:
+        assert _partition(s, one.id) == _partition(s, many.id)
+        assert _counters(s, one.id) == _counters(s, many.id)
+
+
 def test_a_batch_with_duplicates_and_known_messages_stores_each_once(
     session_factory: SessionFactory,
 ) -> None:
