@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import mailbox
 import re
@@ -20,9 +21,11 @@ from bot.store.conversations import (
     message_ids_by_conversation,
 )
 from bot.store.db import SessionFactory, session_scope
-from bot.store.ingest import ingest_message
+from bot.store.ingest import IngestItem, ingest_batch, ingest_message
 from bot.store.models import Account, Provider
 from bot.store.search import all_account_ids, search
+from bot.sync.parse_pool import ParsedBatch, ParsePool
+from bot.sync.prefetch import prefetch
 
 BATCH = 500
 # A mail file has "Name: value" header lines within its first few lines.
@@ -117,49 +120,84 @@ def import_path(
     mark_read: bool = False,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Import every message under `path` into the account `address`; commits every BATCH."""
+    """Import every message under `path` into the account `address`; commits every BATCH.
+
+    The sync engine's pipeline (docs/sync.md): a thread reads the next batch from disk and
+    hands it to the parse worker while this thread stores the previous one with
+    `ingest_batch`. A batch that fails as a whole is stored message by message, so one bad
+    message is reported and skipped and the rest still land."""
     with session_scope(factory) as s:
         account_id = _account(s, address).id
     items = list(_labels(path))
     stats = {"seen": 0, "new": 0, "duplicates": 0, "errors": 0, "conversations": 0}
-    source = iter_source(path)
     bar = click.progressbar(length=len(items), label="Importing", file=None) if progress else None
-    try:
-        done = False
-        while not done:
-            with session_scope(factory) as s:
-                account = s.get(Account, account_id)
-                assert account is not None
-                for _ in range(BATCH):
-                    item = next(source, None)
-                    if item is None:
-                        done = True
-                        break
-                    stats["seen"] += 1
-                    if bar is not None:
-                        bar.update(1)
-                    if item.raw is None:
-                        stats["errors"] += 1
-                        click.echo(f"\nskipped {item.label}: {item.error}", err=True)
-                        continue
-                    try:
-                        with s.begin_nested():
-                            result = ingest_message(
-                                s, account, item.raw, is_read=mark_read or item.seen
-                            )
-                    except Exception as exc:  # report, skip, keep going
-                        stats["errors"] += 1
-                        click.echo(f"\nskipped {item.label}: {type(exc).__name__}: {exc}", err=True)
-                        continue
-                    if result.created:
-                        stats["new"] += 1
-                        stats["conversations"] += int(result.new_conversation)
-                    else:
-                        stats["duplicates"] += 1
-    finally:
-        if bar is not None:
-            bar.render_finish()
+    with ParsePool() as pool:
+
+        def batches() -> Iterator[tuple[list[Item], ParsedBatch]]:
+            source = iter_source(path)
+            while chunk := list(itertools.islice(source, BATCH)):
+                good = [i for i in chunk if i.raw is not None]
+                yield chunk, pool.submit([i.raw for i in good if i.raw is not None])
+
+        pipeline = prefetch(batches(), name="import read")
+        try:
+            for chunk, parsing in pipeline:
+                _import_batch(factory, account_id, chunk, parsing, mark_read, stats)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            pipeline.close()
+            if bar is not None:
+                bar.render_finish()
     return stats
+
+
+def _import_batch(
+    factory: SessionFactory,
+    account_id: int,
+    chunk: list[Item],
+    parsing: ParsedBatch,
+    mark_read: bool,
+    stats: dict[str, int],
+) -> None:
+    stats["seen"] += len(chunk)
+    for item in chunk:
+        if item.raw is None:
+            stats["errors"] += 1
+            click.echo(f"\nskipped {item.label}: {item.error}", err=True)
+    good = [i for i in chunk if i.raw is not None]
+    parsed = parsing.result()
+    with session_scope(factory) as s:
+        account = s.get_one(Account, account_id)
+        try:
+            with s.begin_nested():
+                results = ingest_batch(
+                    s,
+                    account,
+                    [
+                        IngestItem(i.raw or b"", parsed=p, is_read=mark_read or i.seen)
+                        for i, p in zip(good, parsed, strict=True)
+                    ],
+                )
+        except Exception:  # find the bad one: one at a time, each in its own SAVEPOINT
+            results = []
+            for item in good:
+                try:
+                    with s.begin_nested():
+                        results.append(
+                            ingest_message(
+                                s, account, item.raw or b"", is_read=mark_read or item.seen
+                            )
+                        )
+                except Exception as exc:  # report, skip, keep going
+                    stats["errors"] += 1
+                    click.echo(f"\nskipped {item.label}: {type(exc).__name__}: {exc}", err=True)
+        for result in results:
+            if result.created:
+                stats["new"] += 1
+                stats["conversations"] += int(result.new_conversation)
+            else:
+                stats["duplicates"] += 1
 
 
 def _labels(path: Path) -> Iterator[None]:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.devtools.mailgen import write_maildir, write_mbox
+from bot.store.ingest import IngestItem
 from tests.store.helpers import raw_mail
 
 
@@ -118,3 +119,36 @@ def test_clients_commands_and_csv_errors(tmp_path: Path, env: dict[str, str]) ->
     ]
     bad = CliRunner().invoke(cli, ["clients", "add", "X", "--domain", "gmail.com"], env=env)
     assert bad.exit_code != 0 and "webmail" in bad.output
+
+
+def test_import_isolates_a_message_that_cannot_be_stored(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch fails as a whole; the import then stores message by message, reports the bad
+    one and keeps the rest (here the store refuses one Message-ID, as a database error
+    would)."""
+    import bot.cli.mail as mail_cli
+
+    poison = raw_mail("poison@x", "Poison")
+    box = tmp_path / "in.mbox"
+    write_mbox(box, [raw_mail(f"m{i}@x", f"M{i}") for i in range(5)] + [poison])
+    real_batch, real_one = mail_cli.ingest_batch, mail_cli.ingest_message
+
+    def batch(session: object, account: object, items: list[IngestItem]) -> object:
+        if any(b"poison@x" in i.raw for i in items):
+            raise RuntimeError("database said no")
+        return real_batch(session, account, items)  # type: ignore[arg-type]
+
+    def one(session: object, account: object, raw: bytes, **kw: object) -> object:
+        if b"poison@x" in raw:
+            raise RuntimeError("database said no")
+        return real_one(session, account, raw, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mail_cli, "ingest_batch", batch)
+    monkeypatch.setattr(mail_cli, "ingest_message", one)
+    result = CliRunner().invoke(cli, ["import", str(box), "--account", "t@ours.example"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "5 new, 0 already known, 1 skipped" in result.stdout
+    assert "#6: RuntimeError: database said no" in result.stderr
+    threads = json.loads(run(env, "threads", "--json"))
+    assert sorted(m for t in threads for m in t["message_ids"]) == [f"m{i}@x" for i in range(5)]
