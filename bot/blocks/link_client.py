@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.blocks import ids
 from bot.blocks.conversation import fit, section
+from bot.blocks.state import state_values
 from bot.blocks.text import plain, truncate
 
 LINK_BLOCK = "link_client_block"
@@ -71,7 +72,7 @@ def link_client_modal(
 
 def selected_client_id(view: dict[str, Any]) -> int | None:
     """The chosen client id from a submitted link modal's state."""
-    values = ((view.get("state") or {}).get("values") or {}).get(LINK_BLOCK) or {}
+    values = state_values(view).get(LINK_BLOCK) or {}
     chosen = (values.get(ids.LINK_CLIENT_SELECT) or {}).get("selected_option") or {}
     value = chosen.get("value")
     return int(value) if isinstance(value, str) and value.isdigit() else None

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.blocks import ids
+from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
 
 FILTERS: tuple[str, ...] = ("all", "unread", "archived", "linked", "unlinked")
@@ -303,7 +304,7 @@ def search_state(view: Mapping[str, Any]) -> tuple[str, str, int]:
         page = max(0, int(meta.get("p") or 0))
     except (TypeError, ValueError):
         page = 0
-    values = ((view.get("state") or {}).get("values")) or {}
+    values = state_values(view)
     typed = (values.get(SEARCH_BLOCK) or {}).get(ids.SEARCH_QUERY)
     if typed is not None:
         query = typed.get("value") or ""

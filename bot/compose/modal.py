@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
+from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn
 from bot.compose.drafts import DraftError, start_from_conversation, template_variables
 from bot.compose.form import ComposeMeta, format_addresses
@@ -171,7 +172,7 @@ def with_template(
     meta = ComposeMeta.load(view.get("private_metadata"))
     if meta is None:
         return None
-    values = (view.get("state") or {}).get("values") or {}
+    values = state_values(view)
     to_text = _state_text(values, cb.TO_BLOCK)
     contact = None
     if meta.mode in ("new", "forward"):

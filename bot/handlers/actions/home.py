@@ -30,6 +30,7 @@ from bot.blocks.accounts import (
 from bot.blocks.clients import client_modal
 from bot.blocks.home import HomePages
 from bot.blocks.search import PAGE_SIZE
+from bot.blocks.state import state_values
 from bot.blocks.text import mrkdwn, plain
 from bot.handlers.actions.search import search_view
 from bot.handlers.middleware import services_of
@@ -207,7 +208,7 @@ def test_connection(
     if not _admin_or_refuse(services, client, body, in_view=True):
         return
     view = body["view"]
-    values = (view.get("state") or {}).get("values") or {}
+    values = state_values(view)
     form, errors = read_imap_form(values)
     prefill = form_prefill(form)
     if errors:

@@ -26,6 +26,7 @@ from bot.blocks.accounts import (
     remove_modal,
     sync_log_modal,
 )
+from bot.blocks.state import state_values
 from bot.blocks.text import truncate
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
@@ -266,7 +267,7 @@ def account_add_submitted(
     if admin is None:
         return
     services, user_id = admin
-    values = (view.get("state") or {}).get("values") or {}
+    values = state_values(view)
     form, errors = read_imap_form(values)
     if errors:
         ack(response_action="errors", errors=errors)
@@ -303,7 +304,7 @@ def account_edit_submitted(
         return
     services, user_id = admin
     account_id = account_id_of(view)
-    form, errors = read_sync_settings((view.get("state") or {}).get("values") or {})
+    form, errors = read_sync_settings(state_values(view))
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -410,7 +411,7 @@ def account_password_submitted(
     from bot.accounts import AccountError, set_passwords
     from bot.blocks.accounts import B_IMAP_PW, read_password_form
 
-    imap_pw, smtp_pw, errors = read_password_form((view.get("state") or {}).get("values") or {})
+    imap_pw, smtp_pw, errors = read_password_form(state_values(view))
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -453,7 +454,7 @@ def account_oauth_submitted(
     if provider is None:
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
         return
-    form, errors = read_oauth_form((view.get("state") or {}).get("values") or {})
+    form, errors = read_oauth_form(state_values(view))
     if errors:
         ack(response_action="errors", errors=errors)
         return

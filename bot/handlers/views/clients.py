@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 
 from bot.blocks import ids
 from bot.blocks.clients import B_DOMAINS, B_EMAILS, B_NAME, client_id_of, read_client_form
+from bot.blocks.state import state_values
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.store.db import session_scope
@@ -34,7 +35,7 @@ def client_submitted(
 
     services = services_of(context)
     user_id = body["user"]["id"]
-    form = read_client_form((view.get("state") or {}).get("values") or {})
+    form = read_client_form(state_values(view))
     if not form["name"]:
         ack(response_action="errors", errors={B_NAME: "A client needs a name."})
         return

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
+from bot.blocks.state import state_values
 from bot.compose.form import ComposeMeta, read_submission
 from bot.compose.modal import sendable_accounts
 from bot.compose.submit import submit
@@ -34,7 +35,7 @@ def compose_submitted(
     if meta is None:
         ack(response_action="update", view=cb.notice_view("Email", "This form is out of date."))
         return
-    values = (view.get("state") or {}).get("values") or {}
+    values = state_values(view)
     sub, errors = read_submission(values, meta)
     if errors:
         ack(response_action="errors", errors=errors)

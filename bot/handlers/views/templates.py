@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks import templates as tb
+from bot.blocks.state import state_values
 from bot.handlers.actions.templates import ADMINS_ONLY, refresh_home
 from bot.handlers.middleware import services_of
 from bot.store import audit
@@ -38,7 +39,7 @@ def template_submitted(
     if not services.access.is_admin(client, user_id):
         ack(response_action="update", view=cb.notice_view("Templates", ADMINS_ONLY))
         return
-    values = (view.get("state") or {}).get("values") or {}
+    values = state_values(view)
     name, subject, text = (
         _text(values, tb.NAME_BLOCK).strip(),
         _text(values, tb.SUBJECT_BLOCK),
