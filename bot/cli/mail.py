@@ -136,8 +136,7 @@ def import_path(
         def batches() -> Iterator[tuple[list[Item], ParsedBatch]]:
             source = iter_source(path)
             while chunk := list(itertools.islice(source, BATCH)):
-                good = [i for i in chunk if i.raw is not None]
-                yield chunk, pool.submit([i.raw for i in good if i.raw is not None])
+                yield chunk, pool.submit([i.raw for i in chunk if i.raw is not None])
 
         pipeline = prefetch(batches(), name="import read")
         try:

@@ -500,6 +500,23 @@ class _Components:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
 
+    @classmethod
+    def linked(cls, batch: Sequence[_Prepared], *, thread_hints: bool) -> _Components:
+        """Positions sharing any id (own or referenced), or the provider's thread id when
+        `thread_hints`, end up in one set."""
+        comps = cls(len(batch))
+        owner: dict[str, int] = {}
+        for pos, b in enumerate(batch):
+            keys = [b.message_id, *b.links]
+            if thread_hints and b.provider_thread_id:
+                keys.append("thread:" + b.provider_thread_id)
+            for key in keys:
+                if key in owner:
+                    comps.union(owner[key], pos)
+                else:
+                    owner[key] = pos
+        return comps
+
     def find(self, i: int) -> int:
         while self.parent[i] != i:
             self.parent[i] = self.parent[self.parent[i]]
@@ -577,14 +594,7 @@ def _split_for_subject_fallback(
     such a message (by Message-ID, In-Reply-To, References) goes one at a time after the rest,
     in input order: it can find the conversations the rest of the batch makes, and its
     replies find it where one-by-one storing would have put it."""
-    comps = _Components(len(fresh))
-    owner: dict[str, int] = {}
-    for pos, b in enumerate(fresh):
-        for key in (b.message_id, *b.links):
-            if key in owner:
-                comps.union(owner[key], pos)
-            else:
-                owner[key] = pos
+    comps = _Components.linked(fresh, thread_hints=False)
     slow = {comps.find(pos) for pos, b in enumerate(fresh) if _wants_subject_fallback(b)}
     main = [b for pos, b in enumerate(fresh) if comps.find(pos) not in slow]
     deferred = [b for pos, b in enumerate(fresh) if comps.find(pos) in slow]
@@ -712,17 +722,7 @@ def _insert_new(
     hints = _thread_hint_conversations(session, account.id, batch)
 
     # 1. Group the batch: messages sharing any id (own or referenced) or a provider thread id.
-    comps = _Components(len(batch))
-    owner: dict[str, int] = {}
-    for pos, b in enumerate(batch):
-        keys = [b.message_id, *b.links]
-        if b.provider_thread_id:
-            keys.append("thread:" + b.provider_thread_id)
-        for key in keys:
-            if key in owner:
-                comps.union(owner[key], pos)
-            else:
-                owner[key] = pos
+    comps = _Components.linked(batch, thread_hints=True)
 
     # 2. Each group's stored conversations (resolved through earlier merges).
     groups: dict[int, list[int]] = {}
