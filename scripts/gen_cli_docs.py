@@ -21,21 +21,32 @@ Generated from `mailroom --help` by `python scripts/gen_cli_docs.py`; do not edi
 """
 
 
-def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
-    found = [(path, command)]
+def _walk(
+    command: click.Command, path: list[str], parent: click.Context | None = None
+) -> list[tuple[list[str], click.Context]]:
+    # Each context has its parent's, as when the command runs: settings such as the group's
+    # help_option_names ("-h") are inherited. A context without one rendered "--help" only,
+    # unless an earlier invocation had cached the option on the command (an order-dependent
+    # test failure).
+    ctx = command.context_class(
+        command,
+        parent=parent,
+        info_name=path[-1],
+        terminal_width=100,
+        max_content_width=100,
+        **command.context_settings,
+    )
+    found = [(path, ctx)]
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
-            found += _walk(command.commands[name], [*path, name])
+            found += _walk(command.commands[name], [*path, name], ctx)
     return found
 
 
 def render() -> str:
     out = [HEADER]
-    for path, command in _walk(cli, ["mailroom"]):
-        ctx = click.Context(
-            command, info_name=" ".join(path), terminal_width=100, max_content_width=100
-        )
-        out.append(f"\n## `{' '.join(path)}`\n\n```\n{command.get_help(ctx).strip()}\n```\n")
+    for path, ctx in _walk(cli, ["mailroom"]):
+        out.append(f"\n## `{' '.join(path)}`\n\n```\n{ctx.command.get_help(ctx).strip()}\n```\n")
     return "".join(out)
 
 
