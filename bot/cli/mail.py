@@ -23,6 +23,7 @@ from bot.store.conversations import (
 from bot.store.db import SessionFactory, session_scope
 from bot.store.ingest import IngestItem, ingest_batch, ingest_message
 from bot.store.models import Account, Provider
+from bot.store.rows import EncodedParse, dialect_key
 from bot.store.search import all_account_ids, search
 from bot.sync.parse_pool import ParsedBatch, ParsePool
 from bot.sync.prefetch import prefetch
@@ -131,12 +132,17 @@ def import_path(
     items = list(_labels(path))
     stats = {"seen": 0, "new": 0, "duplicates": 0, "errors": 0, "conversations": 0}
     bar = click.progressbar(length=len(items), label="Importing", file=None) if progress else None
+    bind = factory.kw.get("bind")
+    dialect = dialect_key(bind.dialect) if bind is not None else None
     with ParsePool() as pool:
 
         def batches() -> Iterator[tuple[list[Item], ParsedBatch]]:
             source = iter_source(path)
             while chunk := list(itertools.islice(source, BATCH)):
-                yield chunk, pool.submit([i.raw for i in chunk if i.raw is not None])
+                yield (
+                    chunk,
+                    pool.submit([i.raw for i in chunk if i.raw is not None], dialect=dialect),
+                )
 
         pipeline = prefetch(batches(), name="import read")
         try:
@@ -165,7 +171,10 @@ def _import_batch(
             stats["errors"] += 1
             click.echo(f"\nskipped {item.label}: {item.error}", err=True)
     good = [i for i in chunk if i.raw is not None]
-    parsed = parsing.result()
+    done = parsing.result()
+    encoded: list[EncodedParse | None] = [None] * len(good)
+    if done.encoded is not None:
+        encoded = list(done.encoded)
     with session_scope(factory) as s:
         account = s.get_one(Account, account_id)
         try:
@@ -174,8 +183,8 @@ def _import_batch(
                     s,
                     account,
                     [
-                        IngestItem(i.raw or b"", parsed=p, is_read=mark_read or i.seen)
-                        for i, p in zip(good, parsed, strict=True)
+                        IngestItem(i.raw or b"", parsed=p, encoded=e, is_read=mark_read or i.seen)
+                        for i, p, e in zip(good, done.parsed, encoded, strict=True)
                     ],
                 )
         except Exception:  # find the bad one: one at a time, each in its own SAVEPOINT

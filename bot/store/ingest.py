@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.mail.parse import parse_message
 from bot.mail.subject import has_reply_prefix, normalize_subject
-from bot.mail.thread import ThreadInput, link_ids, normalize_id
-from bot.mail.types import Address, ParsedMessage
+from bot.mail.thread import ThreadInput, link_ids
+from bot.mail.types import ParsedMessage
 from bot.store import audit
 from bot.store.clients import auto_link, clients_for_addresses, normalize_email
 from bot.store.models import (
@@ -41,6 +41,15 @@ from bot.store.models import (
     MessageRaw,
     MessageRef,
     utcnow,
+)
+from bot.store.rows import (
+    ATTACHMENT_COLUMNS,
+    PARSED_COLUMNS,
+    STORE_COLUMNS,
+    EncodedParse,
+    RowCodec,
+    clean,
+    insert_rows,
 )
 from bot.store.search import index_messages
 
@@ -106,20 +115,7 @@ class IngestResult:
         )
 
 
-def _clean(value: str | None, limit: int | None = None) -> str:
-    # PostgreSQL text cannot hold NUL, and psycopg cannot encode lone surrogates.
-    if not value:
-        return ""
-    s = value.replace("\x00", "")
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        s = s.encode("utf-8", "replace").decode("utf-8")
-    return s[:limit] if limit is not None else s
-
-
-def _addr(a: Address) -> dict[str, str]:
-    return {"name": _clean(a.name, 300), "email": _clean(a.email, 320)}
+_clean = clean
 
 
 def _effective_date(p: ParsedMessage, received_at: datetime) -> datetime:
@@ -282,6 +278,8 @@ class IngestItem:
 
     raw: bytes
     parsed: ParsedMessage | None = None
+    # The parsed part of the rows, when the parse worker encoded it (bot/store/rows.py).
+    encoded: EncodedParse | None = None
     provider_id: str | None = None
     provider_thread_id: str | None = None
     is_read: bool = False
@@ -330,13 +328,6 @@ def ingest_message(
 _CHUNK = 500
 
 
-def _table(model: type[Any]) -> Table:
-    """A mapped class's Table, for Core executemany inserts (see _insert_new)."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
     for i in range(0, len(values), _CHUNK):
         yield list(values[i : i + _CHUNK])
@@ -347,6 +338,7 @@ class _Prepared:
     index: int
     item: IngestItem
     parsed: ParsedMessage
+    enc: EncodedParse
     message_id: str
     provider_id: str | None
     provider_thread_id: str | None
@@ -356,9 +348,12 @@ class _Prepared:
     received_at: datetime
 
 
-def _prepare(index: int, item: IngestItem) -> _Prepared:
+def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
     p = item.parsed if item.parsed is not None else parse_message(item.raw)
-    message_id = _clean(normalize_id(p.message_id), 998)
+    enc = item.encoded
+    if enc is None or enc.dialect != codec.key or item.parsed is None:
+        enc = codec.encode(p, len(item.raw))
+    message_id = enc.message_id
     tin = ThreadInput(
         key="",
         message_id=message_id,
@@ -378,6 +373,7 @@ def _prepare(index: int, item: IngestItem) -> _Prepared:
         index=index,
         item=item,
         parsed=p,
+        enc=enc,
         message_id=message_id,
         provider_id=_clean(item.provider_id, 200) or None,
         provider_thread_id=_clean(item.provider_thread_id, 200) or None,
@@ -426,7 +422,7 @@ def _add_locations(
         by_folder.setdefault(folder.id, []).append(uid)
     for folder_id, uids in by_folder.items():
         for i in range(0, len(uids), _CHUNK):
-            rows = session.execute(
+            found = session.execute(
                 select(
                     MessageLocation.folder_id, MessageLocation.uidvalidity, MessageLocation.uid
                 ).where(
@@ -434,24 +430,21 @@ def _add_locations(
                     MessageLocation.uid.in_(uids[i : i + _CHUNK]),
                 )
             )
-            taken.update((f, uv, u) for f, uv, u in rows)
-    values = []
+            taken.update((f, uv, u) for f, uv, u in found)
+    codec = RowCodec.for_session(session)
+    rows: list[tuple[Any, ...]] = []
     for pk, (folder, uidvalidity, uid), flags in pairs:
         slot = (folder.id, uidvalidity, uid)
         if slot in taken:
             continue
         taken.add(slot)
-        values.append(
-            {
-                "message_id": pk,
-                "folder_id": folder.id,
-                "uidvalidity": uidvalidity,
-                "uid": uid,
-                "flags": [_clean(f, 100) for f in flags],
-            }
+        flag_list = [_clean(f, 100) for f in flags]
+        rows.append(
+            (pk, folder.id, uidvalidity, uid, codec.bind_to(MessageLocation, "flags", flag_list))
         )
-    if values:
-        session.execute(insert(_table(MessageLocation)), values)
+    insert_rows(
+        session, MessageLocation, ("message_id", "folder_id", "uidvalidity", "uid", "flags"), rows
+    )
 
 
 def _related_conversations(
@@ -544,7 +537,8 @@ def ingest_batch(
     `created=False` and only gains its location; new messages are threaded together with the
     stored conversations, merging conversations they connect. Never commits.
     """
-    prepared = [_prepare(i, item) for i, item in enumerate(items)]
+    codec = RowCodec.for_session(session)
+    prepared = [_prepare(codec, i, item) for i, item in enumerate(items)]
     results: list[IngestResult | None] = [None] * len(prepared)
     by_mid, by_pid = _existing_messages(session, account.id, prepared)
 
@@ -666,47 +660,45 @@ def _resolve_known(
         results[b.index] = IngestResult.known(message, conversations[message.conversation_id])
 
 
-def _message_row(account: Account, b: _Prepared, conversation_id: int) -> dict[str, Any]:
-    p, item = b.parsed, b.item
+@dataclass(frozen=True)
+class _Row:
+    values: tuple[Any, ...]  # STORE_COLUMNS + PARSED_COLUMNS, driver-ready
+    is_read: bool
+    direction: Direction
+    defects: tuple[str, ...]
+
+
+_MESSAGE_COLUMNS = STORE_COLUMNS + PARSED_COLUMNS
+
+
+def _message_row(codec: RowCodec, account: Account, b: _Prepared, conversation_id: int) -> _Row:
+    p, item, enc = b.parsed, b.item, b.enc
     direction = item.direction or _direction(account, p)
     read = item.is_read or direction == Direction.OUTBOUND
-    defects = [_clean(d, 500) for d in p.defects]
+    defects = list(enc.defects)
     if item.truncated:
         defects.append("truncated: over the size limit, body incomplete")
     if p.date is None:
         # Sorting and the date index need a date: use the arrival time, and say so.
         defects.append("no usable Date header: the received time is used as the date")
-    return {
-        "account_id": account.id,
-        "conversation_id": conversation_id,
-        "message_id": b.message_id,
-        "message_id_synthetic": p.message_id_synthetic,
-        "provider_id": b.provider_id,
-        "provider_thread_id": b.provider_thread_id,
-        "in_reply_to": [_clean(i, 998) for i in p.in_reply_to],
-        "references": [_clean(i, 998) for i in p.references],
-        "subject": _clean(p.subject),
-        "from_email": _clean(p.from_.email.lower(), 320) if p.from_ else "",
-        "from_name": _clean(p.from_.name, 300) if p.from_ else "",
-        "to": [_addr(a) for a in p.to],
-        "cc": [_addr(a) for a in p.cc],
-        "bcc": [_addr(a) for a in p.bcc],
-        "reply_to": [_addr(a) for a in p.reply_to],
-        "date": b.when,
-        "received_at": b.received_at,
-        "snippet": _clean(p.snippet),
-        "body_text": _clean(p.text),
-        "body_html": _clean(p.html) if p.html is not None else None,
-        "size": p.size or len(item.raw),
-        "has_attachments": any(not a.inline for a in p.attachments),
-        "is_read": read,
-        "is_flagged": "\\Flagged" in item.flags,
-        "direction": direction,
-        "sent_by": item.sent_by,
-        "parse_defects": defects,
-        "truncated": item.truncated,
-        "deleted": False,
-    }
+    bind = codec.bind
+    store = (
+        account.id,
+        conversation_id,
+        b.message_id,
+        b.provider_id,
+        b.provider_thread_id,
+        enc.date if p.date is not None else bind("date", b.when),
+        bind("received_at", b.received_at),
+        bind("is_read", read),
+        bind("is_flagged", "\\Flagged" in item.flags),
+        bind("direction", direction),
+        bind("sent_by", item.sent_by),
+        bind("parse_defects", defects),
+        bind("truncated", item.truncated),
+        bind("deleted", False),
+    )
+    return _Row(store + enc.values, read, direction, tuple(defects))
 
 
 def _insert_new(
@@ -770,8 +762,8 @@ def _insert_new(
             earliest = min((batch[p] for p in members), key=lambda b: (b.when, b.index))
             conv = Conversation(
                 account_id=account.id,
-                subject=_clean(earliest.parsed.subject),
-                subject_key=normalize_subject(_clean(earliest.parsed.subject))[:300],
+                subject=earliest.enc.subject,
+                subject_key=normalize_subject(earliest.enc.subject)[:300],
                 provider_thread_id=next(
                     (batch[p].provider_thread_id for p in members if batch[p].provider_thread_id),
                     None,
@@ -790,15 +782,16 @@ def _insert_new(
     if new_conversations:
         session.flush()
 
-    # 4. Insert the messages and everything hanging off them.
+    # 4. Insert the messages and everything hanging off them: driver-ready rows in one
+    #    executemany each (bot/store/rows.py), no per-row RETURNING (ordered RETURNING falls
+    #    back to one statement per row on SQLite): the new ids are read back by Message-ID,
+    #    unique per account and per batch.
+    codec = RowCodec.for_session(session)
     rows = [
-        _message_row(account, b, conversation_of[comps.find(pos)].id) for pos, b in enumerate(batch)
+        _message_row(codec, account, b, conversation_of[comps.find(pos)].id)
+        for pos, b in enumerate(batch)
     ]
-    # Core executemany on the tables, not ORM bulk inserts (the ORM splits a batch into one
-    # statement per distinct set of NULL columns, ~2 rows each here), and no RETURNING
-    # (ordered RETURNING falls back to one statement per row on SQLite): the new ids are read
-    # back by Message-ID, unique per account and per batch.
-    session.execute(insert(_table(Message)), rows)
+    insert_rows(session, Message, _MESSAGE_COLUMNS, [r.values for r in rows])
     pk_of: dict[str, int] = {}
     for chunk in _chunks([b.message_id for b in batch]):
         pk_of.update(
@@ -810,32 +803,27 @@ def _insert_new(
         )
     pks = [pk_of[b.message_id] for b in batch]
     index_messages(session, pks)
-    session.execute(
-        insert(_table(MessageRaw)),
-        [{"message_id": pk, "raw": bytes(b.item.raw)} for pk, b in zip(pks, batch, strict=True)],
+    insert_rows(
+        session,
+        MessageRaw,
+        ("message_id", "raw"),
+        [
+            (pk, codec.bind_to(MessageRaw, "raw", bytes(b.item.raw)))
+            for pk, b in zip(pks, batch, strict=True)
+        ],
     )
-    attachments = [
-        {
-            "message_id": pk,
-            "filename": _clean(a.filename, 500),
-            "content_type": _clean(a.content_type, 200) or "application/octet-stream",
-            "size": a.size,
-            "content_id": _clean(a.content_id, 500) or None,
-            "inline": a.inline,
-            "part_index": a.part_index,
-        }
-        for pk, b in zip(pks, batch, strict=True)
-        for a in b.parsed.attachments
-    ]
-    if attachments:
-        session.execute(insert(_table(Attachment)), attachments)
-    refs = [
-        {"account_id": account.id, "message_id": pk, "ref_id": ref}
-        for pk, b in zip(pks, batch, strict=True)
-        for ref in b.refs
-    ]
-    if refs:
-        session.execute(insert(_table(MessageRef)), refs)
+    insert_rows(
+        session,
+        Attachment,
+        ("message_id", *ATTACHMENT_COLUMNS),
+        [(pk, *a) for pk, b in zip(pks, batch, strict=True) for a in b.enc.attachments],
+    )
+    insert_rows(
+        session,
+        MessageRef,
+        ("account_id", "message_id", "ref_id"),
+        [(account.id, pk, ref) for pk, b in zip(pks, batch, strict=True) for ref in b.refs],
+    )
     _add_locations(
         session,
         [
@@ -849,13 +837,13 @@ def _insert_new(
     for root, members in groups.items():
         conv = conversation_of[root]
         for pos in sorted(members, key=lambda p: (batch[p].when, batch[p].index)):
-            b, row = batch[pos], rows[pos]
+            b = batch[pos]
             conv.message_count += 1
-            if not row["is_read"]:
+            if not rows[pos].is_read:
                 conv.unread_count += 1
             if conv.first_message_at is None or b.when < conv.first_message_at:
-                conv.subject = row["subject"]
-                conv.subject_key = normalize_subject(row["subject"])[:300]
+                conv.subject = b.enc.subject
+                conv.subject_key = normalize_subject(b.enc.subject)[:300]
                 conv.first_message_at = b.when
             if conv.last_message_at is None or b.when > conv.last_message_at:
                 conv.last_message_at = b.when
@@ -868,7 +856,7 @@ def _insert_new(
     link_address: dict[int, str] = {}
     if account.auto_link:
         for root, first_pos in first_of.items():
-            address = _link_address(batch[first_pos].parsed, rows[first_pos]["direction"])
+            address = _link_address(batch[first_pos].parsed, rows[first_pos].direction)
             if new_group[root] and address:
                 link_address[root] = address
     owners = clients_for_addresses(session, link_address.values()) if link_address else {}
@@ -880,16 +868,16 @@ def _insert_new(
         if owner_id is not None:
             linked = auto_link(session, conv, link_address[root], is_new=True, client_id=owner_id)
         for pos in members:
-            row = rows[pos]
-            results[batch[pos].index] = IngestResult(
+            b = batch[pos]
+            results[b.index] = IngestResult(
                 message_pk=pks[pos],
                 facts=MessageFacts(
-                    row["message_id"],
-                    row["date"],
-                    row["received_at"],
-                    row["sent_by"],
-                    row["has_attachments"],
-                    tuple(row["parse_defects"]),
+                    b.message_id,
+                    b.when,
+                    b.received_at,
+                    b.item.sent_by,
+                    b.enc.has_attachments,
+                    rows[pos].defects,
                 ),
                 session=session,
                 conversation=conv,

@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from bot.mail.types import ParsedMessage
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
 from bot.store.db import SessionFactory, session_scope
 from bot.store.ingest import IngestItem, IngestResult
 from bot.store.models import Account, FolderState, Message, MessageLocation
-from bot.sync.parse_pool import ParsedBatch, ParsePool
+from bot.store.rows import dialect_key
+from bot.sync.parse_pool import BatchParse, ParsedBatch, ParsePool
 from bot.sync.prefetch import prefetch
 from bot.sync.state import (
     chunks,
@@ -155,7 +155,9 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
 def _start_parse(job: FolderJob, batch: list[FetchedMessage]) -> ParsedBatch | None:
     if job.parse_pool is None or job.ingest_batch is None:
         return None  # parsed inside ingest (the one-by-one path parses for itself)
-    return job.parse_pool.submit([m.raw for m in batch])
+    bind = job.factory.kw.get("bind")
+    dialect = dialect_key(bind.dialect) if bind is not None else None
+    return job.parse_pool.submit([m.raw for m in batch], dialect=dialect)
 
 
 def _store_and_report(
@@ -282,7 +284,7 @@ def _ingest_whole_batch(
     fs: FolderState,
     uv: int,
     batch: list[FetchedMessage],
-    parsed: list[ParsedMessage] | None,
+    parsed: BatchParse | None,
 ) -> list[Any] | None:
     """Store the batch in one go; None if that failed (the caller then goes one by one, so a
     single bad message is isolated and retried instead of blocking the rest)."""
@@ -291,7 +293,8 @@ def _ingest_whole_batch(
     items = [
         IngestItem(
             m.raw,
-            parsed=parsed[i] if parsed is not None else None,
+            parsed=parsed.parsed[i] if parsed is not None else None,
+            encoded=parsed.encoded[i] if parsed is not None and parsed.encoded else None,
             is_read=SEEN in m.flags,
             location=(fs, uv, m.uid),
             flags=sorted(m.flags),
@@ -342,7 +345,7 @@ def _store_batch(
     fs_id: int,
     uv: int,
     batch: list[FetchedMessage],
-    parsed: list[ParsedMessage] | None = None,
+    parsed: BatchParse | None = None,
 ) -> int:
     with session_scope(job.factory) as s:
         # A write first: it opens the transaction (pysqlite would otherwise let the first

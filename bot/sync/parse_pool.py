@@ -18,9 +18,11 @@ import logging
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 
 from bot.mail.parse import parse_message
 from bot.mail.types import ParsedMessage
+from bot.store.rows import EncodedParse, encode_all
 
 log = logging.getLogger(__name__)
 
@@ -28,28 +30,45 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 200
 
 
+@dataclass
+class BatchParse:
+    parsed: list[ParsedMessage]
+    # The rows' parsed part, driver-ready for the store's dialect (bot/store/rows.py): done
+    # in the worker, so the storing process only adds the per-account values. None: the
+    # store encodes for itself.
+    encoded: list[EncodedParse] | None = None
+
+
 def parse_all(raws: Sequence[bytes]) -> list[ParsedMessage]:
-    """The worker's job (module level so the worker process can import it)."""
     return [parse_message(raw) for raw in raws]
+
+
+def parse_batch(raws: Sequence[bytes], dialect: str | None) -> BatchParse:
+    """The worker's job (module level so the worker process can import it)."""
+    parsed = parse_all(raws)
+    if dialect is None:
+        return BatchParse(parsed)
+    return BatchParse(parsed, encode_all(parsed, [len(r) for r in raws], dialect))
 
 
 class ParsedBatch:
     """The parse of one batch: in flight in the worker, or done inline."""
 
-    def __init__(self, raws: Sequence[bytes], future: Future[list[ParsedMessage]] | None) -> None:
+    def __init__(self, raws: Sequence[bytes], future: Future[BatchParse] | None) -> None:
         self._raws = raws
         self._future = future
 
-    def result(self) -> list[ParsedMessage]:
+    def result(self) -> BatchParse:
         if self._future is not None:
             try:
-                parsed = self._future.result()
-                if len(parsed) == len(self._raws):
-                    return parsed
-                log.warning("parse worker returned %d of %d", len(parsed), len(self._raws))
+                done = self._future.result()
+                n = len(self._raws)
+                if len(done.parsed) == n and (done.encoded is None or len(done.encoded) == n):
+                    return done
+                log.warning("parse worker returned %d of %d", len(done.parsed), n)
             except Exception:
                 log.warning("parse worker failed; parsing this batch here", exc_info=True)
-        return parse_all(self._raws)
+        return BatchParse(parse_all(self._raws))
 
 
 class ParsePool:
@@ -61,7 +80,8 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
         self.used = 0  # batches sent to the worker, for tests and the bench
 
-    def submit(self, raws: Sequence[bytes]) -> ParsedBatch:
+    def submit(self, raws: Sequence[bytes], *, dialect: str | None = None) -> ParsedBatch:
+        """Parse `raws`; with `dialect` (a `dialect_key`) also encode the rows for it."""
         if not self.enabled or len(raws) < self.min_batch:
             return ParsedBatch(raws, None)
         try:
@@ -71,7 +91,7 @@ class ParsePool:
                 self._executor = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn")
                 )
-            future = self._executor.submit(parse_all, list(raws))
+            future = self._executor.submit(parse_batch, list(raws), dialect)
         except Exception:
             log.warning("parse worker unavailable; parsing inline", exc_info=True)
             self.enabled = False

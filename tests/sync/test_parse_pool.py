@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from bot.mail.parse import parse_message
+from bot.store.rows import EncodedParse, RowCodec
 from bot.sync import parse_pool
 from bot.sync.parse_pool import ParsePool
 
@@ -42,12 +45,37 @@ def test_worker_parse_equals_inline_parse_including_malformed_mail() -> None:
         batch = pool.submit(raws)
         got = batch.result()
         assert pool.used == 1
-    assert got == [parse_message(r) for r in raws]
+    assert got.parsed == [parse_message(r) for r in raws]
+    assert got.encoded is None  # no dialect asked for: the store encodes for itself
+
+
+@pytest.mark.parametrize("dialect", ["sqlite+pysqlite", "postgresql+psycopg"])
+def test_worker_encodes_the_rows_as_the_store_would(dialect: str) -> None:
+    raws = _sample()
+    with ParsePool(min_batch=1) as pool:
+        got = pool.submit(raws, dialect=dialect).result()
+        assert pool.used == 1
+    codec = RowCodec.for_key(dialect)
+    want = [codec.encode(parse_message(r), len(r)) for r in raws]
+    assert [_comparable(e) for e in got.encoded or []] == [_comparable(e) for e in want]
+    assert {e.dialect for e in got.encoded or []} == {dialect}
+
+
+def _comparable(e: EncodedParse) -> EncodedParse:
+    # psycopg's Jsonb wrappers (PostgreSQL's JSONB bind processor) do not compare by value.
+    def plain(v: object) -> object:
+        return ("jsonb", v.obj) if isinstance(v, Jsonb) else v
+
+    return replace(
+        e,
+        values=tuple(map(plain, e.values)),
+        attachments=tuple(tuple(map(plain, a)) for a in e.attachments),
+    )
 
 
 def test_small_batches_are_parsed_inline() -> None:
     with ParsePool(min_batch=10) as pool:
-        got = pool.submit([b"Subject: x\r\n\r\nhi"] * 9).result()
+        got = pool.submit([b"Subject: x\r\n\r\nhi"] * 9).result().parsed
         assert pool.used == 0 and pool._executor is None  # no process was started
     assert got[0].subject == "x"
 
@@ -59,18 +87,19 @@ def test_a_worker_that_cannot_start_means_inline_parsing(monkeypatch: pytest.Mon
     monkeypatch.setattr(parse_pool, "ProcessPoolExecutor", refuse)
     raws = [b"Subject: one\r\n\r\n1", b"Subject: two\r\n\r\n2"]
     with ParsePool(min_batch=1) as pool:
-        assert [p.subject for p in pool.submit(raws).result()] == ["one", "two"]
+        assert [p.subject for p in pool.submit(raws).result().parsed] == ["one", "two"]
         assert not pool.enabled  # and it does not keep trying
-        assert [p.subject for p in pool.submit(raws).result()] == ["one", "two"]
+        assert [p.subject for p in pool.submit(raws).result().parsed] == ["one", "two"]
 
 
 def test_a_worker_killed_mid_sync_means_inline_parsing_for_that_batch() -> None:
     raws = [f"Subject: s{i}\r\n\r\nbody".encode() for i in range(5)]
     with ParsePool(min_batch=1) as pool:
-        assert pool.submit(raws).result()[0].subject == "s0"
+        assert pool.submit(raws).result().parsed[0].subject == "s0"
         executor = pool._executor
         assert executor is not None
         for pid in list(executor._processes):  # the worker dies (OOM killer, kill -9)
             os.kill(pid, signal.SIGKILL)
-        got = pool.submit(raws).result()  # BrokenProcessPool inside: parsed here instead
-    assert [p.subject for p in got] == [f"s{i}" for i in range(5)]
+        got = pool.submit(raws, dialect="sqlite+pysqlite").result()  # BrokenProcessPool inside:
+    assert [p.subject for p in got.parsed] == [f"s{i}" for i in range(5)]  # parsed here instead
+    assert got.encoded is None  # and the store encodes
