@@ -200,7 +200,7 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class ChildRssSampler:
-    """The largest RSS any child process (the parse worker) reaches, sampled every 20 ms from
+    """The largest RSS any child process (the parse worker) reaches, sampled every 100 ms from
     /proc (a child's ru_maxrss would include this process's RSS at fork time)."""
 
     def __init__(self) -> None:
@@ -221,7 +221,7 @@ class ChildRssSampler:
         import os
 
         me = os.getpid()
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(0.1):  # often enough for a flat line; cheap for the sync
             kids: list[str] = []
             for task in Path(f"/proc/{me}/task").iterdir():  # a child belongs to the thread
                 try:  # that started it: here, the fetch thread

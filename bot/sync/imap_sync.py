@@ -116,6 +116,8 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
                 .values(synced_at=datetime.now(UTC))
             )
         return  # nothing new, nothing changed, nothing expunged
+    if job.parse_pool is not None and job.ingest_batch is not None and status.uidnext:
+        job.parse_pool.warm(status.uidnext - 1 - last_uid, dialect=_dialect(job))
     if extra.get("retry"):
         _retry(job, name, fs_id, status.uidvalidity)
     # A pipeline: a thread fetches batch N+1 and hands it to the parse worker while this
@@ -155,9 +157,13 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
 def _start_parse(job: FolderJob, batch: list[FetchedMessage]) -> ParsedBatch | None:
     if job.parse_pool is None or job.ingest_batch is None:
         return None  # parsed inside ingest (the one-by-one path parses for itself)
+    return job.parse_pool.submit([m.raw for m in batch], dialect=_dialect(job))
+
+
+def _dialect(job: FolderJob) -> str | None:
+    """The store's dialect, for the parse worker to encode rows for (bot/store/rows.py)."""
     bind = job.factory.kw.get("bind")
-    dialect = dialect_key(bind.dialect) if bind is not None else None
-    return job.parse_pool.submit([m.raw for m in batch], dialect=dialect)
+    return dialect_key(bind.dialect) if bind is not None else None
 
 
 def _store_and_report(

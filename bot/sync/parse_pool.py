@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bot.mail.parse import parse_message
 from bot.mail.types import ParsedMessage
 from bot.store.rows import EncodedParse, encode_all
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Below this many messages in a batch, parsing inline beats shipping bytes to a process.
 MIN_BATCH = 200
@@ -49,6 +51,13 @@ def parse_batch(raws: Sequence[bytes], dialect: str | None) -> BatchParse:
     if dialect is None:
         return BatchParse(parsed)
     return BatchParse(parsed, encode_all(parsed, [len(r) for r in raws], dialect))
+
+
+def _warm(dialect: str | None) -> None:
+    """Run in the worker as soon as it starts: the imports and the codec are ready before the
+    first batch arrives."""
+    if dialect is not None:
+        encode_all([], [], dialect)
 
 
 class ParsedBatch:
@@ -80,10 +89,24 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
         self.used = 0  # batches sent to the worker, for tests and the bench
 
+    def warm(self, expected: int, *, dialect: str | None = None) -> None:
+        """`expected` messages are about to come: if that is enough for the worker, start it
+        now, so its start (a new interpreter and its imports, ~0.4 s) overlaps the first
+        fetch instead of delaying the first batch."""
+        if self.enabled and self._executor is None and expected >= self.min_batch:
+            self._submit(_warm, dialect)
+
     def submit(self, raws: Sequence[bytes], *, dialect: str | None = None) -> ParsedBatch:
         """Parse `raws`; with `dialect` (a `dialect_key`) also encode the rows for it."""
         if not self.enabled or len(raws) < self.min_batch:
             return ParsedBatch(raws, None)
+        future = self._submit(parse_batch, list(raws), dialect)
+        if future is None:
+            return ParsedBatch(raws, None)
+        self.used += 1
+        return ParsedBatch(raws, future)
+
+    def _submit(self, fn: Callable[..., T], *args: object) -> Future[T] | None:
         try:
             if self._executor is None:
                 # spawn, not fork: the worker (APScheduler, IDLE watchers) has threads, and a
@@ -91,14 +114,12 @@ class ParsePool:
                 self._executor = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn")
                 )
-            future = self._executor.submit(parse_batch, list(raws), dialect)
+            return self._executor.submit(fn, *args)
         except Exception:
             log.warning("parse worker unavailable; parsing inline", exc_info=True)
             self.enabled = False
             self.close()
-            return ParsedBatch(raws, None)
-        self.used += 1
-        return ParsedBatch(raws, future)
+            return None
 
     def close(self) -> None:
         if self._executor is not None:

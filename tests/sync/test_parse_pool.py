@@ -103,3 +103,23 @@ def test_a_worker_killed_mid_sync_means_inline_parsing_for_that_batch() -> None:
         got = pool.submit(raws, dialect="sqlite+pysqlite").result()  # BrokenProcessPool inside:
     assert [p.subject for p in got.parsed] == [f"s{i}" for i in range(5)]  # parsed here instead
     assert got.encoded is None  # and the store encodes
+
+
+def test_warm_starts_the_worker_only_for_a_big_enough_backlog() -> None:
+    with ParsePool(min_batch=50) as pool:
+        pool.warm(49, dialect="sqlite+pysqlite")
+        assert pool._executor is None  # an incremental run: no process
+        pool.warm(5000, dialect="sqlite+pysqlite")
+        executor = pool._executor
+        assert executor is not None and len(executor._processes) == 1  # started before a batch
+        assert pool.used == 0
+        raws = [f"Subject: w{i}\r\n\r\nbody".encode() for i in range(50)]
+        got = pool.submit(raws, dialect="sqlite+pysqlite").result()
+        assert pool._executor is executor and pool.used == 1  # the same worker parses
+    assert got.encoded is not None and [p.subject for p in got.parsed][:2] == ["w0", "w1"]
+
+
+def test_warm_is_a_no_op_when_the_worker_is_off() -> None:
+    with ParsePool(enabled=False) as pool:
+        pool.warm(10_000)
+        assert pool._executor is None
