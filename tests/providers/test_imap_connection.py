@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import replace
 
@@ -107,3 +108,23 @@ def test_starttls_refused_when_server_lacks_it(dovecot_reduced: DovecotServer) -
     report = test_connection(settings, password)
     assert not report.ok and report.step == "connect"
     assert "STARTTLS" in report.message
+
+
+def test_protocol_debug_log_is_off_unless_asked_for(
+    imap_settings: ImapSettings, imap_user: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    """imapclient turns on imaplib's debug output, which formats every response (message
+    bodies included) for a logger that then drops it. It is off unless that logger is
+    enabled for DEBUG, and then it is there, with the password redacted."""
+    with ImapProvider(imap_settings, imap_user.password) as imap:
+        assert imap._require_client()._imap.debug == 0
+        imap.select("INBOX")
+    assert not [r for r in caplog.records if r.name == "imapclient.imaplib"]
+
+    caplog.set_level(logging.DEBUG, logger="imapclient.imaplib")
+    with ImapProvider(imap_settings, imap_user.password) as imap:
+        assert imap._require_client()._imap.debug == 5
+        imap.select("INBOX")
+    lines = [r.getMessage() for r in caplog.records if r.name == "imapclient.imaplib"]
+    assert any("SELECT" in line for line in lines)
+    assert not any(imap_user.password in line for line in lines)
