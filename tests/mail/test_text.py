@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,3 +113,101 @@ def test_html_to_text_never_raises(html: str) -> None:
 )
 def test_trim_quoted(text: str, expected: str) -> None:
     assert trim_quoted(text) == expected
+
+
+# -- the fast HTML reader gives what html.parser gives ----------------------------------------
+
+_HTML_PIECES = [
+    "<p>",
+    "</p>",
+    "<P CLASS='x'>",
+    "<br>",
+    "<br/>",
+    "<BR />",
+    "<div id=main>",
+    "</div>",
+    '<a href="https://e.example/x?a=1&amp;b=2">',
+    "<a href='mailto:bob@x.example'>",
+    "<a href=https://e.example/y>",
+    "<a name=top>",
+    "</a>",
+    "</A >",
+    '<img alt="logo &amp; co" src="cid:1">',
+    "<img src=x.png/>",
+    "<img alt=''>",
+    "<ul>",
+    "<li>",
+    "</ul>",
+    "<pre>",
+    "</pre>",
+    "<td>",
+    "<table>",
+    "</table>",
+    "<head>",
+    "</head>",
+    "<title>",
+    "</title>",
+    "<script>var a = '<p>';</script>",
+    "<style>p { color: red }</style>",
+    "<STYLE type=text/css>a{}</Style >",
+    "<script/>",
+    "<o:p>",
+    "</o:p>",
+    "<!-- a comment -->",
+    "<!---->",
+    "<!-- -- -->",
+    "<!DOCTYPE html>",
+    "<!doctype html public>",
+    "<![CDATA[x]]>",
+    "<?xml version='1.0'?>",
+    "&amp;",
+    "&nbsp;",
+    "&#39;",
+    "&lt;b&gt;",
+    "&amp",
+    "&unknown;",
+    " ",
+    "\n",
+    "\t",
+    "word",
+    "Caf\u00e9 \u2603",
+    "a < b",
+    "1<2",
+    "<",
+    ">",
+    "<p\x0bclass=x>",
+    '<a href="x>',
+    "<b",
+    "</",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_HTML_PIECES) | st.text(max_size=8), max_size=40))
+def test_fast_html_reader_matches_html_parser(pieces: list[str]) -> None:
+    html = "".join(pieces)
+    assert html_to_text(html) == html_to_text(html, fast=False)
+
+
+def test_fast_html_reader_takes_plain_mail_html_and_matches_on_real_html() -> None:
+    from bot.devtools.mailgen import MailGen
+    from bot.mail.html import _feed_fast, _TextExtractor
+    from bot.mail.parse import parse_message
+
+    htmls = [p.html for p in map(parse_message, MailGen(seed=3).messages(300)) if p.html]
+    fixtures = Path(__file__).parent / "fixtures"
+    htmls += [
+        h for p in sorted(fixtures.glob("*.eml")) if (h := parse_message(p.read_bytes()).html)
+    ]
+    corpora = Path(__file__).resolve().parents[3] / "shared" / "corpora"
+    if corpora.is_dir():
+        for path in sorted(corpora.rglob("*")):
+            if path.is_file() and not path.name.endswith((".md", ".gz")):
+                html = parse_message(path.read_bytes()).html
+                if html:
+                    htmls.append(html)
+    assert len(htmls) > 20
+    fast = sum(_feed_fast(_TextExtractor(), h) for h in htmls)
+    assert fast >= len(htmls) // 2  # ordinary mail HTML takes the fast path
+    for html in htmls:
+        assert html_to_text(html) == html_to_text(html, fast=False)
