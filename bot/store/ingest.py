@@ -682,6 +682,10 @@ def _message_row(codec: RowCodec, account: Account, b: _Prepared, conversation_i
         # Sorting and the date index need a date: use the arrival time, and say so.
         defects.append("no usable Date header: the received time is used as the date")
     bind = codec.bind
+    # Usually nothing was added: the list the worker already encoded is the one to store.
+    bound_defects = (
+        enc.defects_bound if len(defects) == len(enc.defects) else bind("parse_defects", defects)
+    )
     store = (
         account.id,
         conversation_id,
@@ -694,7 +698,7 @@ def _message_row(codec: RowCodec, account: Account, b: _Prepared, conversation_i
         bind("is_flagged", "\\Flagged" in item.flags),
         bind("direction", direction),
         bind("sent_by", item.sent_by),
-        bind("parse_defects", defects),
+        bound_defects,
         bind("truncated", item.truncated),
         bind("deleted", False),
     )

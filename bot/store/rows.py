@@ -102,6 +102,7 @@ class EncodedParse:
     subject: str  # cleaned
     has_attachments: bool
     defects: tuple[str, ...]  # cleaned parse defects (the store may add its own)
+    defects_bound: Any  # the same, through the parse_defects processor
     attachments: tuple[tuple[Any, ...], ...]  # ATTACHMENT_COLUMNS, through their processors
 
 
@@ -158,6 +159,7 @@ class RowCodec:
 
     def encode(self, p: ParsedMessage, raw_size: int) -> EncodedParse:
         values = plain_values(p, raw_size)
+        defects = tuple(clean(d, 500) for d in p.defects)
         attachments = tuple(
             tuple(
                 v if proc is None or v is None else proc(v)
@@ -172,7 +174,8 @@ class RowCodec:
             date=self.bind("date", p.date),
             subject=values[PARSED_COLUMNS.index("subject")],
             has_attachments=values[PARSED_COLUMNS.index("has_attachments")],
-            defects=tuple(clean(d, 500) for d in p.defects),
+            defects=defects,
+            defects_bound=self.bind("parse_defects", list(defects)),
             attachments=attachments,
         )
 

@@ -69,6 +69,7 @@ def _comparable(e: EncodedParse) -> EncodedParse:
     return replace(
         e,
         values=tuple(map(plain, e.values)),
+        defects_bound=plain(e.defects_bound),
         attachments=tuple(tuple(map(plain, a)) for a in e.attachments),
     )
 
