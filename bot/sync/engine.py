@@ -32,7 +32,7 @@ from bot.sync.imap_sync import (
     RunStats,
     sync_folder,
 )
-from bot.sync.parse_pool import MIN_BATCH, ParsePool
+from bot.sync.parse_pool import MIN_BACKLOG, MIN_BATCH, ParsePool
 from bot.sync.state import mark_deleted_if_gone, recompute_conversations, refresh_parents
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class SyncOptions:
     # Parse big fetches in a second process (bot/sync/parse_pool.py); off = always inline.
     parse_in_worker: bool = True
     parse_min_batch: int = MIN_BATCH  # smallest batch worth sending to that process
+    parse_min_backlog: int = MIN_BACKLOG  # smallest folder backlog worth starting it for
 
 
 @dataclass
@@ -182,7 +183,11 @@ def _run(
         ingest = opts.ingest or _load_ingest()
         with (
             ImapProvider(settings, secret) as provider,
-            ParsePool(enabled=opts.parse_in_worker, min_batch=opts.parse_min_batch) as pool,
+            ParsePool(
+                enabled=opts.parse_in_worker,
+                min_batch=opts.parse_min_batch,
+                min_backlog=opts.parse_min_backlog,
+            ) as pool,
         ):
             infos = provider.list_folders()
             with session_scope(factory) as s:

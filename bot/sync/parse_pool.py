@@ -30,6 +30,10 @@ T = TypeVar("T")
 
 # Below this many messages in a batch, parsing inline beats shipping bytes to a process.
 MIN_BATCH = 200
+# A sync uses the worker only for a folder backlog at least this big: starting it (a new
+# interpreter and its imports) costs more than it saves on a small mailbox (bench: 2,000
+# messages synced in 1.55 s with it and 1.48 s without; 20,000 in 9.6 s and 15.1 s).
+MIN_BACKLOG = 2_500
 
 
 @dataclass
@@ -83,9 +87,14 @@ class ParsedBatch:
 class ParsePool:
     """At most one worker process, started on the first batch big enough to need it."""
 
-    def __init__(self, *, min_batch: int = MIN_BATCH, enabled: bool = True) -> None:
+    def __init__(
+        self, *, min_batch: int = MIN_BATCH, enabled: bool = True, min_backlog: int = 0
+    ) -> None:
         self.min_batch = min_batch
         self.enabled = enabled
+        # With min_backlog, no process starts until `warm` announced a backlog that big.
+        self.min_backlog = min_backlog
+        self._backlog = 0
         self._executor: ProcessPoolExecutor | None = None
         self.used = 0  # batches sent to the worker, for tests and the bench
 
@@ -93,13 +102,17 @@ class ParsePool:
         """`expected` messages are about to come: if that is enough for the worker, start it
         now, so its start (a new interpreter and its imports, ~0.4 s) overlaps the first
         fetch instead of delaying the first batch."""
-        if self.enabled and self._executor is None and expected >= self.min_batch:
+        self._backlog = expected
+        big_enough = expected >= max(self.min_batch, self.min_backlog)
+        if self.enabled and self._executor is None and big_enough:
             self._submit(_warm, dialect)
 
     def submit(self, raws: Sequence[bytes], *, dialect: str | None = None) -> ParsedBatch:
         """Parse `raws`; with `dialect` (a `dialect_key`) also encode the rows for it."""
         if not self.enabled or len(raws) < self.min_batch:
             return ParsedBatch(raws, None)
+        if self._executor is None and self._backlog < self.min_backlog:
+            return ParsedBatch(raws, None)  # a small sync: not worth starting the process
         future = self._submit(parse_batch, list(raws), dialect)
         if future is None:
             return ParsedBatch(raws, None)

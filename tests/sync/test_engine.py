@@ -16,10 +16,11 @@ from bot.sync import parse_pool
 from tests.sync.conftest import Env, make_raw
 
 # Where fetched mail is parsed: inline, or in the parse worker process (bot/sync/parse_pool.py),
-# which a real sync uses for batches of MIN_BATCH and more; here every batch qualifies.
+# which a real sync uses for batches of MIN_BATCH and more of a backlog of MIN_BACKLOG and more;
+# here every batch qualifies.
 PARSE_WHERE: dict[str, dict[str, Any]] = {
     "inline": {"parse_in_worker": False},
-    "worker": {"parse_min_batch": 1},
+    "worker": {"parse_min_batch": 1, "parse_min_backlog": 0},
 }
 
 

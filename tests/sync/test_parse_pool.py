@@ -124,3 +124,16 @@ def test_warm_is_a_no_op_when_the_worker_is_off() -> None:
     with ParsePool(enabled=False) as pool:
         pool.warm(10_000)
         assert pool._executor is None
+
+
+def test_a_small_sync_backlog_never_starts_the_worker() -> None:
+    raws = [f"Subject: s{i}\r\n\r\nbody".encode() for i in range(20)]
+    with ParsePool(min_batch=10, min_backlog=1000) as pool:
+        pool.warm(999, dialect="sqlite+pysqlite")
+        got = pool.submit(raws, dialect="sqlite+pysqlite").result()
+        assert pool._executor is None and pool.used == 0  # parsed here
+        assert got.parsed[0].subject == "s0" and got.encoded is None
+        pool.warm(1000, dialect="sqlite+pysqlite")  # the next folder is big
+        assert pool._executor is not None
+        assert pool.submit(raws, dialect="sqlite+pysqlite").result().encoded is not None
+        assert pool.used == 1
