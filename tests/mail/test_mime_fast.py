@@ -122,3 +122,28 @@ def test_every_corpus_message_parses_the_same_either_way() -> None:
     # Most real mail is well formed: the fast path must carry most of it.
     assert taken > len(raws) * 0.6, (taken, len(raws))
     print(f"fast path taken for {taken} of {len(raws)} corpus messages")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Undecodable bytes in the preamble, a part header, the text and the epilogue; the
+        # fast path cuts the bytes and decodes each piece, the stdlib decodes the whole.
+        MULTIPART.replace(b"This is a MIME message.", b"Pr\xe9ambule \xff")
+        .replace(b'name="a.pdf"', b'name="\xe9t\xe9.pdf"')
+        .replace(b"epilogue", b"\xe9pilogue \xc3\xa9"),
+        MULTIPART.replace(b"\r\n", b"\n"),  # LF line ends throughout
+        MULTIPART.replace(b"\r\n\r\nHello", b"\n\nHello"),  # a part with an LF blank line
+    ],
+)
+def test_bytes_are_cut_where_the_stdlib_cuts_the_string(raw: bytes) -> None:
+    tree = message_from_bytes(raw)
+    assert tree is not None
+    reference = STDLIB.parsebytes(raw)
+    assert [(p.get_content_type(), p.get_payload(decode=True)) for p in tree.walk()] == [
+        (p.get_content_type(), p.get_payload(decode=True)) for p in reference.walk()
+    ]
+    assert (tree.preamble, tree.epilogue) == (reference.preamble, reference.epilogue)
+    assert tree.as_bytes() == reference.as_bytes()
+    fast, slow = _both(raw)
+    assert fast == slow
