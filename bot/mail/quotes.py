@@ -24,6 +24,9 @@ _OUTLOOK_NEXT = re.compile(
     r"subject|betreff|objet|asunto)\s*:",
     re.IGNORECASE,
 )
+# First letters of the words _OUTLOOK_FROM accepts: a cheap test before the regex (most body
+# lines with a colon are not "From:" lines).
+_OUTLOOK_INITIALS = frozenset("fFvVdDoO")
 _RULE = re.compile(r"^\s*_{10,}\s*$")
 _SIG = re.compile(r"^-- ?$")
 _MOBILE_SIG = re.compile(r"^\s*(sent from my|get outlook for|von meinem .* gesendet)", re.I)
@@ -35,7 +38,7 @@ def _history_start(lines: list[str]) -> int | None:
         # Every marker below contains ":" or "--"; most body lines have neither (hot path).
         if ":" not in line and "\uff1a" not in line and "--" not in line:
             continue
-        if _ORIGINAL_MESSAGE.match(line):
+        if "--" in line and _ORIGINAL_MESSAGE.match(line):
             return i
         if line.rstrip().endswith(":") and _ATTRIBUTION_END.search(line):
             # The attribution may have wrapped: find its "On ..." start up to two lines back.
@@ -45,7 +48,11 @@ def _history_start(lines: list[str]) -> int | None:
                     return j
             if i + 1 < len(lines) and lines[i + 1].lstrip().startswith(">"):
                 return i
-        if _OUTLOOK_FROM.match(line) and any(_OUTLOOK_NEXT.match(s) for s in lines[i + 1 : i + 4]):
+        if (
+            line.lstrip().lstrip("*")[:1] in _OUTLOOK_INITIALS
+            and _OUTLOOK_FROM.match(line)
+            and any(_OUTLOOK_NEXT.match(s) for s in lines[i + 1 : i + 4])
+        ):
             # An Outlook header block, possibly preceded by a horizontal rule.
             return i - 1 if i and _RULE.match(lines[i - 1]) else i
     return None
@@ -64,7 +71,7 @@ def trim_quoted(text: str) -> str:
         lines = lines[:cut]
     kept: list[str] = []
     for line in lines:
-        if _SIG.match(line):
+        if line.startswith("--") and _SIG.match(line):
             break
         if line.lstrip().startswith(">"):
             continue
