@@ -25,7 +25,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.mail.parse import parse_message
 from bot.mail.subject import has_reply_prefix, normalize_subject
-from bot.mail.thread import ThreadInput, link_ids
 from bot.mail.types import ParsedMessage
 from bot.store import audit
 from bot.store.clients import auto_link, clients_for_addresses, normalize_email
@@ -54,9 +53,6 @@ from bot.store.rows import (
 from bot.store.search import index_messages
 
 SUBJECT_WINDOW = timedelta(days=7)
-# IN (...) lists and OR chains stay bounded; References beyond this are old ancestors that the
-# newest ones already connect to.
-MAX_LINK_IDS = 60
 
 
 @dataclass(frozen=True)
@@ -354,20 +350,7 @@ def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
     if enc is None or enc.dialect != codec.key or item.parsed is None:
         enc = codec.encode(p, len(item.raw))
     message_id = enc.message_id
-    tin = ThreadInput(
-        key="",
-        message_id=message_id,
-        in_reply_to=tuple(p.in_reply_to),
-        references=tuple(p.references),
-        subject=p.subject,
-        date=p.date,
-        in_reply_to_clean=p.in_reply_to_clean,
-    )
-    all_ids = [_clean(i, 998) for i in link_ids(tin)]
-    links = [i for i in dict.fromkeys(all_ids) if i and i != message_id]
-    refs = list(links)
-    if len(links) > MAX_LINK_IDS:
-        links = links[: MAX_LINK_IDS // 2] + links[-MAX_LINK_IDS // 2 :]
+    links, refs = list(enc.links), list(enc.refs)
     received_at = item.received_at or utcnow()
     return _Prepared(
         index=index,

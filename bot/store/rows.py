@@ -26,7 +26,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session
 
-from bot.mail.thread import normalize_id
+from bot.mail.thread import ThreadInput, link_ids, normalize_id
 from bot.mail.types import Address, ParsedMessage
 from bot.store.models import Attachment, Message
 
@@ -65,6 +65,10 @@ STORE_COLUMNS = (
     "truncated",
     "deleted",
 )
+# Lookups of a message's links stay bounded (IN lists, OR chains): past this many, the oldest
+# References are dropped from the lookup (the newest ones already connect to them); all are
+# still stored in message_refs.
+MAX_LINK_IDS = 60
 ATTACHMENT_COLUMNS = ("filename", "content_type", "size", "content_id", "inline", "part_index")
 
 
@@ -104,6 +108,8 @@ class EncodedParse:
     defects: tuple[str, ...]  # cleaned parse defects (the store may add its own)
     defects_bound: Any  # the same, through the parse_defects processor
     attachments: tuple[tuple[Any, ...], ...]  # ATTACHMENT_COLUMNS, through their processors
+    links: tuple[str, ...]  # ids this message points at, to look up (capped: MAX_LINK_IDS)
+    refs: tuple[str, ...]  # the same, all of them, for message_refs
 
 
 Processor = Callable[[Any], Any] | None
@@ -167,9 +173,11 @@ class RowCodec:
             )
             for a in plain_attachments(p)
         )
+        message_id = clean(normalize_id(p.message_id), 998)
+        links, refs = link_values(p, message_id)
         return EncodedParse(
             dialect=self.key,
-            message_id=clean(normalize_id(p.message_id), 998),
+            message_id=message_id,
             values=tuple(self.bind(c, v) for c, v in zip(PARSED_COLUMNS, values, strict=True)),
             date=self.bind("date", p.date),
             subject=values[PARSED_COLUMNS.index("subject")],
@@ -177,7 +185,29 @@ class RowCodec:
             defects=defects,
             defects_bound=self.bind("parse_defects", list(defects)),
             attachments=attachments,
+            links=links,
+            refs=refs,
         )
+
+
+def link_values(p: ParsedMessage, message_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(links to look up, capped; all of them, for message_refs): the ids In-Reply-To and
+    References name, normalised, cleaned, de-duplicated, in order, without the message's own."""
+    tin = ThreadInput(
+        key="",
+        message_id=message_id,
+        in_reply_to=tuple(p.in_reply_to),
+        references=tuple(p.references),
+        subject=p.subject,
+        date=p.date,
+        in_reply_to_clean=p.in_reply_to_clean,
+    )
+    all_ids = [clean(i, 998) for i in link_ids(tin)]
+    refs = tuple(i for i in dict.fromkeys(all_ids) if i and i != message_id)
+    links = refs
+    if len(links) > MAX_LINK_IDS:
+        links = links[: MAX_LINK_IDS // 2] + links[-MAX_LINK_IDS // 2 :]
+    return links, refs
 
 
 def plain_values(p: ParsedMessage, raw_size: int) -> tuple[Any, ...]:
