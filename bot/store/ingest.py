@@ -544,11 +544,13 @@ def ingest_batch(
             first_in_batch["pid:" + b.provider_id] = b
         fresh.append(b)
 
-    main, deferred = _split_for_subject_fallback(fresh)
+    main, deferred, comps = _split_for_subject_fallback(fresh)
+    if any(b.provider_thread_id for b in main):
+        comps = None  # thread ids group too: _insert_new groups again
     if main:
         try:
             with session.begin_nested():
-                _insert_new(session, account, main, results)
+                _insert_new(session, account, main, results, comps=comps)
         except IntegrityError:
             # Another writer stored some of these meanwhile: fall back to one at a time, each
             # resolving to whichever row won.
@@ -563,8 +565,9 @@ def ingest_batch(
 
 def _split_for_subject_fallback(
     fresh: Sequence[_Prepared],
-) -> tuple[list[_Prepared], list[_Prepared]]:
-    """(stored together, stored one at a time in input order).
+) -> tuple[list[_Prepared], list[_Prepared], _Components | None]:
+    """(stored together, stored one at a time in input order, and when nothing is set aside
+    the grouping of the first, for `_insert_new` to reuse).
 
     A reply-prefixed message without threading headers may join a conversation by subject,
     and then the replies that reference it follow it there. So the whole group connected to
@@ -573,9 +576,11 @@ def _split_for_subject_fallback(
     replies find it where one-by-one storing would have put it."""
     comps = _Components.linked(fresh, thread_hints=False)
     slow = {comps.find(pos) for pos, b in enumerate(fresh) if _wants_subject_fallback(b)}
+    if not slow:
+        return list(fresh), [], comps
     main = [b for pos, b in enumerate(fresh) if comps.find(pos) not in slow]
     deferred = [b for pos, b in enumerate(fresh) if comps.find(pos) in slow]
-    return main, deferred
+    return main, deferred, None
 
 
 def _one_by_one(session: Session, account: Account, b: _Prepared) -> IngestResult:
@@ -654,10 +659,15 @@ class _Row:
 _MESSAGE_COLUMNS = STORE_COLUMNS + PARSED_COLUMNS
 
 
-def _message_row(codec: RowCodec, account: Account, b: _Prepared, conversation_id: int) -> _Row:
+def _message_row(
+    codec: RowCodec,
+    account: Account,
+    b: _Prepared,
+    conversation_id: int,
+    direction: Direction,
+    read: bool,
+) -> _Row:
     p, item, enc = b.parsed, b.item, b.enc
-    direction = item.direction or _direction(account, p)
-    read = item.is_read or direction == Direction.OUTBOUND
     defects = list(enc.defects)
     if item.truncated:
         defects.append("truncated: over the size limit, body incomplete")
@@ -695,13 +705,20 @@ def _insert_new(
     results: list[IngestResult | None],
     *,
     subject_fallback: bool = False,
+    comps: _Components | None = None,
 ) -> None:
-    """Thread `batch` (all new to the store) against the stored conversations and insert it."""
+    """Thread `batch` (all new to the store) against the stored conversations and insert it.
+    `comps`: the batch's grouping when the caller has it already."""
     related = _related_conversations(session, account.id, batch)
     hints = _thread_hint_conversations(session, account.id, batch)
 
     # 1. Group the batch: messages sharing any id (own or referenced) or a provider thread id.
-    comps = _Components.linked(batch, thread_hints=True)
+    if comps is None:
+        comps = _Components.linked(batch, thread_hints=True)
+    directions = [b.item.direction or _direction(account, b.parsed) for b in batch]
+    read = [
+        b.item.is_read or d == Direction.OUTBOUND for b, d in zip(batch, directions, strict=True)
+    ]
 
     # 2. Each group's stored conversations (resolved through earlier merges).
     groups: dict[int, list[int]] = {}
@@ -746,6 +763,8 @@ def _insert_new(
             conversation_of[root] = target
             new_group[root] = False
         else:
+            # Brand new: its counters are the group's, set now, so the flush that gives it an
+            # id is its only write.
             earliest = min((batch[p] for p in members), key=lambda b: (b.when, b.index))
             conv = Conversation(
                 account_id=account.id,
@@ -755,10 +774,10 @@ def _insert_new(
                     (batch[p].provider_thread_id for p in members if batch[p].provider_thread_id),
                     None,
                 ),
-                first_message_at=None,
-                last_message_at=None,
-                message_count=0,
-                unread_count=0,
+                first_message_at=earliest.when,
+                last_message_at=max(batch[p].when for p in members),
+                message_count=len(members),
+                unread_count=sum(1 for p in members if not read[p]),
             )
             session.add(conv)
             # Brand new: it has no Slack thread. Saying so spares the announce a lazy load.
@@ -775,7 +794,9 @@ def _insert_new(
     #    unique per account and per batch.
     codec = RowCodec.for_session(session)
     rows = [
-        _message_row(codec, account, b, conversation_of[comps.find(pos)].id)
+        _message_row(
+            codec, account, b, conversation_of[comps.find(pos)].id, directions[pos], read[pos]
+        )
         for pos, b in enumerate(batch)
     ]
     insert_rows(session, Message, _MESSAGE_COLUMNS, [r.values for r in rows])
@@ -822,6 +843,8 @@ def _insert_new(
 
     # 5. Counters, the root subject, auto-link; then the results in input order.
     for root, members in groups.items():
+        if new_group[root]:
+            continue  # counted when it was made
         conv = conversation_of[root]
         for pos in sorted(members, key=lambda p: (batch[p].when, batch[p].index)):
             b = batch[pos]
