@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.cli.common import settings_and_db
+from bot.mail.types import ParsedMessage
 from bot.store.conversations import (
     ConversationFilter,
     list_conversations,
@@ -172,9 +173,9 @@ def _import_batch(
             click.echo(f"\nskipped {item.label}: {item.error}", err=True)
     good = [i for i in chunk if i.raw is not None]
     done = parsing.result()
-    encoded: list[EncodedParse | None] = [None] * len(good)
-    if done.encoded is not None:
-        encoded = list(done.encoded)
+    none: list[None] = [None] * len(good)
+    parsed: list[ParsedMessage | None] = [*(done.parsed or none)]
+    encoded: list[EncodedParse | None] = [*(done.encoded or none)]
     with session_scope(factory) as s:
         account = s.get_one(Account, account_id)
         try:
@@ -184,7 +185,7 @@ def _import_batch(
                     account,
                     [
                         IngestItem(i.raw or b"", parsed=p, encoded=e, is_read=mark_read or i.seen)
-                        for i, p, e in zip(good, done.parsed, encoded, strict=True)
+                        for i, p, e in zip(good, parsed, encoded, strict=True)
                     ],
                 )
         except Exception:  # find the bad one: one at a time, each in its own SAVEPOINT

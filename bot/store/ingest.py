@@ -46,6 +46,7 @@ from bot.store.rows import (
     PARSED_COLUMNS,
     STORE_COLUMNS,
     EncodedParse,
+    MailFacts,
     RowCodec,
     clean,
     insert_rows,
@@ -114,8 +115,8 @@ class IngestResult:
 _clean = clean
 
 
-def _effective_date(p: ParsedMessage, received_at: datetime) -> datetime:
-    return p.date if p.date is not None else received_at
+def _effective_date(f: MailFacts, received_at: datetime) -> datetime:
+    return f.date if f.date is not None else received_at
 
 
 def _resolve(session: Session, conversation: Conversation) -> Conversation:
@@ -130,15 +131,15 @@ def _resolve(session: Session, conversation: Conversation) -> Conversation:
 
 
 def _subject_conversation(
-    session: Session, account_id: int, p: ParsedMessage, when: datetime
+    session: Session, account_id: int, f: MailFacts, when: datetime
 ) -> Conversation | None:
     """Subject fallback: only for a reply-prefixed message with no threading header, joining a
     conversation with the same base subject active within the window before this message."""
-    if p.in_reply_to or p.references or p.date is None:
+    if f.has_thread_headers or f.date is None:
         return None
-    if not has_reply_prefix(p.subject or ""):
+    if not has_reply_prefix(f.subject or ""):
         return None
-    key = normalize_subject(p.subject or "")[:300]
+    key = normalize_subject(f.subject or "")[:300]
     if not key:
         return None
     return session.scalar(
@@ -253,19 +254,16 @@ def merge_conversations(
     return other_ids
 
 
-def _direction(account: Account, p: ParsedMessage) -> Direction:
-    if p.from_ is not None and p.from_.email.lower() == account.email.lower():
+def _direction(account: Account, f: MailFacts) -> Direction:
+    if f.from_email is not None and f.from_email.lower() == account.email.lower():
         return Direction.OUTBOUND
     return Direction.INBOUND
 
 
-def _link_address(p: ParsedMessage, direction: Direction) -> str | None:
+def _link_address(f: MailFacts, direction: Direction) -> str | None:
     if direction == Direction.INBOUND:
-        return p.from_.email if p.from_ is not None else None
-    for a in (*p.to, *p.cc):
-        if a.email:
-            return a.email
-    return None
+        return f.from_email
+    return f.first_recipient
 
 
 @dataclass
@@ -333,7 +331,7 @@ def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
 class _Prepared:
     index: int
     item: IngestItem
-    parsed: ParsedMessage
+    facts: MailFacts
     enc: EncodedParse
     message_id: str
     provider_id: str | None
@@ -345,9 +343,9 @@ class _Prepared:
 
 
 def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
-    p = item.parsed if item.parsed is not None else parse_message(item.raw)
     enc = item.encoded
-    if enc is None or enc.dialect != codec.key or item.parsed is None:
+    if enc is None or enc.dialect != codec.key:
+        p = item.parsed if item.parsed is not None else parse_message(item.raw)
         enc = codec.encode(p, len(item.raw))
     message_id = enc.message_id
     links, refs = list(enc.links), list(enc.refs)
@@ -355,14 +353,14 @@ def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
     return _Prepared(
         index=index,
         item=item,
-        parsed=p,
+        facts=enc.facts,
         enc=enc,
         message_id=message_id,
         provider_id=_clean(item.provider_id, 200) or None,
         provider_thread_id=_clean(item.provider_thread_id, 200) or None,
         links=links,
         refs=refs,
-        when=_effective_date(p, received_at),
+        when=_effective_date(enc.facts, received_at),
         received_at=received_at,
     )
 
@@ -506,8 +504,8 @@ class _Components:
 
 
 def _wants_subject_fallback(b: _Prepared) -> bool:
-    p = b.parsed
-    return not b.links and p.date is not None and has_reply_prefix(p.subject or "")
+    f = b.facts
+    return not b.links and f.date is not None and has_reply_prefix(f.subject or "")
 
 
 def ingest_batch(
@@ -667,11 +665,11 @@ def _message_row(
     direction: Direction,
     read: bool,
 ) -> _Row:
-    p, item, enc = b.parsed, b.item, b.enc
+    item, enc = b.item, b.enc
     defects = list(enc.defects)
     if item.truncated:
         defects.append("truncated: over the size limit, body incomplete")
-    if p.date is None:
+    if b.facts.date is None:
         # Sorting and the date index need a date: use the arrival time, and say so.
         defects.append("no usable Date header: the received time is used as the date")
     bind = codec.bind
@@ -685,7 +683,7 @@ def _message_row(
         b.message_id,
         b.provider_id,
         b.provider_thread_id,
-        enc.date if p.date is not None else bind("date", b.when),
+        enc.date if b.facts.date is not None else bind("date", b.when),
         bind("received_at", b.received_at),
         bind("is_read", read),
         bind("is_flagged", "\\Flagged" in item.flags),
@@ -715,7 +713,7 @@ def _insert_new(
     # 1. Group the batch: messages sharing any id (own or referenced) or a provider thread id.
     if comps is None:
         comps = _Components.linked(batch, thread_hints=True)
-    directions = [b.item.direction or _direction(account, b.parsed) for b in batch]
+    directions = [b.item.direction or _direction(account, b.facts) for b in batch]
     read = [
         b.item.is_read or d == Direction.OUTBOUND for b, d in zip(batch, directions, strict=True)
     ]
@@ -754,7 +752,7 @@ def _insert_new(
         convs = list({loaded[i].id: loaded[i] for i in stored_ids[root] if i in loaded}.values())
         if not convs and subject_fallback:
             first = batch[members[0]]
-            found = _subject_conversation(session, account.id, first.parsed, first.when)
+            found = _subject_conversation(session, account.id, first.facts, first.when)
             if found is not None:
                 convs = [found]
         if convs:
@@ -866,7 +864,7 @@ def _insert_new(
     link_address: dict[int, str] = {}
     if account.auto_link:
         for root, first_pos in first_of.items():
-            address = _link_address(batch[first_pos].parsed, rows[first_pos].direction)
+            address = _link_address(batch[first_pos].facts, rows[first_pos].direction)
             if new_group[root] and address:
                 link_address[root] = address
     owners = clients_for_addresses(session, link_address.values()) if link_address else {}

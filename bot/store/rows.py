@@ -20,6 +20,7 @@ import functools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -95,6 +96,28 @@ def dialect_key(dialect: Dialect) -> str:
 
 
 @dataclass(frozen=True)
+class MailFacts:
+    """What the store threads and links a message on, beyond its rows: all it needs of the
+    parsed message, so a batch parsed in the worker crosses over without it."""
+
+    date: datetime | None  # the Date header, aware; None if missing or unreadable
+    subject: str  # as parsed (the subject fallback normalises it)
+    has_thread_headers: bool  # In-Reply-To or References named any id
+    from_email: str | None  # None: no From
+    first_recipient: str | None  # the first To/Cc address (outbound mail links by it)
+
+    @classmethod
+    def of(cls, p: ParsedMessage) -> MailFacts:
+        return cls(
+            date=p.date,
+            subject=p.subject,
+            has_thread_headers=bool(p.in_reply_to or p.references),
+            from_email=p.from_.email if p.from_ is not None else None,
+            first_recipient=next((a.email for a in (*p.to, *p.cc) if a.email), None),
+        )
+
+
+@dataclass(frozen=True)
 class EncodedParse:
     """The parsed part of a message's rows, driver-ready for one dialect (`dialect`), with the
     few plain values the store reads back (counters, facts)."""
@@ -110,6 +133,7 @@ class EncodedParse:
     attachments: tuple[tuple[Any, ...], ...]  # ATTACHMENT_COLUMNS, through their processors
     links: tuple[str, ...]  # ids this message points at, to look up (capped: MAX_LINK_IDS)
     refs: tuple[str, ...]  # the same, all of them, for message_refs
+    facts: MailFacts
 
 
 Processor = Callable[[Any], Any] | None
@@ -187,6 +211,7 @@ class RowCodec:
             attachments=attachments,
             links=links,
             refs=refs,
+            facts=MailFacts.of(p),
         )
 
 

@@ -299,7 +299,7 @@ def _ingest_whole_batch(
     items = [
         IngestItem(
             m.raw,
-            parsed=parsed.parsed[i] if parsed is not None else None,
+            parsed=parsed.parsed[i] if parsed is not None and parsed.parsed else None,
             encoded=parsed.encoded[i] if parsed is not None and parsed.encoded else None,
             is_read=SEEN in m.flags,
             location=(fs, uv, m.uid),

@@ -38,11 +38,15 @@ MIN_BACKLOG = 2_500
 
 @dataclass
 class BatchParse:
-    parsed: list[ParsedMessage]
-    # The rows' parsed part, driver-ready for the store's dialect (bot/store/rows.py): done
-    # in the worker, so the storing process only adds the per-account values. None: the
-    # store encodes for itself.
+    """One batch's parse: the parsed messages (parsed here), or, from the worker asked to
+    encode for a dialect, only the rows' encoded part (bot/store/rows.py), which carries all
+    the store needs: a full ParsedMessage costs three times as much to send over."""
+
+    parsed: list[ParsedMessage] | None = None
     encoded: list[EncodedParse] | None = None
+
+    def __len__(self) -> int:
+        return len(self.encoded if self.encoded is not None else self.parsed or [])
 
 
 def parse_all(raws: Sequence[bytes]) -> list[ParsedMessage]:
@@ -53,8 +57,8 @@ def parse_batch(raws: Sequence[bytes], dialect: str | None) -> BatchParse:
     """The worker's job (module level so the worker process can import it)."""
     parsed = parse_all(raws)
     if dialect is None:
-        return BatchParse(parsed)
-    return BatchParse(parsed, encode_all(parsed, [len(r) for r in raws], dialect))
+        return BatchParse(parsed=parsed)
+    return BatchParse(encoded=encode_all(parsed, [len(r) for r in raws], dialect))
 
 
 def _warm(dialect: str | None) -> None:
@@ -75,13 +79,12 @@ class ParsedBatch:
         if self._future is not None:
             try:
                 done = self._future.result()
-                n = len(self._raws)
-                if len(done.parsed) == n and (done.encoded is None or len(done.encoded) == n):
+                if len(done) == len(self._raws):
                     return done
-                log.warning("parse worker returned %d of %d", len(done.parsed), n)
+                log.warning("parse worker returned %d of %d", len(done), len(self._raws))
             except Exception:
                 log.warning("parse worker failed; parsing this batch here", exc_info=True)
-        return BatchParse(parse_all(self._raws))
+        return BatchParse(parsed=parse_all(self._raws))
 
 
 class ParsePool:
