@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.mail.subject import has_reply_prefix, normalize_subject
+from bot.mail.types import ParsedMessage
 
 _QUOTED_LOCAL_RE = re.compile(r'^"([^"\\\s]+)"@(.+)$')
 
@@ -36,6 +37,22 @@ class ThreadInput:
     date: datetime | None
     provider_thread_id: str | None = None  # compared as-is: scope it to one account
     in_reply_to_clean: bool = True  # ParsedMessage.in_reply_to_clean; False = "dodgy" header
+
+    @classmethod
+    def of(
+        cls, p: ParsedMessage, key: str | None = None, message_id: str | None = None
+    ) -> ThreadInput:
+        """A parsed message's threading input (`key` and `message_id` default to its own)."""
+        own = p.message_id if message_id is None else message_id
+        return cls(
+            key=own if key is None else key,
+            message_id=own,
+            in_reply_to=tuple(p.in_reply_to),
+            references=tuple(p.references),
+            subject=p.subject,
+            date=p.date,
+            in_reply_to_clean=p.in_reply_to_clean,
+        )
 
 
 @dataclass

@@ -218,16 +218,7 @@ class RowCodec:
 def link_values(p: ParsedMessage, message_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(links to look up, capped; all of them, for message_refs): the ids In-Reply-To and
     References name, normalised, cleaned, de-duplicated, in order, without the message's own."""
-    tin = ThreadInput(
-        key="",
-        message_id=message_id,
-        in_reply_to=tuple(p.in_reply_to),
-        references=tuple(p.references),
-        subject=p.subject,
-        date=p.date,
-        in_reply_to_clean=p.in_reply_to_clean,
-    )
-    all_ids = [clean(i, 998) for i in link_ids(tin)]
+    all_ids = [clean(i, 998) for i in link_ids(ThreadInput.of(p, "", message_id))]
     refs = tuple(i for i in dict.fromkeys(all_ids) if i and i != message_id)
     links = refs
     if len(links) > MAX_LINK_IDS:

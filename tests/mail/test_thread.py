@@ -151,15 +151,7 @@ def test_parent_id_follows_notmuch_rules(irt: str | None, refs: str | None, pare
     if refs:
         raw += f"References: {refs}\n".encode()
     p = parse_message(raw + b"\nbody\n")
-    msg = ThreadInput(
-        "k",
-        p.message_id,
-        tuple(p.in_reply_to),
-        tuple(p.references),
-        "",
-        None,
-        in_reply_to_clean=p.in_reply_to_clean,
-    )
+    msg = ThreadInput.of(p, "k")
     assert parent_id(msg) == parent
 
 
@@ -244,17 +236,7 @@ def _inputs(raws: list[bytes]) -> list[ThreadInput]:
         if p.message_id in seen:  # several files, one Message-ID: one message (notmuch)
             continue
         seen.add(p.message_id)
-        out.append(
-            ThreadInput(
-                key=p.message_id,
-                message_id=p.message_id,
-                in_reply_to=tuple(p.in_reply_to),
-                references=tuple(p.references),
-                subject=p.subject,
-                date=p.date,
-                in_reply_to_clean=p.in_reply_to_clean,
-            )
-        )
+        out.append(ThreadInput.of(p))
     return out
 
 

@@ -40,18 +40,7 @@ def _pure_partition(raws: list[bytes], subject_fallback: bool) -> list[list[str]
     for raw in raws:
         p = parse_message(raw)
         parsed.setdefault(p.message_id, p)  # first copy of a Message-ID wins, as in ingest
-    inputs = [
-        ThreadInput(
-            key=k,
-            message_id=k,
-            in_reply_to=tuple(p.in_reply_to),
-            references=tuple(p.references),
-            subject=p.subject,
-            date=p.date,
-            in_reply_to_clean=p.in_reply_to_clean,
-        )
-        for k, p in parsed.items()
-    ]
+    inputs = [ThreadInput.of(p, k, k) for k, p in parsed.items()]
     return sorted(sorted(t.keys) for t in thread(inputs, subject_fallback=subject_fallback))
 
 
