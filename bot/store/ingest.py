@@ -112,9 +112,6 @@ class IngestResult:
         )
 
 
-_clean = clean
-
-
 def _effective_date(f: MailFacts, received_at: datetime) -> datetime:
     return f.date if f.date is not None else received_at
 
@@ -331,15 +328,29 @@ def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
 class _Prepared:
     index: int
     item: IngestItem
-    facts: MailFacts
     enc: EncodedParse
-    message_id: str
     provider_id: str | None
     provider_thread_id: str | None
-    links: list[str]  # ids this message points at (In-Reply-To, References), capped
-    refs: list[str]  # the same, uncapped and cleaned, for message_refs
     when: datetime
     received_at: datetime
+
+    @property
+    def message_id(self) -> str:
+        return self.enc.message_id
+
+    @property
+    def facts(self) -> MailFacts:
+        return self.enc.facts
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """Ids this message points at (In-Reply-To, References), capped for lookups."""
+        return self.enc.links
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """The same, all of them, for message_refs."""
+        return self.enc.refs
 
 
 def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
@@ -347,19 +358,13 @@ def _prepare(codec: RowCodec, index: int, item: IngestItem) -> _Prepared:
     if enc is None or enc.dialect != codec.key:
         p = item.parsed if item.parsed is not None else parse_message(item.raw)
         enc = codec.encode(p, len(item.raw))
-    message_id = enc.message_id
-    links, refs = list(enc.links), list(enc.refs)
     received_at = item.received_at or utcnow()
     return _Prepared(
         index=index,
         item=item,
-        facts=enc.facts,
         enc=enc,
-        message_id=message_id,
-        provider_id=_clean(item.provider_id, 200) or None,
-        provider_thread_id=_clean(item.provider_thread_id, 200) or None,
-        links=links,
-        refs=refs,
+        provider_id=clean(item.provider_id, 200) or None,
+        provider_thread_id=clean(item.provider_thread_id, 200) or None,
         when=_effective_date(enc.facts, received_at),
         received_at=received_at,
     )
@@ -419,7 +424,7 @@ def _add_locations(
         if slot in taken:
             continue
         taken.add(slot)
-        flag_list = [_clean(f, 100) for f in flags]
+        flag_list = [clean(f, 100) for f in flags]
         rows.append(
             (pk, folder.id, uidvalidity, uid, codec.bind_to(MessageLocation, "flags", flag_list))
         )
@@ -649,8 +654,6 @@ def _resolve_known(
 @dataclass(frozen=True)
 class _Row:
     values: tuple[Any, ...]  # STORE_COLUMNS + PARSED_COLUMNS, driver-ready
-    is_read: bool
-    direction: Direction
     defects: tuple[str, ...]
 
 
@@ -693,7 +696,7 @@ def _message_row(
         bind("truncated", item.truncated),
         bind("deleted", False),
     )
-    return _Row(store + enc.values, read, direction, tuple(defects))
+    return _Row(store + enc.values, tuple(defects))
 
 
 def _insert_new(
@@ -847,7 +850,7 @@ def _insert_new(
         for pos in sorted(members, key=lambda p: (batch[p].when, batch[p].index)):
             b = batch[pos]
             conv.message_count += 1
-            if not rows[pos].is_read:
+            if not read[pos]:
                 conv.unread_count += 1
             if conv.first_message_at is None or b.when < conv.first_message_at:
                 conv.subject = b.enc.subject
@@ -864,7 +867,7 @@ def _insert_new(
     link_address: dict[int, str] = {}
     if account.auto_link:
         for root, first_pos in first_of.items():
-            address = _link_address(batch[first_pos].facts, rows[first_pos].direction)
+            address = _link_address(batch[first_pos].facts, directions[first_pos])
             if new_group[root] and address:
                 link_address[root] = address
     owners = clients_for_addresses(session, link_address.values()) if link_address else {}
