@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,18 +12,40 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.store.checkpoint import BACKSTOP_BYTES, Checkpointer
+
 SessionFactory = sessionmaker[Session]
+
+# A new SQLite database's page size. Most of its bytes are raw mail (~15 KB a message, in
+# overflow pages); at 16 KB a message takes a quarter of the pages, WAL frames and checksums
+# it took at SQLite's default 4 KB: storing a mailbox took ~45 % less of SQLite's own time
+# (the benchmark's floor, docs/sync.md). An existing database keeps its size (a WAL database
+# cannot change it without a VACUUM out of WAL mode).
+PAGE_SIZE = 16384
+
+_checkpointers: weakref.WeakKeyDictionary[Engine, Checkpointer] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # autocommit at the driver; BEGIN comes from _sqlite_begin
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: only a new file takes it
     # WAL lets the Slack listeners read while the sync worker writes; busy_timeout waits for
     # the write lock instead of failing at once; foreign keys are off by default in SQLite.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_file_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # Checkpoints run in the engine's Checkpointer thread, not in a writer's commit. The
+    # writers' own automatic checkpoint stays as a backstop, and the log is cut back after it.
+    (page_size,) = cur.execute("PRAGMA page_size").fetchone()
+    cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_BYTES // int(page_size)}")
+    cur.execute(f"PRAGMA journal_size_limit={BACKSTOP_BYTES}")
     cur.close()
 
 
@@ -44,6 +67,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # SQLITE_BUSY because another writer committed in between (WAL snapshot upgrade);
         # writers queue on busy_timeout instead.
         event.listen(engine, "begin", _sqlite_begin)
+        if parsed.database and parsed.database != ":memory:" and "mode=memory" not in url:
+            checkpointer = Checkpointer(parsed.database)
+            _checkpointers[engine] = checkpointer
+            event.listen(engine, "connect", _sqlite_file_pragmas)
+            # Fired just before the driver's COMMIT: the thread's next round sees its pages.
+            event.listen(engine, "commit", lambda _conn: checkpointer.wake())
         return engine
     # Plan per search term, not a generic plan (search-baseline.md): no server-side prepares.
     connect_args = kwargs.pop("connect_args", {})
@@ -51,6 +80,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def checkpointer_of(engine: Engine) -> Checkpointer | None:
+    """The WAL checkpoint thread of a SQLite file engine; None for any other engine."""
+    return _checkpointers.get(engine)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
