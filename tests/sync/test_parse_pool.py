@@ -138,3 +138,47 @@ def test_a_small_sync_backlog_never_starts_the_worker() -> None:
         assert pool._executor is not None
         assert pool.submit(raws, dialect="sqlite+pysqlite").result().encoded is not None
         assert pool.used == 1
+
+
+def test_the_share_parsed_here_moves_toward_the_slower_side() -> None:
+    share = 0.0
+    for _ in range(20):  # this process keeps waiting for the worker: it takes more, up to half
+        share = parse_pool.next_share(share, waited=0.2)
+    assert share == parse_pool.MAX_SHARE
+    share = parse_pool.next_share(share, waited=0.0)  # it did not wait: it gives some back
+    assert share == pytest.approx(parse_pool.MAX_SHARE - parse_pool.SHARE_STEP)
+    for _ in range(20):
+        share = parse_pool.next_share(share, waited=0.0)
+    assert share == 0.0
+
+
+@pytest.mark.parametrize("dialect", [None, "sqlite+pysqlite"])
+def test_a_batch_split_between_worker_and_here_comes_back_whole_and_in_order(
+    dialect: str | None,
+) -> None:
+    raws = _sample()
+    with ParsePool(min_batch=1) as pool:
+        pool.share = 0.4
+        batch = pool.submit(raws, dialect=dialect)
+        assert batch._here == int(len(raws) * 0.4) > 0  # the tail is parsed here
+        got = batch.result()
+        assert pool.used == 1
+    if dialect is None:
+        assert got.parsed == [parse_message(r) for r in raws]
+    else:
+        codec = RowCodec.for_key(dialect)
+        want = [codec.encode(parse_message(r), len(r)) for r in raws]
+        assert [_comparable(e) for e in got.encoded or []] == [_comparable(e) for e in want]
+
+
+def test_a_split_batch_whose_worker_dies_is_parsed_here_whole() -> None:
+    raws = [f"Subject: s{i}\r\n\r\nbody".encode() for i in range(10)]
+    with ParsePool(min_batch=1) as pool:
+        assert pool.submit(raws[:1]).result().parsed  # the worker is up
+        executor = pool._executor
+        assert executor is not None
+        for pid in list(executor._processes):
+            os.kill(pid, signal.SIGKILL)
+        pool.share = 0.3
+        got = pool.submit(raws, dialect="sqlite+pysqlite").result()
+    assert [p.subject for p in got.parsed or []] == [f"s{i}" for i in range(10)]
