@@ -794,6 +794,7 @@ def _insert_new(
     #    back to one statement per row on SQLite): the new ids are read back by Message-ID,
     #    unique per account and per batch.
     codec = RowCodec.for_session(session)
+    account_id = account.id  # an ORM attribute: read once, not per reference below
     rows = [
         _message_row(
             codec, account, b, conversation_of[comps.find(pos)].id, directions[pos], read[pos]
@@ -831,7 +832,7 @@ def _insert_new(
         session,
         MessageRef,
         ("account_id", "message_id", "ref_id"),
-        [(account.id, pk, ref) for pk, b in zip(pks, batch, strict=True) for ref in b.refs],
+        [(account_id, pk, ref) for pk, b in zip(pks, batch, strict=True) for ref in b.refs],
     )
     _add_locations(
         session,
