@@ -70,7 +70,8 @@ HIGHLIGHT = ("«", "»")
 _WS = re.compile(r"\s+")
 
 
-_FTS_FILL = (
+# Fills the SQLite FTS5 index from the messages; callers add the WHERE condition.
+FTS_FILL = (
     "INSERT INTO message_fts(rowid, subject, sender, body) "
     "SELECT id, subject, from_name || ' ' || from_email, body_text FROM messages WHERE "
 )
@@ -83,7 +84,7 @@ def index_messages(session: Session, ids: Sequence[int]) -> None:
         return
     for i in range(0, len(ids), 500):
         session.execute(
-            text(_FTS_FILL + "id IN :ids").bindparams(bindparam("ids", expanding=True)),
+            text(FTS_FILL + "id IN :ids").bindparams(bindparam("ids", expanding=True)),
             {"ids": list(ids[i : i + 500])},
         )
 
@@ -95,7 +96,7 @@ def index_unindexed(session: Session) -> None:
         return
     # The index's own list of what it holds (its _docsize table): the rowids of the table
     # itself come from its content, every message (migration 0004).
-    session.execute(text(_FTS_FILL + "id NOT IN (SELECT id FROM message_fts_docsize)"))
+    session.execute(text(FTS_FILL + "id NOT IN (SELECT id FROM message_fts_docsize)"))
 
 
 @dataclass
