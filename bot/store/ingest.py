@@ -28,6 +28,7 @@ from bot.mail.subject import has_reply_prefix, normalize_subject
 from bot.mail.types import ParsedMessage
 from bot.store import audit
 from bot.store.clients import auto_link, clients_for_addresses, normalize_email
+from bot.store.ids import reserve_ids
 from bot.store.models import (
     Account,
     Attachment,
@@ -787,6 +788,10 @@ def _insert_new(
             conversation_of[root] = conv
             new_group[root] = True
     if new_conversations:
+        # Ids set in advance: the flush inserts them with one executemany (bot/store/ids.py).
+        new_ids = reserve_ids(session, Conversation, len(new_conversations))
+        for (_root, conv), new_id in zip(new_conversations, new_ids, strict=True):
+            conv.id = new_id
         session.flush()
 
     # 4. Insert the messages and everything hanging off them: driver-ready rows in one

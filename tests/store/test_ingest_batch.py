@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from bot.devtools.mailgen import MailGen
@@ -149,3 +149,31 @@ def test_the_first_message_of_a_new_conversation_in_a_batch_announces_it(
         assert [r.new_conversation for r in results] == [True, False]
         assert results[0].conversation.message_count == 2
         assert results[0].conversation.subject == "Hi"
+
+
+def test_a_batch_inserts_its_new_conversations_in_one_statement(
+    session_factory: SessionFactory,
+) -> None:
+    """Ids are reserved before the flush (bot/store/ids.py), so the ORM sends the batch's new
+    conversations as one executemany, not (on SQLite) one INSERT a conversation."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        if sql.lstrip().upper().startswith("INSERT INTO CONVERSATIONS"):
+            statements.append(sql)
+
+    with session_scope(session_factory) as s:
+        account = make_account(s)
+        engine = s.get_bind()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            raws = [raw_mail(f"solo{i}@x", f"Topic {i}") for i in range(6)]
+            results = ingest_batch(s, account, [IngestItem(r) for r in raws])
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        convs = {r.conversation.id for r in results}
+    assert len(convs) == 6
+    assert len(statements) == 1
+    with session_scope(session_factory) as s:
+        stored = s.scalars(select(Conversation.id).where(Conversation.id.in_(convs))).all()
+        assert sorted(stored) == sorted(convs)
