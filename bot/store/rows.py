@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import JSON, Table, insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session
 
@@ -160,6 +160,12 @@ class RowCodec:
         self._other: dict[tuple[str, str], Processor] = {}
         messages, attachments = _table(Message), _table(Attachment)
         self._message = {c.name: _processor(messages, c.name, dialect) for c in messages.columns}
+        # Most address and id lists are empty: bind [] once per column, not once per row.
+        self._empty = {
+            c.name: proc([])
+            for c in messages.columns
+            if isinstance(c.type, JSON) and (proc := self._message[c.name]) is not None
+        }
         self._attachment = [_processor(attachments, c, dialect) for c in ATTACHMENT_COLUMNS]
 
     @staticmethod
@@ -176,6 +182,8 @@ class RowCodec:
 
     def bind(self, column: str, value: Any) -> Any:
         """One message column's value as the driver gets it."""
+        if value == [] and column in self._empty:
+            return self._empty[column]
         proc = self._message[column]
         return value if proc is None or value is None else proc(value)
 
