@@ -21,7 +21,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import TracebackType
 from typing import Any
 
@@ -264,6 +264,33 @@ _PLAIN_META_RESPONSE = re.compile(
 )
 
 
+# An IMAP date-time (RFC 3501): day (space-padded), month, year, time, zone.
+_IMAP_DATE = re.compile(rb"( ?\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+_MONTHS = {
+    m.encode(): n
+    for n, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_ZONES: dict[bytes, tzinfo] = {}
+
+
+def _internaldate(when: bytes, normalise: bool) -> datetime:
+    """An INTERNALDATE as imapclient's `parse_to_datetime` gives it (the same instant), read
+    with one regex: that parser goes through email.utils and was ~10 us of the fetch thread a
+    message. Anything else goes to it."""
+    m = _IMAP_DATE.fullmatch(when)
+    month = _MONTHS.get(m.group(2)) if m is not None else None
+    if m is None or month is None or normalise:
+        return parse_to_datetime(when, normalise=normalise)
+    day, _, year, hour, minute, second, sign, zh, zm = m.groups()
+    zone = _ZONES.get(sign + zh + zm)
+    if zone is None:
+        offset = timedelta(hours=int(zh), minutes=int(zm))
+        zone = _ZONES.setdefault(sign + zh + zm, timezone(-offset if sign == b"-" else offset))
+    return datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=zone)
+
+
 def _meta_fast(client: IMAPClient, data: list[Any]) -> dict[int, dict[bytes, Any]] | None:
     """`_parse_fetch` of the metadata responses when every one has the plain shape above (the
     same values imapclient gives); None otherwise, for the general parser."""
@@ -274,7 +301,7 @@ def _meta_fast(client: IMAPClient, data: list[Any]) -> dict[int, dict[bytes, Any
             return None
         seq, uid, flags, when, size = m.groups()
         try:
-            internaldate = parse_to_datetime(when, normalise=client.normalise_times)
+            internaldate = _internaldate(when, client.normalise_times)
         except ValueError:
             return None
         out[int(uid)] = {

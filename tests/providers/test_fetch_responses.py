@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.response_parser import parse_fetch_response
 
-from bot.providers.imap import _bodies_fast, _meta_fast
+from bot.providers.imap import _bodies_fast, _internaldate, _meta_fast
 
 A = b"From: a@x\r\nSubject: one\r\n\r\nbody one\r\n"
 B = b"From: b@x\r\nSubject: two\r\n\r\n)\r\n* 9 FETCH (UID 99 BODY[] {3}\r\n"  # looks like protocol
@@ -70,3 +72,22 @@ def test_other_metadata_shapes_go_to_the_general_parser() -> None:
         [b'1 (UID 7 FLAGS () INTERNALDATE "not a date" RFC822.SIZE 678)'],
     ):
         assert _meta_fast(_Client(True), data) is None, data
+
+
+def test_internal_dates_are_read_as_imapclient_reads_them() -> None:
+    for when in (
+        b"28-Nov-2026 01:50:05 +0000",
+        b" 3-Jan-2025 23:59:59 -0800",
+        b"29-Feb-2024 12:00:00 +0530",
+        b"01-Dec-1999 00:00:00 -0000",
+        b"31-Oct-2026 10:11:12 +1345",
+        b"9-Sep-2023 09:09:09 -0330",
+    ):
+        fast, general = _internaldate(when, False), parse_to_datetime(when, normalise=False)
+        assert fast == general, when  # the same instant...
+        assert fast.utcoffset() == general.utcoffset(), when  # ...in the same zone
+        assert fast.replace(tzinfo=None) == general.replace(tzinfo=None), when
+        assert _internaldate(when, True) == parse_to_datetime(when, normalise=True)
+    for odd in (b"31-Feb-2024 00:00:00 +0000", b"28-Foo-2026 01:50:05 +0000"):
+        with pytest.raises(ValueError):  # as imapclient's parser: _meta_fast then hands over
+            _internaldate(odd, False)
