@@ -365,7 +365,13 @@ def _store_batch(
         extra = json_cursor(fs)
         retry: dict[str, int] = dict(extra.get("retry") or {})
         touched: set[int] = set()
+        fresh: set[int] = set()
         results = _ingest_whole_batch(job, s, account, fs, uv, batch, parsed)
+        if results is not None and fs.role == "inbox":
+            # Made by this batch from Inbox mail alone: deriving their state again gives what
+            # they were made with (in the Inbox, neither archived nor deleted, unread as
+            # counted), so they are left out of the recompute below.
+            fresh = {r.conversation.id for r in results if r.new_conversation}
         if results is not None:
             _announce_all(job, s, account, fs, batch, results)
             for m, result in zip(batch, results, strict=True):
@@ -389,7 +395,7 @@ def _store_batch(
         fs.last_uid = max(fs.last_uid, max(m.uid for m in batch))
         extra["retry"] = retry
         set_json_cursor(fs, {k: v for k, v in extra.items() if v})
-        job.stats.changed_conversations |= recompute_conversations(s, touched)
+        job.stats.changed_conversations |= recompute_conversations(s, touched - fresh)
         return fs.last_uid
 
 

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from bot.providers.imap import ImapProvider
 from bot.store.db import session_scope
-from bot.store.models import AccountStatus, FolderState, RunStatus
+from bot.store.models import AccountStatus, Conversation, FolderState, RunStatus
 from bot.sync import parse_pool
+from bot.sync.state import recompute_conversations
 from tests.sync.conftest import Env, make_raw
 
 # Where fetched mail is parsed: inline, or in the parse worker process (bot/sync/parse_pool.py),
@@ -190,3 +191,26 @@ def test_crash_between_batches_loses_and_doubles_nothing(
     assert len(stored) == 10
     assert {m.message_id for m in stored} == mids
     assert len(env.locations(aid)) == 10
+
+
+def test_conversations_a_batch_makes_from_inbox_mail_need_no_recompute(env: Env) -> None:
+    """The store leaves conversations made by a batch of Inbox mail out of the per-batch
+    recompute (bot/sync/imap_sync.py). That is only right if what they were made with is what
+    the recompute would derive: checked here on new threads of read and unread mail."""
+    aid, user = env.new_account()
+    root, root_mid = make_raw("Order 1")
+    env.dovecot.deliver(user.username, root, flags=["\\Seen"])
+    reply, _ = make_raw("Re: Order 1", in_reply_to=root_mid)
+    env.dovecot.deliver(user.username, reply)
+    for i in range(3):
+        raw, _ = make_raw(f"Question {i}")
+        env.dovecot.deliver(user.username, raw, flags=["\\Seen"] if i == 1 else [])
+    assert env.sync(aid, batch_size=50).new == 5
+    with session_scope(env.factory) as s:
+        convs = s.scalars(select(Conversation).where(Conversation.account_id == aid)).all()
+        made = {c.id: (c.archived, c.deleted, c.unread_count, c.message_count) for c in convs}
+        assert sorted(v[2] for v in made.values()) == [0, 1, 1, 1]  # the thread: 1 of 2 unread
+        assert recompute_conversations(s, list(made)) == set()  # nothing to change...
+        s.flush()
+        again = {c.id: (c.archived, c.deleted, c.unread_count, c.message_count) for c in convs}
+    assert again == made  # ...and nothing changed
