@@ -331,6 +331,8 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
         con.execute(f"INSERT INTO main.{name} SELECT * FROM src.{name}")
     con.execute("COMMIT")
     ids = [i for (i,) in con.execute("SELECT id FROM src.messages ORDER BY id")]
+    # The engine's batches, as id ranges (first, last).
+    batches = [(ids[i], ids[min(i + 500, len(ids)) - 1]) for i in range(0, len(ids), 500)]
 
     parts: dict[str, float] = {}
 
@@ -340,8 +342,7 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
         parts[part] = parts.get(part, 0.0) + time.perf_counter() - t
 
     t0 = time.perf_counter()
-    for i in range(0, len(ids), 500):
-        lo, hi = ids[i], ids[min(i + 500, len(ids)) - 1]
+    for lo, hi in batches:
         con.execute("BEGIN IMMEDIATE")
         for name, column in _PER_MESSAGE:
             timed(
@@ -357,12 +358,12 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
 
     reader = sqlite3.connect(src)
     parse_cpu = 0.0
-    for i in range(0, len(ids), 500):
+    for lo, hi in batches:
         raws = [
             bytes(r)
             for (r,) in reader.execute(
                 "SELECT raw FROM message_raw WHERE message_id BETWEEN ? AND ? ORDER BY message_id",
-                (ids[i], ids[min(i + 500, len(ids)) - 1]),
+                (lo, hi),
             )
         ]
         c0 = time.process_time()
@@ -372,7 +373,6 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
     for suffix in ("", "-wal", "-shm"):
         Path(dst + suffix).unlink(missing_ok=True)
     return {
-        "wall": store_wall,
         "store_wall": store_wall,
         "store_parts": {k: round(v, 3) for k, v in parts.items()},
         "parse_cpu": parse_cpu,

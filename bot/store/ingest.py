@@ -663,7 +663,7 @@ _MESSAGE_COLUMNS = STORE_COLUMNS + PARSED_COLUMNS
 
 def _message_row(
     codec: RowCodec,
-    account: Account,
+    account_id: int,
     b: _Prepared,
     conversation_id: int,
     direction: Direction,
@@ -682,7 +682,7 @@ def _message_row(
         enc.defects_bound if len(defects) == len(enc.defects) else bind("parse_defects", defects)
     )
     store = (
-        account.id,
+        account_id,
         conversation_id,
         b.message_id,
         b.provider_id,
@@ -799,10 +799,10 @@ def _insert_new(
     #    back to one statement per row on SQLite): the new ids are read back by Message-ID,
     #    unique per account and per batch.
     codec = RowCodec.for_session(session)
-    account_id = account.id  # an ORM attribute: read once, not per reference below
+    account_id = account.id  # an ORM attribute: read once, not per row below
     rows = [
         _message_row(
-            codec, account, b, conversation_of[comps.find(pos)].id, directions[pos], read[pos]
+            codec, account_id, b, conversation_of[comps.find(pos)].id, directions[pos], read[pos]
         )
         for pos, b in enumerate(batch)
     ]
