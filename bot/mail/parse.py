@@ -366,6 +366,33 @@ def _payload_bytes(part: Message, defects: _Defects, where: str) -> bytes:
     return b""
 
 
+_B64_VALID = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_SPACE = b" \t\r\n"
+
+
+def _base64_size(part: Message) -> int | None:
+    """The decoded size of a well-formed base64 part, counted without decoding it; None when
+    the payload is anything else (the caller decodes, as the stdlib would).
+
+    An attachment is listed with its size, and decoding 100 KB of base64 to take its length
+    was a tenth of all parsing. Clean base64 (only the alphabet, whitespace, and one or two
+    "=" at the very end, a multiple of four characters) decodes to exactly 3 bytes per 4
+    characters less the padding, so the count is the decoder's answer."""
+    payload = part.get_payload()
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    if str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return None
+    data = payload.encode("ascii").translate(None, _B64_SPACE)
+    n = len(data)
+    if n % 4 or data.translate(None, _B64_VALID):
+        return None
+    pad = len(data) - len(data.rstrip(b"="))
+    if pad > 2 or data.find(b"=") not in (-1, n - pad):
+        return None
+    return n // 4 * 3 - pad
+
+
 _CHARSET_PARAM_RE = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
 
 
@@ -450,7 +477,9 @@ def _read_body(msg: Message, defects: _Defects) -> _Body:
             elif body.html is None:
                 body.html = text
             continue
-        data = _payload_bytes(part, defects, where)
+        size = _base64_size(part)
+        if size is None:
+            size = len(_payload_bytes(part, defects, where))
         if filename is None and maintype == "message":
             filename = "forwarded-message.eml"
         cid = _content_id(part)
@@ -458,7 +487,7 @@ def _read_body(msg: Message, defects: _Defects) -> _Body:
             AttachmentInfo(
                 filename=filename or f"part-{index}{_extension(ctype)}",
                 content_type=ctype,
-                size=len(data),
+                size=size,
                 content_id=cid,
                 inline=disposition == "inline" or (disposition is None and cid is not None),
                 part_index=index,

@@ -238,6 +238,44 @@ def test_notmuch_charset_cases() -> None:
     assert francois.from_ is not None and francois.from_.name == "François Boulogne"
 
 
+def _with_attachment(b64: bytes) -> bytes:
+    return (
+        b"From: a@example.com\r\nMessage-ID: <att@example.com>\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b'--B\r\nContent-Type: application/pdf; name="x.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"\r\n--B--\r\n"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blob=st.binary(max_size=3000),
+    width=st.integers(4, 100),
+    unpad=st.booleans(),
+    noise=st.lists(st.tuples(st.floats(0, 1), st.sampled_from([b"=", b"!", b" ", b"\t", b"A"]))),
+)
+def test_attachment_size_is_the_decoded_size(
+    blob: bytes, width: int, unpad: bool, noise: list[tuple[float, bytes]]
+) -> None:
+    """The size is counted without decoding clean base64 (and by decoding anything else): it
+    must be what decoding gives, padding dropped, stray characters and odd lines included."""
+    import base64
+
+    b64 = bytearray(base64.b64encode(blob))
+    if unpad:
+        b64 = b64.rstrip(b"=")
+    for where, junk in noise:
+        pos = int(where * len(b64))
+        b64[pos:pos] = junk
+    text = b"\r\n".join(bytes(b64[i : i + width]) for i in range(0, len(b64), width))
+    raw = _with_attachment(text)
+    [att] = parse_message(raw).attachments
+    assert att.size == len(extract_attachment(raw, att.part_index)[1])
+    if not noise and not unpad:
+        assert att.size == len(blob)
+
+
 # --- fuzzing ---------------------------------------------------------------------------------
 
 
@@ -285,4 +323,4 @@ def test_mutated_real_messages_never_raise(seed: int, inserts: list[bytes], cut:
     assert p.size == len(data)
     full_view(data)
     for att in p.attachments:
-        extract_attachment(data, att.part_index)
+        assert len(extract_attachment(data, att.part_index)[1]) == att.size
