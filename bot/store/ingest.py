@@ -654,15 +654,16 @@ def _resolve_known(
 
 @dataclass(frozen=True)
 class _Row:
-    values: tuple[Any, ...]  # STORE_COLUMNS + PARSED_COLUMNS, driver-ready
+    values: tuple[Any, ...]  # _MESSAGE_COLUMNS, driver-ready
     defects: tuple[str, ...]
 
 
-_MESSAGE_COLUMNS = STORE_COLUMNS + PARSED_COLUMNS
+_MESSAGE_COLUMNS = ("id", *STORE_COLUMNS, *PARSED_COLUMNS)
 
 
 def _message_row(
     codec: RowCodec,
+    pk: int,
     account_id: int,
     b: _Prepared,
     conversation_id: int,
@@ -682,6 +683,7 @@ def _message_row(
         enc.defects_bound if len(defects) == len(enc.defects) else bind("parse_defects", defects)
     )
     store = (
+        pk,
         account_id,
         conversation_id,
         b.message_id,
@@ -795,28 +797,24 @@ def _insert_new(
         session.flush()
 
     # 4. Insert the messages and everything hanging off them: driver-ready rows in one
-    #    executemany each (bot/store/rows.py), no per-row RETURNING (ordered RETURNING falls
-    #    back to one statement per row on SQLite): the new ids are read back by Message-ID,
-    #    unique per account and per batch.
+    #    executemany each (bot/store/rows.py), with ids reserved in advance (no per-row
+    #    RETURNING, which SQLite sends as one statement per row, and no reading them back).
     codec = RowCodec.for_session(session)
     account_id = account.id  # an ORM attribute: read once, not per row below
+    pks = reserve_ids(session, Message, len(batch))
     rows = [
         _message_row(
-            codec, account_id, b, conversation_of[comps.find(pos)].id, directions[pos], read[pos]
+            codec,
+            pk,
+            account_id,
+            b,
+            conversation_of[comps.find(pos)].id,
+            directions[pos],
+            read[pos],
         )
-        for pos, b in enumerate(batch)
+        for pos, (pk, b) in enumerate(zip(pks, batch, strict=True))
     ]
     insert_rows(session, Message, _MESSAGE_COLUMNS, [r.values for r in rows])
-    pk_of: dict[str, int] = {}
-    for chunk in _chunks([b.message_id for b in batch]):
-        pk_of.update(
-            session.execute(
-                select(Message.message_id, Message.id).where(
-                    Message.account_id == account.id, Message.message_id.in_(chunk)
-                )
-            ).all()
-        )
-    pks = [pk_of[b.message_id] for b in batch]
     index_messages(session, pks)
     insert_rows(
         session,

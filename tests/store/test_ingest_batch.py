@@ -177,3 +177,35 @@ def test_a_batch_inserts_its_new_conversations_in_one_statement(
     with session_scope(session_factory) as s:
         stored = s.scalars(select(Conversation.id).where(Conversation.id.in_(convs))).all()
         assert sorted(stored) == sorted(convs)
+
+
+def test_a_batch_of_new_mail_never_reads_its_message_ids_back(
+    session_factory: SessionFactory,
+) -> None:
+    """Message ids are reserved too: after the one INSERT of the batch's messages nothing asks
+    the database which ids they got, and each result names the row of its own mail."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        statements.append(" ".join(sql.split()).upper())
+
+    with session_scope(session_factory) as s:
+        account = make_account(s)
+        engine = s.get_bind()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            raws = [raw_mail(f"solo{i}@x", f"Topic {i}") for i in range(8)]
+            results = ingest_batch(s, account, [IngestItem(r) for r in raws])
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        inserts = [i for i, sql in enumerate(statements) if sql.startswith("INSERT INTO MESSAGES ")]
+        assert len(inserts) == 1
+        after = statements[inserts[0] + 1 :]
+        assert not [
+            sql for sql in after if sql.startswith("SELECT") and " FROM MESSAGES " in f"{sql} "
+        ]
+        got = {r.message_pk: r.facts.message_id for r in results}
+        stored = dict(
+            s.execute(select(Message.id, Message.message_id).where(Message.id.in_(got))).all()
+        )
+        assert stored == got and len(got) == 8
