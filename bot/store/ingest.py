@@ -400,37 +400,24 @@ def _add_locations(
     session: Session, pairs: Sequence[tuple[int, tuple[FolderState, int, int], Sequence[str]]]
 ) -> None:
     """Record (folder, uidvalidity, uid) slots for messages; a taken slot is left alone (the
-    sync's rescan fixes stale slots)."""
+    sync's rescan fixes stale slots): the unique constraint on the slot decides, in the one
+    INSERT, rather than a lookup before it."""
     if not pairs:
         return
-    taken: set[tuple[int, int, int]] = set()
-    by_folder: dict[int, list[int]] = {}
-    for _pk, (folder, _uv, uid), _f in pairs:
-        by_folder.setdefault(folder.id, []).append(uid)
-    for folder_id, uids in by_folder.items():
-        for i in range(0, len(uids), _CHUNK):
-            found = session.execute(
-                select(
-                    MessageLocation.folder_id, MessageLocation.uidvalidity, MessageLocation.uid
-                ).where(
-                    MessageLocation.folder_id == folder_id,
-                    MessageLocation.uid.in_(uids[i : i + _CHUNK]),
-                )
-            )
-            taken.update((f, uv, u) for f, uv, u in found)
     codec = RowCodec.for_session(session)
+    bound: dict[tuple[str, ...], Any] = {}  # most messages share one of a few flag sets
     rows: list[tuple[Any, ...]] = []
     for pk, (folder, uidvalidity, uid), flags in pairs:
-        slot = (folder.id, uidvalidity, uid)
-        if slot in taken:
-            continue
-        taken.add(slot)
-        flag_list = [clean(f, 100) for f in flags]
-        rows.append(
-            (pk, folder.id, uidvalidity, uid, codec.bind_to(MessageLocation, "flags", flag_list))
-        )
+        key = tuple(flags)
+        if key not in bound:
+            bound[key] = codec.bind_to(MessageLocation, "flags", [clean(f, 100) for f in flags])
+        rows.append((pk, folder.id, uidvalidity, uid, bound[key]))
     insert_rows(
-        session, MessageLocation, ("message_id", "folder_id", "uidvalidity", "uid", "flags"), rows
+        session,
+        MessageLocation,
+        ("message_id", "folder_id", "uidvalidity", "uid", "flags"),
+        rows,
+        skip_conflicts=True,
     )
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Insert, Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session
 
@@ -284,15 +285,30 @@ class _Compiled:
     shape: Callable[[tuple[Any, ...]], Any]
 
 
-_compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+_compiled: dict[tuple[str, str, tuple[str, ...], bool], _Compiled] = {}
 
 
-def _compile(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Compiled:
-    key = (dialect_key(dialect), table.name, columns)
+def _insert(dialect: Dialect, table: Table, skip_conflicts: bool) -> Insert:
+    if not skip_conflicts:
+        return insert(table)
+    # Both dialects spell it ON CONFLICT DO NOTHING; each has its own construct for it.
+    if dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no INSERT ... ON CONFLICT DO NOTHING for {dialect.name}")
+
+
+def _compile(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], skip_conflicts: bool = False
+) -> _Compiled:
+    key = (dialect_key(dialect), table.name, columns, skip_conflicts)
     found = _compiled.get(key)
     if found is not None:
         return found
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    compiled = _insert(dialect, table, skip_conflicts).compile(
+        dialect=dialect, column_keys=list(columns)
+    )
     if compiled.positional:
         names = list(compiled.positiontup or ())
         if sorted(names) != sorted(columns):
@@ -316,15 +332,21 @@ def _compile(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Compi
 
 
 def insert_rows(
-    session: Session, model: type[Any], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: Session,
+    model: type[Any],
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    skip_conflicts: bool = False,
 ) -> None:
     """INSERT driver-ready `rows` (values in `columns` order, already through the columns' bind
     processors) into `model`'s table with one executemany, skipping SQLAlchemy's per-row
-    parameter processing."""
+    parameter processing. `skip_conflicts`: a row that would break a unique constraint is
+    left out (ON CONFLICT DO NOTHING), the rest are inserted."""
     if not rows:
         return
     conn = session.connection()
-    compiled = _compile(conn.dialect, _table(model), tuple(columns))
+    compiled = _compile(conn.dialect, _table(model), tuple(columns), skip_conflicts)
     shape = compiled.shape
     params = [shape(r) for r in rows] if shape is not tuple else list(rows)
     conn.exec_driver_sql(compiled.sql, params)

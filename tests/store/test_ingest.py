@@ -58,6 +58,37 @@ def test_same_message_id_from_two_folders_adds_a_location(session_factory: Sessi
         assert sorted(locs) == [(7, 1), (9, 4)]
 
 
+def test_a_taken_folder_slot_is_left_to_its_message(session_factory: SessionFactory) -> None:
+    """A (folder, UIDVALIDITY, UID) slot already held (a stale row the rescan will fix, or the
+    same slot twice in one batch) keeps its message; the new mail is stored all the same."""
+    from bot.store.ingest import IngestItem, ingest_batch
+
+    with session_scope(session_factory) as s:
+        acc = make_account(s)
+        inbox = FolderState(account_id=acc.id, name="INBOX")
+        s.add(inbox)
+        s.flush()
+        old = ingest_message(s, acc, raw_mail("old@x"), location=(inbox, 7, 1))
+        new = ingest_batch(
+            s,
+            acc,
+            [
+                IngestItem(raw_mail("new@x"), location=(inbox, 7, 1), flags=["\\Seen"]),
+                IngestItem(raw_mail("b@x"), location=(inbox, 7, 2)),
+                IngestItem(raw_mail("c@x"), location=(inbox, 7, 2)),
+                IngestItem(raw_mail("d@x"), location=(inbox, 7, 3), flags=["\\Seen"]),
+            ],
+        )
+        assert all(r.created for r in new)
+        ids = [old.message_pk] + [r.message_pk for r in new]
+    with session_scope(session_factory) as s:
+        assert _count(s, Message) == 5
+        slots = s.execute(
+            select(MessageLocation.uid, MessageLocation.message_id, MessageLocation.flags)
+        ).all()
+        assert sorted(slots) == [(1, ids[0], []), (2, ids[2], []), (3, ids[4], ["\\Seen"])]
+
+
 def test_same_message_id_in_two_accounts_is_two_records(session_factory: SessionFactory) -> None:
     with session_scope(session_factory) as s:
         a = make_account(s, "a@ours.example")
