@@ -13,7 +13,7 @@ row that won, so two workers ingesting the same message never create two rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from bot.mail.types import ParsedMessage
 from bot.store import audit
 from bot.store.clients import auto_link, clients_for_addresses, normalize_email
 from bot.store.ids import reserve_ids
+from bot.store.lists import one_of
 from bot.store.models import (
     Account,
     Attachment,
@@ -316,15 +317,6 @@ def ingest_message(
     return ingest_batch(session, account, [item])[0]
 
 
-# SQLite allows 32,766 bound parameters per statement; stay far below on every IN list.
-_CHUNK = 500
-
-
-def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield list(values[i : i + _CHUNK])
-
-
 @dataclass
 class _Prepared:
     index: int
@@ -378,18 +370,17 @@ def _existing_messages(
     by_mid: dict[str, int] = {}
     by_pid: dict[str, int] = {}
     mids = sorted({b.message_id for b in batch})
-    for chunk in _chunks(mids):
-        rows = session.execute(
-            select(Message.message_id, Message.id).where(
-                Message.account_id == account_id, Message.message_id.in_(chunk)
-            )
+    rows = session.execute(
+        select(Message.message_id, Message.id).where(
+            Message.account_id == account_id, one_of(session, Message.message_id, mids)
         )
-        by_mid.update({mid: pk for mid, pk in rows})
+    )
+    by_mid.update({mid: pk for mid, pk in rows})
     pids = sorted({b.provider_id for b in batch if b.provider_id})
-    for chunk in _chunks(pids):
+    if pids:
         rows = session.execute(
             select(Message.provider_id, Message.id).where(
-                Message.account_id == account_id, Message.provider_id.in_(chunk)
+                Message.account_id == account_id, one_of(session, Message.provider_id, pids)
             )
         )
         by_pid.update({pid: pk for pid, pk in rows if pid})
@@ -429,19 +420,18 @@ def _related_conversations(
     reference it (children that arrived first, siblings sharing a ghost ancestor)."""
     wanted = sorted({i for b in batch for i in (b.message_id, *b.links)})
     found: dict[str, set[int]] = {}
-    for chunk in _chunks(wanted):
-        for mid, conv in session.execute(
-            select(Message.message_id, Message.conversation_id).where(
-                Message.account_id == account_id, Message.message_id.in_(chunk)
-            )
-        ):
-            found.setdefault(mid, set()).add(conv)
-        for ref, conv in session.execute(
-            select(MessageRef.ref_id, Message.conversation_id)
-            .join(Message, Message.id == MessageRef.message_id)
-            .where(MessageRef.account_id == account_id, MessageRef.ref_id.in_(chunk))
-        ):
-            found.setdefault(ref, set()).add(conv)
+    for mid, conv in session.execute(
+        select(Message.message_id, Message.conversation_id).where(
+            Message.account_id == account_id, one_of(session, Message.message_id, wanted)
+        )
+    ):
+        found.setdefault(mid, set()).add(conv)
+    for ref, conv in session.execute(
+        select(MessageRef.ref_id, Message.conversation_id)
+        .join(Message, Message.id == MessageRef.message_id)
+        .where(MessageRef.account_id == account_id, one_of(session, MessageRef.ref_id, wanted))
+    ):
+        found.setdefault(ref, set()).add(conv)
     return found
 
 
@@ -450,14 +440,16 @@ def _thread_hint_conversations(
 ) -> dict[str, set[int]]:
     hints = sorted({b.provider_thread_id for b in batch if b.provider_thread_id})
     found: dict[str, set[int]] = {}
-    for chunk in _chunks(hints):
-        for hint, conv in session.execute(
-            select(Conversation.provider_thread_id, Conversation.id).where(
-                Conversation.account_id == account_id, Conversation.provider_thread_id.in_(chunk)
-            )
-        ):
-            if hint:
-                found.setdefault(hint, set()).add(conv)
+    if not hints:
+        return found
+    for hint, conv in session.execute(
+        select(Conversation.provider_thread_id, Conversation.id).where(
+            Conversation.account_id == account_id,
+            one_of(session, Conversation.provider_thread_id, hints),
+        )
+    ):
+        if hint:
+            found.setdefault(hint, set()).add(conv)
     return found
 
 
@@ -729,7 +721,9 @@ def _insert_new(
     loaded = (
         {
             c.id: _resolve(session, c)
-            for c in session.scalars(select(Conversation).where(Conversation.id.in_(wanted)))
+            for c in session.scalars(
+                select(Conversation).where(one_of(session, Conversation.id, sorted(wanted)))
+            )
         }
         if wanted
         else {}

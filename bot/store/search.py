@@ -82,11 +82,11 @@ def index_messages(session: Session, ids: Sequence[int]) -> None:
     per batch instead of a per-row trigger). PostgreSQL indexes by itself: a no-op there."""
     if session.get_bind().dialect.name != "sqlite" or not ids:
         return
-    for i in range(0, len(ids), 500):
-        session.execute(
-            text(FTS_FILL + "id IN :ids").bindparams(bindparam("ids", expanding=True)),
-            {"ids": list(ids[i : i + 500])},
-        )
+    # One JSON parameter, not an expanded IN list (bot/store/lists.py).
+    session.execute(
+        text(FTS_FILL + "id IN (SELECT value FROM json_each(:ids))"),
+        {"ids": json.dumps(list(ids))},
+    )
 
 
 def index_unindexed(session: Session) -> None:

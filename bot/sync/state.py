@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.store.lists import one_of
 from bot.store.models import Conversation, FolderState, Message, MessageLocation
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def recompute_conversations(session: Session, conversation_ids: Iterable[int]) -
             select(Message.conversation_id, FolderState.role)
             .join(MessageLocation, MessageLocation.message_id == Message.id)
             .join(FolderState, FolderState.id == MessageLocation.folder_id)
-            .where(Message.conversation_id.in_(ids), Message.deleted.is_(False))
+            .where(one_of(session, Message.conversation_id, ids), Message.deleted.is_(False))
             .distinct()
         )
         for cid, role in rows:
@@ -84,11 +85,13 @@ def recompute_conversations(session: Session, conversation_ids: Iterable[int]) -
                     and_(Message.deleted.is_(False), Message.is_read.is_(False))
                 ),
             )
-            .where(Message.conversation_id.in_(ids))
+            .where(one_of(session, Message.conversation_id, ids))
             .group_by(Message.conversation_id)
         ):
             counts[cid] = (int(alive), int(unread))
-        for conv in session.scalars(select(Conversation).where(Conversation.id.in_(ids))):
+        for conv in session.scalars(
+            select(Conversation).where(one_of(session, Conversation.id, ids))
+        ):
             before = (conv.archived, conv.deleted, conv.unread_count)
             where = roles.get(conv.id, set())
             alive, unread = counts.get(conv.id, (0, 0))
