@@ -182,13 +182,16 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
         account_id = 1
     # What a running `mailroom worker` has already imported: time the sync, not the imports.
     import bot.inbox.announce
-    import bot.store.ingest
-    import bot.sync.parse_pool  # noqa: F401
+    import bot.store.ingest  # noqa: F401
+    from bot.sync.parse_pool import prestart
 
-    sampler = ChildRssSampler()
+    # ... and its parse worker's fork server, which `mailroom worker` starts when it starts.
+    if not args.inline_parse:
+        prestart()
+
+    sampler = WorkerSampler()
     sampler.start()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     summary = sync_account(
         services,
@@ -198,12 +201,11 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     sampler.stop()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parse worker, once reaped
     return {
         "wall": wall,
         # CPU seconds (user + system) of this process's threads and of its parse worker.
         "cpu_store": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2),
-        "cpu_worker": round(kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime, 2),
+        "cpu_worker": round(sampler.cpu_s, 2),
         "new": summary.new,
         "status": summary.status.value,
         "problems": len(summary.problems),
@@ -212,16 +214,26 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-class ChildRssSampler:
-    """The largest RSS any child process (the parse worker) reaches, sampled every 100 ms from
-    /proc (a child's ru_maxrss would include this process's RSS at fork time)."""
+class WorkerSampler:
+    """The parse worker's peak RSS and its CPU seconds, sampled every 50 ms from /proc.
+
+    The worker is forked by the fork server (bot/sync/parse_pool.py), a child of this
+    process: it is this process's grandchild, so neither ru_maxrss nor RUSAGE_CHILDREN sees it.
+    Every process below this one running multiprocessing's code that was not there at the
+    start (the fork server was) counts; its CPU is the last sample before it ended."""
 
     def __init__(self) -> None:
         import threading
 
         self.peak_mb = 0.0
+        self._cpu: dict[int, float] = {}
+        self._before = set(self._workers())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu.values())
 
     def start(self) -> None:
         self._thread.start()
@@ -230,28 +242,60 @@ class ChildRssSampler:
         self._stop.set()
         self._thread.join()
 
-    def _run(self) -> None:
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        kids: list[int] = []
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            return kids
+        for task in tasks:  # a child belongs to the thread that started it
+            try:
+                kids += [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return kids
+
+    def _workers(self) -> list[int]:
         import os
 
-        me = os.getpid()
-        while not self._stop.wait(0.1):  # often enough for a flat line; cheap for the sync
-            kids: list[str] = []
-            for task in Path(f"/proc/{me}/task").iterdir():  # a child belongs to the thread
-                try:  # that started it: here, the fetch thread
-                    kids += (task / "children").read_text().split()
-                except OSError:
-                    continue
-            for pid in kids:
-                try:
-                    # Only once it runs multiprocessing's code: between fork and exec a child's
-                    # RSS is this process's.
-                    if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        continue
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
-                except OSError:
-                    continue
+        found: list[int] = []
+        todo = self._children(os.getpid())
+        while todo:
+            pid = todo.pop()
+            todo += self._children(pid)
+            try:
+                # Only once it runs multiprocessing's code: between fork and exec a spawned
+                # child's RSS is this process's.
+                if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    def _sample(self) -> None:
+        import os
+
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self._workers():
+            if pid in self._before:
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[
+                2
+            ].split()  # after the command name, which may hold spaces
+            self._cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):  # often enough for a flat line; cheap for the sync
+            self._sample()
 
 
 def child_bare(args: argparse.Namespace) -> dict[str, Any]:

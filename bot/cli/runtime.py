@@ -118,4 +118,9 @@ def worker() -> None:
     setup_logging(settings)
     services = make_services(settings)
     migrate.upgrade(services.session_factory.kw["bind"])
+    # The parse worker's fork server (bot/sync/parse_pool.py), started now so that a
+    # big sync's worker starts at once.
+    from bot.sync.parse_pool import prestart
+
+    prestart()
     Worker(services, make_web_client(settings)).run_forever()

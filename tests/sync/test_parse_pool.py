@@ -121,6 +121,39 @@ def test_warm_starts_the_worker_only_for_a_big_enough_backlog() -> None:
     assert [e.subject for e in got.encoded or []][:2] == ["w0", "w1"]
 
 
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def _worker_pid(pool: ParsePool) -> int:
+    executor = pool._executor
+    assert executor is not None
+    [pid] = list(executor._processes)
+    return int(pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_each_sync_forks_its_worker_from_one_loaded_fork_server() -> None:
+    """The worker is not a new interpreter importing the parser and SQLAlchemy for every
+    sync: it is forked, ready, by a fork server that `prestart` started once and that outlives
+    each sync's pool. Its parse is the same as ever."""
+    parse_pool.prestart()
+    raws = [f"Subject: f{i}\r\nMessage-ID: <f{i}@x>\r\n\r\nbody".encode() for i in range(60)]
+    parents = []
+    for _sync in range(2):
+        with ParsePool(min_batch=50) as pool:
+            pool.warm(5000, dialect="sqlite+pysqlite")
+            worker = _worker_pid(pool)
+            parents.append(_parent_of(worker))
+            got = pool.submit(raws, dialect="sqlite+pysqlite").result()
+            assert [e.message_id for e in got.encoded or []] == [f"f{i}@x" for i in range(60)]
+    server = parents[0]
+    assert server != os.getpid() and _parent_of(server) == os.getpid()
+    assert parents == [server, server]
+    assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
+
+
 def test_warm_is_a_no_op_when_the_worker_is_off() -> None:
     with ParsePool(enabled=False) as pool:
         pool.warm(10_000)
