@@ -211,3 +211,12 @@ def test_fast_html_reader_takes_plain_mail_html_and_matches_on_real_html() -> No
     assert fast >= len(htmls) // 2  # ordinary mail HTML takes the fast path
     for html in htmls:
         assert html_to_text(html) == html_to_text(html, fast=False)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\f\v\u00a0\nab"))))
+def test_squeeze_is_the_whitespace_substitution(text: str) -> None:
+    """The shortcut for text that needs no change gives what the substitution gives."""
+    from bot.mail.html import _INLINE_WS, _squeeze
+
+    assert _squeeze(text) == _INLINE_WS.sub(" ", text)
