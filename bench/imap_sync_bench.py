@@ -273,13 +273,11 @@ class WorkerSampler:
                 continue
         return found
 
-    def _sample(self) -> None:
+    def _sample(self, pids: list[int]) -> None:
         import os
 
         tick = os.sysconf("SC_CLK_TCK")
-        for pid in self._workers():
-            if pid in self._before:
-                continue
+        for pid in pids:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 status = Path(f"/proc/{pid}/status").read_text()
@@ -294,8 +292,16 @@ class WorkerSampler:
                     self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):  # often enough for a flat line; cheap for the sync
-            self._sample()
+        # Every 50 ms the known workers' two /proc files (the last sample before a worker
+        # ends is its CPU); the process tree is walked again only every half second, or
+        # while no worker is known, to keep the sampler's own CPU small.
+        known: list[int] = []
+        ticks = 0
+        while not self._stop.wait(0.05):
+            if not known or ticks % 10 == 0:
+                known = [p for p in self._workers() if p not in self._before]
+            ticks += 1
+            self._sample(known)
 
 
 def child_bare(args: argparse.Namespace) -> dict[str, Any]:
