@@ -656,7 +656,7 @@ def _message_row(
     if b.facts.date is None:
         # Sorting and the date index need a date: use the arrival time, and say so.
         defects.append("no usable Date header: the received time is used as the date")
-    bind = codec.bind
+    bind, flag = codec.bind, codec.bind_flag
     # Usually nothing was added: the list the worker already encoded is the one to store.
     bound_defects = (
         enc.defects_bound if len(defects) == len(enc.defects) else bind("parse_defects", defects)
@@ -670,13 +670,13 @@ def _message_row(
         b.provider_thread_id,
         enc.date if b.facts.date is not None else bind("date", b.when),
         bind("received_at", b.received_at),
-        bind("is_read", read),
-        bind("is_flagged", "\\Flagged" in item.flags),
-        bind("direction", direction),
+        flag("is_read", read),
+        flag("is_flagged", "\\Flagged" in item.flags),
+        flag("direction", direction),
         bind("sent_by", item.sent_by),
         bound_defects,
-        bind("truncated", item.truncated),
-        bind("deleted", False),
+        flag("truncated", item.truncated),
+        flag("deleted", False),
     )
     return _Row(store + enc.values, tuple(defects))
 
@@ -704,9 +704,10 @@ def _insert_new(
     ]
 
     # 2. Each group's stored conversations (resolved through earlier merges).
+    root_of = [comps.find(pos) for pos in range(len(batch))]
     groups: dict[int, list[int]] = {}
-    for pos in range(len(batch)):
-        groups.setdefault(comps.find(pos), []).append(pos)
+    for pos, root in enumerate(root_of):
+        groups.setdefault(root, []).append(pos)
     stored_ids: dict[int, set[int]] = {}
     for root, members in groups.items():
         ids: set[int] = set()
@@ -789,7 +790,7 @@ def _insert_new(
             pk,
             account_id,
             b,
-            conversation_of[comps.find(pos)].id,
+            conversation_of[root_of[pos]].id,
             directions[pos],
             read[pos],
         )

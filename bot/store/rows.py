@@ -138,6 +138,7 @@ class EncodedParse:
 
 
 Processor = Callable[[Any], Any] | None
+_MISSING = object()
 
 
 def _processor(table: Table, column: str, dialect: Dialect) -> Processor:
@@ -168,6 +169,7 @@ class RowCodec:
             if isinstance(c.type, JSON) and (proc := self._message[c.name]) is not None
         }
         self._attachment = [_processor(attachments, c, dialect) for c in ATTACHMENT_COLUMNS]
+        self._flags: dict[tuple[str, Any], Any] = {}
 
     @staticmethod
     @functools.cache
@@ -187,6 +189,14 @@ class RowCodec:
             return self._empty[column]
         proc = self._message[column]
         return value if proc is None or value is None else proc(value)
+
+    def bind_flag(self, column: str, value: Any) -> Any:
+        """`bind` for a column of few values (a boolean, an enum): each bound once."""
+        key = (column, value)
+        found = self._flags.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._flags[key] = self.bind(column, value)
+        return found
 
     def bind_to(self, model: type[Any], column: str, value: Any) -> Any:
         """A column of another table (the raw bytes, a location's flags)."""

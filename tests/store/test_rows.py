@@ -186,3 +186,17 @@ def test_insert_rows_rejects_a_column_set_that_is_not_the_statements() -> None:
     dialect = RowCodec.for_key("sqlite+pysqlite")._dialect
     with pytest.raises(Exception):  # noqa: B017 - SQLAlchemy names it CompileError
         _compile(dialect, Message.__table__, ("account_id", "no_such_column"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", ["sqlite+pysqlite", "postgresql+psycopg"])
+def test_bind_flag_is_bind_once_per_value(key: str) -> None:
+
+    codec = RowCodec.for_key(key)
+    cases = [("is_read", True), ("is_read", False), ("deleted", False)]
+    cases += [("direction", d) for d in Direction]
+    for column, value in cases:
+        assert codec.bind_flag(column, value) == codec.bind(column, value)
+        assert codec.bind_flag(column, value) is codec.bind_flag(column, value)
+    assert codec.bind_flag("direction", Direction.INBOUND) != codec.bind_flag(
+        "direction", Direction.OUTBOUND
+    )
