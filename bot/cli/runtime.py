@@ -56,8 +56,10 @@ def serve(no_worker: bool, port: int | None) -> None:
     app = create_app(services)
     runner = None
     if settings.run_worker and not no_worker:
+        from bot.sync.parse_pool import prestart
         from bot.worker import Worker
 
+        prestart()  # the parse worker's fork server, as `mailroom worker` does
         runner = Worker(services, app.client)
         runner.start()
     try:

@@ -32,7 +32,7 @@ from bot.sync.imap_sync import (
     RunStats,
     sync_folder,
 )
-from bot.sync.parse_pool import MIN_BACKLOG, MIN_BATCH, ParsePool
+from bot.sync.parse_pool import MIN_BATCH, ParsePool, min_backlog
 from bot.sync.state import mark_deleted_if_gone, recompute_conversations, refresh_parents
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ class SyncOptions:
     # Parse big fetches in a second process (bot/sync/parse_pool.py); off = always inline.
     parse_in_worker: bool = True
     parse_min_batch: int = MIN_BATCH  # smallest batch worth sending to that process
-    parse_min_backlog: int = MIN_BACKLOG  # smallest folder backlog worth starting it for
+    # The smallest folder backlog worth starting it for; None: parse_pool.min_backlog(),
+    # lower once `mailroom worker` has its fork server running.
+    parse_min_backlog: int | None = None
 
 
 @dataclass
@@ -186,7 +188,9 @@ def _run(
             ParsePool(
                 enabled=opts.parse_in_worker,
                 min_batch=opts.parse_min_batch,
-                min_backlog=opts.parse_min_backlog,
+                min_backlog=(
+                    opts.parse_min_backlog if opts.parse_min_backlog is not None else min_backlog()
+                ),
             ) as pool,
         ):
             infos = provider.list_folders()

@@ -134,11 +134,17 @@ def _worker_pid(pool: ParsePool) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_each_sync_forks_its_worker_from_one_loaded_fork_server() -> None:
+def test_each_sync_forks_its_worker_from_one_loaded_fork_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The worker is not a new interpreter importing the parser and SQLAlchemy for every
     sync: it is forked, ready, by a fork server that `prestart` started once and that outlives
-    each sync's pool. Its parse is the same as ever."""
+    each sync's pool. Its parse is the same as ever. With the server up, a smaller backlog is
+    worth a worker."""
+    monkeypatch.setattr(parse_pool, "_server_ready", False)  # restored after the test
+    assert parse_pool.min_backlog() == parse_pool.MIN_BACKLOG
     parse_pool.prestart()
+    assert parse_pool.min_backlog() == parse_pool.READY_MIN_BACKLOG < parse_pool.MIN_BACKLOG
     raws = [f"Subject: f{i}\r\nMessage-ID: <f{i}@x>\r\n\r\nbody".encode() for i in range(60)]
     parents = []
     for _sync in range(2):
