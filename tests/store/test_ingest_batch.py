@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot.devtools.mailgen import MailGen
 from bot.store.db import SessionFactory, session_scope
-from bot.store.ingest import IngestItem, ingest_batch, ingest_message
+from bot.store.ingest import IngestItem, IngestResult, ingest_batch, ingest_message
 from bot.store.models import AuditLog, Conversation, Message, MessageRef
 from tests.store.helpers import make_account, raw_mail
 
@@ -151,26 +151,31 @@ def test_the_first_message_of_a_new_conversation_in_a_batch_announces_it(
         assert results[0].conversation.subject == "Hi"
 
 
+def _ingest_recording(s: Session, n: int) -> tuple[list[IngestResult], list[str]]:
+    """Ingest `n` new one-message threads as one batch; every statement sent, normalised."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        statements.append(" ".join(sql.split()).upper())
+
+    account = make_account(s)
+    engine = s.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        raws = [raw_mail(f"solo{i}@x", f"Topic {i}") for i in range(n)]
+        return ingest_batch(s, account, [IngestItem(r) for r in raws]), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 def test_a_batch_inserts_its_new_conversations_in_one_statement(
     session_factory: SessionFactory,
 ) -> None:
     """Ids are reserved before the flush (bot/store/ids.py), so the ORM sends the batch's new
     conversations as one executemany, not (on SQLite) one INSERT a conversation."""
-    statements: list[str] = []
-
-    def record(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
-        if sql.lstrip().upper().startswith("INSERT INTO CONVERSATIONS"):
-            statements.append(sql)
-
     with session_scope(session_factory) as s:
-        account = make_account(s)
-        engine = s.get_bind()
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            raws = [raw_mail(f"solo{i}@x", f"Topic {i}") for i in range(6)]
-            results = ingest_batch(s, account, [IngestItem(r) for r in raws])
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+        results, sent = _ingest_recording(s, 6)
+        statements = [sql for sql in sent if sql.startswith("INSERT INTO CONVERSATIONS")]
         convs = {r.conversation.id for r in results}
     assert len(convs) == 6
     assert len(statements) == 1
@@ -184,20 +189,8 @@ def test_a_batch_of_new_mail_never_reads_its_message_ids_back(
 ) -> None:
     """Message ids are reserved too: after the one INSERT of the batch's messages nothing asks
     the database which ids they got, and each result names the row of its own mail."""
-    statements: list[str] = []
-
-    def record(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
-        statements.append(" ".join(sql.split()).upper())
-
     with session_scope(session_factory) as s:
-        account = make_account(s)
-        engine = s.get_bind()
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            raws = [raw_mail(f"solo{i}@x", f"Topic {i}") for i in range(8)]
-            results = ingest_batch(s, account, [IngestItem(r) for r in raws])
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+        results, statements = _ingest_recording(s, 8)
         inserts = [i for i, sql in enumerate(statements) if sql.startswith("INSERT INTO MESSAGES ")]
         assert len(inserts) == 1
         after = statements[inserts[0] + 1 :]
