@@ -94,12 +94,12 @@ def prestart() -> None:
     """Start the fork server now and wait until it has loaded its modules, so the first sync's
     worker starts at once (`mailroom worker` calls this when it starts). Best effort: if it
     fails, the first worker starts the server itself, or parsing stays inline."""
+    global _server_ready
     try:
         ctx = _mp_context()
         proc = ctx.Process(target=_noop)
         proc.start()  # forked by the server once its modules are loaded
         proc.join(timeout=60)
-        global _server_ready
         _server_ready = proc.exitcode == 0 and ctx.get_start_method() == "forkserver"
     except Exception:
         log.warning("could not start the parse worker's fork server", exc_info=True)
