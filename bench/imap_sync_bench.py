@@ -226,7 +226,10 @@ class WorkerSampler:
         import threading
 
         self.peak_mb = 0.0
+        import os
+
         self._cpu: dict[int, float] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
         self._before = set(self._workers())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -274,19 +277,15 @@ class WorkerSampler:
         return found
 
     def _sample(self, pids: list[int]) -> None:
-        import os
-
-        tick = os.sysconf("SC_CLK_TCK")
         for pid in pids:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
-            fields = stat.rpartition(")")[
-                2
-            ].split()  # after the command name, which may hold spaces
-            self._cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            # The fields after the command name (which may hold spaces): utime, stime at 11, 12.
+            fields = stat.rpartition(")")[2].split()
+            self._cpu[pid] = (int(fields[11]) + int(fields[12])) / self._tick
             for line in status.splitlines():
                 if line.startswith("VmRSS:"):
                     self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)

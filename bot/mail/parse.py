@@ -387,7 +387,7 @@ def _base64_size(part: Message) -> int | None:
     n = len(data)
     if n % 4 or data.translate(None, _B64_VALID):
         return None
-    pad = len(data) - len(data.rstrip(b"="))
+    pad = n - len(data.rstrip(b"="))
     if pad > 2 or data.find(b"=") not in (-1, n - pad):
         return None
     return n // 4 * 3 - pad

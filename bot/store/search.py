@@ -50,6 +50,7 @@ from bot.search.query import (
     tsquery_negatives,
     tsquery_text,
 )
+from bot.store.lists import one_of
 from bot.store.models import (
     Account,
     Client,
@@ -494,7 +495,9 @@ def _filter(
         return []
     lo, hi = min(ids), max(ids)
     if 2 * len(ids) < hi - lo + 1:
-        return list(session.scalars(select(Message.id).where(_in_json(ids), *conds)))
+        return list(
+            session.scalars(select(Message.id).where(one_of(session, Message.id, ids), *conds))
+        )
     keep = set(ids)
     rows = session.scalars(select(Message.id).where(Message.id.between(lo, hi), *conds))
     return [i for i in rows if i in keep]
@@ -506,20 +509,11 @@ def _newest(session: Session, ids: Sequence[int], n: int) -> list[tuple[datetime
         return []
     rows = session.execute(
         select(Message.date, Message.id)
-        .where(_in_json(ids))
+        .where(one_of(session, Message.id, ids))
         .order_by(Message.date.desc(), Message.id.desc())
         .limit(n)
     )
     return [(r[0], r[1]) for r in rows]
-
-
-def _in_json(ids: Sequence[int]) -> ColumnElement[bool]:
-    # One bound parameter however many ids (SQLite caps the number of parameters).
-    return Message.id.in_(
-        select(literal_column("value")).select_from(
-            func.json_each(bindparam("ids", json.dumps(list(ids))))
-        )
-    )
 
 
 def _page(
