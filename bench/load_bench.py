@@ -1,6 +1,6 @@
 """Slack ack latency under load (by hand): signed Slack requests against a real `mailroom serve`.
 
-    .venv/bin/python bench/load_bench.py --quick          # both databases, ~3 minutes
+    .venv/bin/python bench/load_bench.py --quick          # both databases, ~2.5 minutes on a quiet machine
     .venv/bin/python bench/load_bench.py                  # 20,000-message sync, 60-email burst
     .venv/bin/python bench/load_bench.py --db sqlite --messages 5000 --burst 30
 
