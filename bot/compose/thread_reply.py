@@ -300,18 +300,3 @@ def keep_as_note(session: Session, draft_id: int, *, user_id: str, author_name: 
         details={"draft": draft.id},
     )
     return Outcome(True, NOTE)
-
-
-def notes_of(session: Session, conversation_ids: list[int]) -> dict[int, list[ConversationNote]]:
-    """Internal notes per conversation, oldest first (one query for a page)."""
-    out: dict[int, list[ConversationNote]] = {}
-    if not conversation_ids:
-        return out
-    rows = session.scalars(
-        select(ConversationNote)
-        .where(ConversationNote.conversation_id.in_(conversation_ids))
-        .order_by(ConversationNote.created_at, ConversationNote.id)
-    )
-    for note in rows:
-        out.setdefault(note.conversation_id, []).append(note)
-    return out
