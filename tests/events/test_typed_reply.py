@@ -207,3 +207,63 @@ def test_bots_edits_and_other_messages_prompt_nobody(
     assert len(mailroom.fake.calls_to("chat.postEphemeral")) == 1
     with session_scope(mailroom.services.session_factory) as s:
         assert [d.text for d in s.scalars(select(ThreadDraft))] == ["Real one"]
+
+
+def test_edit_first_opens_the_reply_with_the_text_and_sends_it_once(
+    mailroom: Any, box: dict[str, Any]
+) -> None:
+    _type(mailroom, box, "Hi Casey, <https://example.com/track|track it here>.")
+    prompt = _prompt(mailroom)
+    _click(mailroom, prompt, ids.TYPED_EDIT)
+    mailroom.fake.wait_until(lambda: mailroom.fake.modal_stack("UMEMBER"), timeout=10)
+    view = mailroom.fake.modal_stack("UMEMBER")[-1]
+    body = next(b for b in view["blocks"] if b.get("block_id") == "body_0")
+    assert (
+        body["element"]["initial_value"] == "Hi Casey, track it here <https://example.com/track>."
+    )
+    to = next(b for b in view["blocks"] if b.get("block_id") == "to")["element"]["initial_value"]
+    resp = mailroom.driver.view_submission(
+        "UMEMBER",
+        view["id"],
+        {
+            "to": {"value": to},
+            "subject_0": {"value": "Re: Broken widget"},
+            "body_0": {"value": "Hi Casey, tracking: https://example.com/track"},
+        },
+    )
+    assert resp.status == 200 and resp.body == ""
+    _click(mailroom, prompt, ids.TYPED_SEND)  # the button after the modal: already sent
+    assert "already sent" in _replaced(mailroom, prompt["ts"])["text"]
+    mailroom.run_outbox()
+    (mail,) = _inbox(box)
+    assert "tracking: https://example.com/track" in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    with session_scope(mailroom.services.session_factory) as s:
+        (draft,) = s.scalars(select(ThreadDraft)).all()
+        assert draft.status == "sent" and mail["Message-ID"] == f"<{draft.message_id}>"
+
+
+def test_mail_arriving_after_typing_holds_the_send(mailroom: Any, box: dict[str, Any]) -> None:
+    from bot.store.ingest import ingest_message
+    from bot.store.models import Account
+    from tests.compose import seed
+
+    _type(mailroom, box, "Sending a replacement.")
+    prompt = _prompt(mailroom)
+    with session_scope(mailroom.services.session_factory) as s:
+        ingest_message(
+            s,
+            s.get_one(Account, box["acc"].id),
+            seed.email(
+                message_id="second@customer.test",
+                sender=f"Casey <{box['customer_addr']}>",
+                subject="Re: Broken widget",
+                body="Never mind, it works now.",
+                in_reply_to="first@customer.test",
+            ),
+        )
+    _click(mailroom, prompt, ids.TYPED_SEND)
+    held = _replaced(mailroom, prompt["ts"])
+    assert "Never mind, it works now." in str(held["blocks"])
+    assert ids.SEND_ANYWAY in str(held["blocks"])
+    mailroom.run_outbox()
+    assert _inbox(box) == []
