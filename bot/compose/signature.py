@@ -55,4 +55,6 @@ def rendered(
 def with_signature(body: str, signature: str) -> str:
     if not signature:
         return body
+    if not body.strip():  # e.g. a forward without a note
+        return f"{SEPARATOR}\n{signature}"
     return f"{body.rstrip()}\n\n{SEPARATOR}\n{signature}"

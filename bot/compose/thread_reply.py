@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.compose import signature
 from bot.compose.drafts import (
     DraftError,
     live_conversation,
@@ -194,7 +195,7 @@ class Outcome:
 
 
 def send(
-    session: Session, draft_id: int, mode: str, *, user_id: str, signature: str = ""
+    session: Session, draft_id: int, mode: str, *, user_id: str, agent_name: str = ""
 ) -> Outcome:
     """Enqueue the draft as a reply (or reply all) from its author. Idempotent: the Message-ID
     was chosen with the draft, so a second click (or a Slack retry) sends nothing more."""
@@ -231,7 +232,14 @@ def send(
         from_account=None,
         files=files_of(draft),
     )
-    result = submit(session, meta, sub, user_id=user_id, account=account, signature=signature)
+    sig = signature.rendered(
+        session,
+        account,
+        conversation_id=start.conversation.id,
+        source_pk=start.source.id,
+        agent_name=agent_name,
+    )
+    result = submit(session, meta, sub, user_id=user_id, account=account, signature=sig)
     if result.problem:
         draft.status = PENDING
         return Outcome(False, PENDING, result=result, problem=result.problem)

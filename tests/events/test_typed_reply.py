@@ -267,3 +267,20 @@ def test_mail_arriving_after_typing_holds_the_send(mailroom: Any, box: dict[str,
     assert ids.SEND_ANYWAY in str(held["blocks"])
     mailroom.run_outbox()
     assert _inbox(box) == []
+
+
+def test_typed_reply_carries_the_mailbox_signature(mailroom: Any, box: dict[str, Any]) -> None:
+    from bot.store.models import Account
+
+    with session_scope(mailroom.services.session_factory) as s:
+        s.get_one(
+            Account, box["acc"].id
+        ).signature = "Best, {{ agent.first_name }} (for {{ contact.first_name }})"
+    _type(mailroom, box, "Fixed on our side.")
+    prompt = _prompt(mailroom)
+    _click(mailroom, prompt, ids.TYPED_SEND)
+    _replaced(mailroom, prompt["ts"])
+    mailroom.run_outbox()
+    (mail,) = _inbox(box)
+    text = mail.get_payload(decode=True).decode().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Fixed on our side.\n\n-- \nBest, Max (for Casey)\n" in text

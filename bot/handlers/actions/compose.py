@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.text import mrkdwn
-from bot.compose import saved, signature, thread_reply
+from bot.compose import saved, thread_reply
 from bot.compose.form import ComposeMeta
 from bot.compose.modal import ComposeRefused, agent_name, conversation_view, with_template
 from bot.compose.submit import release_held, retry_failed
@@ -206,21 +206,8 @@ def typed_clicked(
                 session, draft_id, user_id=user_id, author_name=name
             )
         else:
-            draft = session.get(ThreadDraft, draft_id)
-            account = session.get(Account, draft.account_id) if draft else None
-            sig = (
-                signature.rendered(
-                    session,
-                    account,
-                    conversation_id=conversation_id,
-                    source_pk=None,
-                    agent_name=name,
-                )
-                if account is not None
-                else ""
-            )
             mode = "reply_all" if kind == ids.TYPED_SEND_ALL else "reply"
-            outcome = thread_reply.send(session, draft_id, mode, user_id=user_id, signature=sig)
+            outcome = thread_reply.send(session, draft_id, mode, user_id=user_id, agent_name=name)
     _tell_outcome(respond, outcome)
 
 
