@@ -94,9 +94,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_notes")),
-        sa.UniqueConstraint(
-            "thread_draft_id", name=op.f("uq_conversation_notes_thread_draft_id")
-        ),
+        sa.UniqueConstraint("thread_draft_id", name=op.f("uq_conversation_notes_thread_draft_id")),
     )
     with op.batch_alter_table("conversation_notes", schema=None) as batch_op:
         batch_op.create_index(
