@@ -8,7 +8,8 @@ ids the person may see, so a listing can never leak another channel's mail.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -33,9 +34,11 @@ from bot.store.models import (
     Client,
     Conversation,
     ConversationLink,
+    ConversationNote,
     Message,
     SlackThread,
 )
+from bot.store.search import latest_notes, search_notes
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,7 @@ def result_items(session: Session, conversations: Sequence[Conversation]) -> lis
         return []
     conv_ids = [c.id for c in conversations]
     emails, clients, threads = _context(session, conv_ids, [c.account_id for c in conversations])
+    notes = latest_notes(session, conv_ids)
     items: list[ResultItem] = []
     for conv in conversations:
         latest = session.scalars(
@@ -170,9 +174,33 @@ def result_items(session: Session, conversations: Sequence[Conversation]) -> lis
                 unread=conv.unread_count > 0,
                 archived=conv.archived,
                 message_count=conv.message_count,
+                note=_note_line(notes.get(conv.id)),
             )
         )
     return items
+
+
+def _note_line(note: ConversationNote | None) -> str:
+    if note is None:
+        return ""
+    return f"{note.author_name or 'someone'}: {note.text}"
+
+
+def note_items(
+    session: Session, query: str, account_ids: Collection[int] | None
+) -> list[ResultItem]:
+    """Conversations whose internal notes match the query, each line showing that note."""
+    if not account_ids:
+        return []
+    found = search_notes(session, query, visible_account_ids=account_ids)
+    by_conv: dict[int, ConversationNote] = {}
+    for note in found:
+        by_conv.setdefault(note.conversation_id, note)
+    convs = list(session.scalars(select(Conversation).where(Conversation.id.in_(list(by_conv)))))
+    return [
+        replace(item, note=_note_line(by_conv.get(item.conversation_id)))
+        for item in result_items(session, convs)
+    ]
 
 
 def _account_summary(a: Account) -> AccountSummary:

@@ -34,6 +34,7 @@ B_SMTP_HOST, B_SMTP_PORT, B_SMTP_SEC = "acc_smtp_host", "acc_smtp_port", "acc_sm
 B_SMTP_USER, B_SMTP_PW = "acc_smtp_user", "acc_smtp_pw"
 B_CHANNEL, B_FREQ, B_FOLDERS, B_AUTOLINK = "acc_channel", "acc_freq", "acc_folders", "acc_autolink"
 B_TEST_RESULT = "acc_test_result"
+B_SIGNATURE = "acc_signature"
 A = "v"  # action_id of every input element (the block_id tells them apart)
 
 
@@ -575,6 +576,7 @@ def edit_modal(
     auto_link: bool,
     server_folders: Sequence[str] | None,
     folder_error: str | None = None,
+    signature: str | None = None,
 ) -> dict[str, Any]:
     """Sync settings. Folders are picked from the server's own list when we could fetch it."""
     blocks: list[dict[str, Any]] = [
@@ -626,6 +628,7 @@ def edit_modal(
             }
         )
     blocks.append(_autolink_input(auto_link))
+    blocks.append(signature_input(signature or ""))
     return {
         "type": "modal",
         "callback_id": ids.VIEW_ACCOUNT_EDIT,
@@ -635,6 +638,23 @@ def edit_modal(
         "private_metadata": json.dumps({"account_id": account_id}),
         "blocks": blocks,
     }
+
+
+def signature_input(signature: str) -> dict[str, Any]:
+    """The mailbox's signature (a template: the email template variables work here)."""
+    return _text_input(
+        B_SIGNATURE,
+        "Signature",
+        initial=signature,
+        optional=True,
+        multiline=True,
+        hint="Added below every email sent from Slack. Template variables work, e.g. "
+        "{{ agent.name }} or {{ account.email }}.",
+    )
+
+
+def read_signature(values: Mapping[str, Any]) -> str:
+    return _str(values, B_SIGNATURE).strip()
 
 
 def _duration(run: RunSummary) -> str:

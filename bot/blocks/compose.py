@@ -28,6 +28,8 @@ FROM_BLOCK = "from"
 TEMPLATE_BLOCK = "template"
 QUOTE_BLOCK = "quote"
 FILES_BLOCK = "files"
+ANSWERING_BLOCK = "answering"  # the email being answered, shown above the form
+DRAFT_BLOCK = "draft"  # "a draft you closed is filled in" + Discard
 VALUE = "value"  # action_id of the plain inputs
 QUOTE_OPTION = "include"
 
@@ -60,6 +62,39 @@ class ComposeForm:
     templates: list[tuple[int, str]] = field(default_factory=list)  # (template id, name)
     forward_attachments: list[str] = field(default_factory=list)  # filenames
     template_error: str | None = None
+    answering: str = ""  # mrkdwn (escaped): the email being answered, see answering_text
+    draft_id: int | None = None  # a saved draft is filled in: offer to discard it
+    draft_saved: str = ""  # when it was saved, for the notice
+    signature: bool = False  # the mailbox adds a signature: say so
+
+
+def answering_text(sender: str, date: str, body: str, *, lines: int = 6) -> str:
+    """The email being answered: who, when, and its first lines, quoted (escaped mrkdwn)."""
+    first = [ln.rstrip() for ln in body.strip().splitlines() if ln.strip()][:lines]
+    head = f"*{escape_mrkdwn(truncate(sender, 300))}*" + (
+        f" · {escape_mrkdwn(date)}" if date else ""
+    )
+    quoted = "\n".join(">" + escape_mrkdwn(truncate(ln, 300)) for ln in first)
+    return truncate(head + ("\n" + quoted if quoted else ""), 2900)
+
+
+def _answering_block(text: str) -> dict[str, Any]:
+    return {"type": "section", "block_id": ANSWERING_BLOCK, "text": mrkdwn(text)}
+
+
+def _draft_block(form: ComposeForm) -> dict[str, Any]:
+    when = f" on {escape_mrkdwn(form.draft_saved)}" if form.draft_saved else ""
+    return {
+        "type": "section",
+        "block_id": DRAFT_BLOCK,
+        "text": mrkdwn(f":memo: Your unsent draft from{when} is filled in below."),
+        "accessory": {
+            "type": "button",
+            "action_id": ids.COMPOSE_DISCARD_DRAFT,
+            "text": plain("Discard draft", 75),
+            "value": str(form.draft_id),
+        },
+    }
 
 
 def _option(value: str, text: str) -> dict[str, Any]:
@@ -103,6 +138,10 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = []
     if form.context:
         blocks.append({"type": "context", "elements": [mrkdwn(form.context)]})
+    if form.answering:
+        blocks.append(_answering_block(form.answering))
+    if form.draft_id is not None:
+        blocks.append(_draft_block(form))
     if form.mode == "new":
         options = [_option(str(aid), label) for aid, label in form.from_options[:100]]
         element: dict[str, Any] = {
@@ -129,7 +168,10 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
                 "optional": True,
                 "dispatch_action": True,
                 "label": plain("Template"),
-                "hint": plain("Fills the subject and the body; you can still edit both."),
+                "hint": plain(
+                    "Added below what you typed (the subject too, if it has one); "
+                    "you can still edit both."
+                ),
                 "element": {
                     "type": "static_select",
                     "action_id": ids.COMPOSE_TEMPLATE_PICK,
@@ -161,6 +203,7 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
             multiline=True,
             max_length=BODY_MAX,
             optional=form.mode == "forward",
+            hint="The mailbox's signature is added below." if form.signature else None,
         )
     )
     if form.mode in ("reply", "reply_all"):
@@ -208,8 +251,92 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
         "submit": plain("Send", 24),
         "close": plain("Cancel", 24),
         "private_metadata": json.dumps(form.metadata, separators=(",", ":")),
+        # Closing with text in it keeps a draft (view_closed): only answers have a place
+        # (the conversation) to offer it back from.
+        "notify_on_close": form.mode != "new",
         "blocks": blocks,
     }
+
+
+def with_typed(typed: str, inserted: str, limit: int = BODY_MAX) -> str:
+    """A template's text added below what was typed, never replacing it (pure)."""
+    typed = typed.rstrip()
+    if not typed:
+        return inserted[:limit]
+    if not inserted.strip():
+        return typed[:limit]
+    return (typed + "\n\n" + inserted)[:limit]
+
+
+# -- typing in the thread: the author's ephemeral prompt --------------------------------------
+
+
+def typed_prompt(
+    draft_id: int, text: str, reply_to: str, reply_all_to: str | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Asked of a person who typed in a conversation's thread: nothing was emailed yet.
+
+    `reply_to` / `reply_all_to`: plain recipient labels ("Ann <ann@x>"); reply all is offered
+    only when it writes to more people than a reply. Buttons carry the draft id only."""
+    value = str(draft_id)
+    fallback = "This message was not emailed. Send it as a reply, or keep it as an internal note?"
+    buttons: list[dict[str, Any]] = [
+        {
+            "type": "button",
+            "action_id": ids.TYPED_SEND,
+            "style": "primary",
+            "text": plain(truncate(f"Send as reply to {reply_to}", 75), 75),
+            "value": value,
+        }
+    ]
+    if reply_all_to is not None:
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": ids.TYPED_SEND_ALL,
+                "text": plain("Reply all", 75),
+                "value": value,
+            }
+        )
+    buttons += [
+        {
+            "type": "button",
+            "action_id": ids.TYPED_EDIT,
+            "text": plain("Edit first", 75),
+            "value": value,
+        },
+        {
+            "type": "button",
+            "action_id": ids.TYPED_NOTE,
+            "text": plain("Keep as internal note", 75),
+            "value": value,
+        },
+    ]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": mrkdwn(
+                ":envelope: *Not emailed yet.* What you wrote in this thread is only in Slack:\n>"
+                + escape_mrkdwn(truncate(" ".join(text.split()), 500))
+            ),
+        },
+        {"type": "actions", "block_id": "typed", "elements": buttons},
+    ]
+    if reply_all_to is not None:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    mrkdwn("Reply all writes to " + escape_mrkdwn(truncate(reply_all_to, 1500)))
+                ],
+            }
+        )
+    return fallback, blocks
+
+
+def typed_done(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """What the prompt becomes once the author chose (plain words, no buttons)."""
+    return text, [{"type": "section", "text": mrkdwn(escape_mrkdwn(text))}]
 
 
 @dataclass(frozen=True)

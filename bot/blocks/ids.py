@@ -71,3 +71,10 @@ ACCOUNT_OAUTH_OPEN = "account_oauth_open"  # the URL button; the listener only a
 
 # IMAP accounts: re-entering a password (the way out of Needs re-authorisation)
 VIEW_ACCOUNT_PASSWORD = "view_account_password"
+
+# Typing in a thread (the author's ephemeral prompt); value: the thread draft's id only
+TYPED_SEND = "typed_send"
+TYPED_SEND_ALL = "typed_send_all"
+TYPED_EDIT = "typed_edit"
+TYPED_NOTE = "typed_note"
+COMPOSE_DISCARD_DRAFT = "compose_discard_draft"  # in the compose modal; value: draft id

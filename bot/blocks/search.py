@@ -43,6 +43,7 @@ class ResultItem:
     archived: bool = False
     message_count: int = 1
     message_id: int | None = None  # a search hit: Open shows this email
+    note: str = ""  # an internal note on the conversation: "Name: text" (plain)
 
     @property
     def open_value(self) -> str:
@@ -109,6 +110,8 @@ def result_blocks(item: ResultItem) -> list[dict[str, Any]]:
     ]
     if item.snippet:
         lines.append(f"_{escape_mrkdwn(truncate(' '.join(item.snippet.split()), 280))}_")
+    if item.note:
+        lines.append(f":memo: Note: {escape_mrkdwn(truncate(' '.join(item.note.split()), 280))}")
     context = [f":inbox_tray: {escape_mrkdwn(item.account_email)}"]
     context.append(
         f":bust_in_silhouette: {escape_mrkdwn(truncate(item.client_name, 80))}"

@@ -25,6 +25,7 @@ class ComposeMeta:
     source_message: int | None = None  # Message pk replied to / forwarded
     newest_seen: int | None = None  # newest Message pk of the conversation at open
     rotation: int = 0
+    thread_draft: int | None = None  # "Edit first" on a message typed in the thread
 
     def dump(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, "mid": self.message_id, "r": self.rotation}
@@ -33,6 +34,7 @@ class ComposeMeta:
             ("c", self.conversation_id),
             ("m", self.source_message),
             ("n", self.newest_seen),
+            ("d", self.thread_draft),
         ):
             if value is not None:
                 out[key] = value
@@ -59,6 +61,7 @@ class ComposeMeta:
             source_message=num("m"),
             newest_seen=num("n"),
             rotation=num("r") or 0,
+            thread_draft=num("d"),
         )
 
 

@@ -17,6 +17,7 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn
+from bot.compose import saved
 from bot.compose.drafts import DraftError, start_from_conversation, template_variables
 from bot.compose.form import ComposeMeta, format_addresses
 from bot.mail.compose import HeaderError, make_message_id, parse_address_list
@@ -110,8 +111,17 @@ def conversation_view(
     mode: str,
     conversation_id: int,
     message_pk: int | None = None,
+    *,
+    body: str = "",
+    thread_draft: int | None = None,
+    message_id: str | None = None,
+    rotation: int = 0,
 ) -> dict[str, Any]:
-    """The reply / reply-all / forward modal; ComposeRefused when the person may not."""
+    """The reply / reply-all / forward modal; ComposeRefused when the person may not.
+
+    `body`, `thread_draft`, `message_id`: "Edit first" on a message typed in the thread (the
+    draft's Message-ID, so the button and the modal can never both send it). Otherwise a draft
+    this person closed unsent in this conversation is filled in, with a way to discard it."""
     with session_scope(services.session_factory) as session:
         try:
             start = start_from_conversation(session, mode, conversation_id, message_pk)
@@ -119,25 +129,39 @@ def conversation_view(
             raise ComposeRefused(str(exc)) from exc
         channel = start.account.channel_id
         account_email = start.account.email
+        has_signature = bool((start.account.signature or "").strip())
         conv_id = start.conversation.id if start.conversation else None
         source_pk = start.source.id if start.source else None
         source = start.source
-        sender = ""
+        sender = answering = ""
         if source is not None:
             sender = (
                 f"{source.from_name} <{source.from_email}>"
                 if source.from_name
                 else source.from_email
             )
+            answering = cb.answering_text(
+                sender or "?",
+                source.date.strftime("%a %d %b %Y, %H:%M UTC") if source.date else "",
+                source.body_text or source.snippet,
+            )
+        kept = saved.get(session, user_id, conv_id) if conv_id and thread_draft is None else None
+        kept_fields = (
+            (kept.id, kept.mode, kept.to, kept.cc, kept.subject, kept.body, kept.updated_at)
+            if kept is not None
+            else None
+        )
     if not services.access.can_see_channel(client, user_id, channel):
         raise ComposeRefused("You can only answer mail of mailboxes whose channel you are in.")
     meta = ComposeMeta(
         mode=mode,
-        message_id=_message_id_for(account_email),
+        message_id=message_id or _message_id_for(account_email),
         account_id=start.account.id,
         conversation_id=conv_id,
         source_message=source_pk,
         newest_seen=start.newest_seen,
+        rotation=rotation,
+        thread_draft=thread_draft,
     )
     verb = "Forwarding" if mode == "forward" else "Replying to"
     form = cb.ComposeForm(
@@ -146,10 +170,21 @@ def conversation_view(
         to=format_addresses(start.to),
         cc=format_addresses(start.cc),
         subject=start.subject,
+        body=body[: cb.BODY_MAX],
+        rotation=rotation,
         context=f"{verb} {escape_mrkdwn(sender)} · from {escape_mrkdwn(account_email)}",
         templates=_templates(services),
         forward_attachments=start.forward_attachments,
+        answering=answering,
+        signature=has_signature,
     )
+    if kept_fields is not None:
+        draft_id, kept_mode, to, cc, subject, kept_body, saved_at = kept_fields
+        if kept_mode == mode:  # the addresses and subject belong to that kind of answer
+            form.to, form.cc, form.subject = to, cc, subject or form.subject
+        form.body = kept_body[: cb.BODY_MAX]
+        form.draft_id = draft_id
+        form.draft_saved = saved_at.strftime("%d %b %H:%M UTC")
     return cb.compose_view(form)
 
 
@@ -222,7 +257,7 @@ def with_template(
         else:
             if result[0]:
                 subject = result[0]
-            body = result[1]
+            body = cb.with_typed(body, result[1])  # what was typed stays
     meta.rotation += 1
     form = cb.ComposeForm(
         mode=meta.mode,
@@ -237,6 +272,8 @@ def with_template(
         templates=templates,
         template_error=error,
         forward_attachments=forward_names,
+        answering=_section_text(view, cb.ANSWERING_BLOCK),
+        signature=_has_signature_hint(view),
     )
     if meta.mode == "new":
         form.from_options = _from_options_of(view)
@@ -249,6 +286,21 @@ def _context_of(view: dict[str, Any]) -> str:
     if first.get("type") == "context":
         return str(((first.get("elements") or [{}])[0]).get("text") or "")
     return ""
+
+
+def _section_text(view: dict[str, Any], block_id: str) -> str:
+    for block in view.get("blocks") or []:
+        if block.get("block_id") == block_id:
+            return str((block.get("text") or {}).get("text") or "")
+    return ""
+
+
+def _has_signature_hint(view: dict[str, Any]) -> bool:
+    return any(
+        "signature" in str((b.get("hint") or {}).get("text") or "")
+        for b in view.get("blocks") or []
+        if str(b.get("block_id") or "").startswith("body_")
+    )
 
 
 def _from_options_of(view: dict[str, Any]) -> list[tuple[int, str]]:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.blocks.compose import Arrived
 from bot.compose.drafts import DraftError, arrived_since, build_body, live_conversation
 from bot.compose.form import ComposeMeta, Submission, addresses_to_json
+from bot.compose.signature import with_signature
 from bot.store import audit, outbox
 from bot.store.models import Account, Outbox, OutboxStatus, utcnow
 
@@ -41,8 +42,10 @@ def submit(
     *,
     user_id: str,
     account: Account,
+    signature: str = "",
 ) -> SubmitResult:
-    """Write the send row (idempotent by Message-ID). Access was checked by the caller."""
+    """Write the send row (idempotent by Message-ID). Access was checked by the caller.
+    `signature` (rendered, bot/compose/signature.py) goes below the typed text."""
     key = send_key(meta.message_id)
     existing = session.scalar(select(Outbox).where(Outbox.key == key))
     if existing is not None:  # a double submit or a Slack retry: the first one stands
@@ -64,7 +67,7 @@ def submit(
             session,
             meta.mode,
             meta.source_message,
-            sub.body,
+            with_signature(sub.body, signature),
             quote=sub.quote,
         )
     except DraftError as exc:

@@ -170,6 +170,8 @@ class Account(Base):
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Added below what is sent from Slack; Jinja2 (bot/templates.py sandbox). Set by admins.
+    signature: Mapped[str | None] = mapped_column(Text)
 
     folder_states: Mapped[list[FolderState]] = relationship(
         back_populates="account", cascade="all, delete-orphan"
@@ -557,3 +559,76 @@ class JobLock(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(120))
     expires_at: Mapped[datetime | None]
+
+
+# -- Typing in a thread, internal notes, compose drafts (issue 14, points 4 and 6) -------------
+
+
+class ThreadDraft(Base):
+    """A message a person typed in a conversation's Slack thread, waiting for them to choose:
+    send it as a reply, edit it first, or keep it as an internal note.
+
+    Known by its Slack event id and by (channel, ts): Slack delivers at least once. The
+    Message-ID is chosen when the draft is stored, so sending it twice enqueues one send.
+    """
+
+    __tablename__ = "thread_drafts"
+    __table_args__ = (UniqueConstraint("channel_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))  # the author: the only one who may act
+    text: Mapped[str] = mapped_column(Text, default="")
+    rich_text: Mapped[list[Any]] = mapped_column(default=list)  # the event's rich_text blocks
+    files: Mapped[list[Any]] = mapped_column(default=list)  # [{id, name, mimetype, url}]
+    message_id: Mapped[str] = mapped_column(String(998))  # for the send (idempotency key)
+    newest_seen: Mapped[int | None] = mapped_column(Integer)  # newest Message pk when typed
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sent|note
+    outbox_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acted_at: Mapped[datetime | None]
+
+
+class ConversationNote(Base):
+    """An internal note on a conversation: seen by the team in Slack, never emailed."""
+
+    __tablename__ = "conversation_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    author: Mapped[str] = mapped_column(String(32))  # Slack user id
+    author_name: Mapped[str] = mapped_column(String(300), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    # The thread message it came from: a double click keeps one note.
+    thread_draft_id: Mapped[int | None] = mapped_column(
+        ForeignKey("thread_drafts.id", ondelete="SET NULL"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ComposeDraft(Base):
+    """What a person wrote in a reply / forward modal and closed unsent: offered back the next
+    time they answer in that conversation."""
+
+    __tablename__ = "compose_drafts"
+    __table_args__ = (UniqueConstraint("user_id", "conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[str] = mapped_column(String(20))
+    to: Mapped[str] = mapped_column(Text, default="")
+    cc: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

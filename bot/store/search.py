@@ -57,6 +57,7 @@ from bot.store.models import (
     ClientAddress,
     Conversation,
     ConversationLink,
+    ConversationNote,
     Message,
 )
 
@@ -563,6 +564,50 @@ def _page(
     return SearchPage(hits=hits, total=total, capped=capped, partial=partial, errors=errors)
 
 
+def search_notes(
+    session: Session,
+    query: str | SearchQuery,
+    *,
+    visible_account_ids: Collection[int],
+    limit: int = 5,
+) -> list[ConversationNote]:
+    """Internal notes (never in the mail index) holding every word of the query's text,
+    newest first, on conversations of the accounts this person may see. Notes are few and
+    short, so a substring test is enough."""
+    q = parse_query(query) if isinstance(query, str) else query
+    words = [w.lower() for t in q.terms if not t.negated for w in term_words(t)]
+    if not words or not visible_account_ids:
+        return []
+    return list(
+        session.scalars(
+            select(ConversationNote)
+            .join(Conversation, Conversation.id == ConversationNote.conversation_id)
+            .where(
+                Conversation.account_id.in_(list(visible_account_ids)),
+                *[func.lower(ConversationNote.text).contains(w, autoescape=True) for w in words],
+            )
+            .order_by(ConversationNote.created_at.desc(), ConversationNote.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def latest_notes(
+    session: Session, conversation_ids: Collection[int]
+) -> dict[int, ConversationNote]:
+    """The newest internal note of each conversation (for result lines and timelines)."""
+    out: dict[int, ConversationNote] = {}
+    if not conversation_ids:
+        return out
+    for note in session.scalars(
+        select(ConversationNote)
+        .where(ConversationNote.conversation_id.in_(list(conversation_ids)))
+        .order_by(ConversationNote.created_at, ConversationNote.id)
+    ):
+        out[note.conversation_id] = note
+    return out
+
+
 def all_account_ids(session: Session) -> list[int]:
     """Every account id: what the CLI (an operator on the host) may see."""
     return list(session.scalars(select(Account.id).order_by(Account.id)))
@@ -576,5 +621,7 @@ __all__ = [
     "SearchHit",
     "SearchPage",
     "all_account_ids",
+    "latest_notes",
     "search",
+    "search_notes",
 ]

@@ -32,7 +32,11 @@ def test_manifest_declares_what_the_app_uses(name: str) -> None:
         "files:read",
         "im:write",
     } <= scopes
-    assert "app_home_opened" in m["settings"]["event_subscriptions"]["bot_events"]
+    events = set(m["settings"]["event_subscriptions"]["bot_events"])
+    assert "app_home_opened" in events
+    # Typing in a conversation's thread: the message events and the history scopes they need.
+    assert {"message.channels", "message.groups"} <= events
+    assert {"channels:history", "groups:history"} <= scopes
     assert m["settings"]["interactivity"]["is_enabled"] is True
 
 

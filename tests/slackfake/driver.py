@@ -232,18 +232,21 @@ class SlackDriver:
             if channel_id is None:
                 raise ValueError("a message action needs channel_id")
             blocks = message.get("blocks") or []
+            # An ephemeral message (chat.postEphemeral): Slack sends no `message` for it.
+            ephemeral = any(e["ts"] == message["ts"] for e in self.fake.ephemerals)
             payload["container"] = {
                 "type": "message",
                 "message_ts": message["ts"],
                 "channel_id": channel_id,
-                "is_ephemeral": False,
+                "is_ephemeral": ephemeral,
             }
             if message.get("thread_ts"):
                 payload["container"]["thread_ts"] = message["thread_ts"]
             with self.fake.ws.lock:
                 ch = self.fake.ws.channels.get(channel_id)
                 payload["channel"] = {"id": channel_id, "name": ch.name if ch else "unknown"}
-            payload["message"] = message
+            if not ephemeral:
+                payload["message"] = message
             payload["response_url"] = self.fake.new_response_url(
                 channel_id=channel_id, message_ts=message["ts"], user_id=user_id
             )
@@ -307,10 +310,14 @@ class SlackDriver:
         view: dict[str, Any] | str,
         *,
         is_cleared: bool = False,
+        values: dict[str, Any] | None = None,
         bad_signature: bool = False,
         stale: bool = False,
     ) -> DriverResponse:
+        """Close a modal (notify_on_close); `values`: what was typed, as in view_submission."""
         view_obj = self._view(view)
+        if values is not None:
+            view_obj["state"] = {"values": state_values(view_obj, values)}
         payload = self._base("view_closed", user_id)
         payload["view"] = view_obj
         payload["is_cleared"] = is_cleared

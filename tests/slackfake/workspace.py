@@ -885,7 +885,15 @@ class Workspace:
             error, problems = validate_message(body)
             if error:
                 return 200, SlackError(error, problems).body()
-            if _bool(body.get("replace_original")) and channel and ts:
+            shown = next((e for e in self.ephemerals if ts and e["ts"] == ts), None)
+            if _bool(body.get("replace_original")) and shown is not None:
+                # Replacing an ephemeral message the person sees (e.g. a prompt's buttons).
+                shown["text"] = body.get("text") or ""
+                shown["blocks"] = (
+                    parse_json_arg(body["blocks"], expect=list) if body.get("blocks") else None
+                )
+                shown["replaced"] = shown.get("replaced", 0) + 1
+            elif _bool(body.get("replace_original")) and channel and ts:
                 msg = self.messages_by_channel.get(channel, {}).get(ts)
                 if msg is None:
                     return 200, {"ok": False, "error": "message_not_found"}

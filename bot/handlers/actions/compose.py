@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
-from bot.compose.modal import ComposeRefused, conversation_view, with_template
+from bot.blocks.text import mrkdwn
+from bot.compose import saved, thread_reply
+from bot.compose.form import ComposeMeta
+from bot.compose.modal import ComposeRefused, agent_name, conversation_view, with_template
 from bot.compose.submit import release_held, retry_failed
 from bot.handlers.middleware import services_of
 from bot.services import Services
 from bot.store.db import session_scope
-from bot.store.models import Account, Outbox
+from bot.store.models import Account, Outbox, ThreadDraft
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ def register(app: Any) -> None:
     app.action(ids.COMPOSE_TEMPLATE_PICK)(template_picked)
     app.action(ids.SEND_RETRY)(retry_clicked)
     app.action(ids.SEND_ANYWAY)(send_anyway_clicked)
+    for action_id in (ids.TYPED_SEND, ids.TYPED_SEND_ALL, ids.TYPED_EDIT, ids.TYPED_NOTE):
+        app.action(action_id)(typed_clicked)
+    app.action(ids.COMPOSE_DISCARD_DRAFT)(discard_draft_clicked)
 
 
 def parse_value(value: str) -> tuple[int, int | None] | None:
@@ -149,3 +155,148 @@ send_anyway_clicked = _outbox_button(
     gone="This email is no longer held: it was sent or discarded.",
     done="Sending. The result will show in the conversation's thread.",
 )
+
+
+# -- the prompt under a message typed in the thread ---------------------------------------------
+
+
+def _replace_prompt(
+    respond: Respond, text: str, blocks: list[dict[str, Any]] | None = None
+) -> None:
+    done_text, done_blocks = cb.typed_done(text) if blocks is None else (text, blocks)
+    respond(text=done_text, blocks=done_blocks, replace_original=True, response_type="ephemeral")
+
+
+def typed_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    """Send / Reply all / Edit first / Keep as note. Only the author, still in the channel."""
+    ack()
+    action = body["actions"][0]
+    value = str(action.get("value") or "")
+    if not value.isdigit():
+        return
+    draft_id, user_id = int(value), body["user"]["id"]
+    services = services_of(context)
+    with session_scope(services.session_factory) as session:
+        draft = session.get(ThreadDraft, draft_id)
+        owner = (draft.user_id, draft.channel_id, draft.conversation_id) if draft else None
+        signed = False
+        if draft is not None:
+            account = session.get(Account, draft.account_id)
+            signed = bool(account and (account.signature or "").strip())
+    if owner is None:
+        _replace_prompt(respond, "This message is gone from the conversation.")
+        return
+    author, channel, conversation_id = owner
+    if author != user_id:
+        _replace_prompt(respond, "Only the person who wrote this message can send it.")
+        return
+    if not services.access.can_see_channel(client, user_id, channel):
+        _replace_prompt(respond, "You can only answer mail of mailboxes whose channel you are in.")
+        return
+    kind = str(action["action_id"])
+    if kind == ids.TYPED_EDIT:
+        _edit_first(services, client, body, draft_id, conversation_id)
+        return
+    name = agent_name(client, user_id) if signed or kind == ids.TYPED_NOTE else ""
+    with session_scope(services.session_factory) as session:
+        if kind == ids.TYPED_NOTE:
+            outcome = thread_reply.keep_as_note(
+                session, draft_id, user_id=user_id, author_name=name
+            )
+        else:
+            mode = "reply_all" if kind == ids.TYPED_SEND_ALL else "reply"
+            outcome = thread_reply.send(session, draft_id, mode, user_id=user_id, agent_name=name)
+    _tell_outcome(respond, outcome)
+
+
+def _tell_outcome(respond: Respond, outcome: thread_reply.Outcome) -> None:
+    if outcome.problem:
+        _replace_prompt(respond, f"Not sent: {outcome.problem}")
+    elif not outcome.done:
+        already = {
+            thread_reply.SENT: "This message was already sent as a reply.",
+            thread_reply.NOTE: "This message was already kept as an internal note.",
+        }
+        _replace_prompt(respond, already.get(outcome.status, "This message was already handled."))
+    elif outcome.status == thread_reply.NOTE:
+        _replace_prompt(
+            respond, "Kept as an internal note on this conversation. Nothing was emailed."
+        )
+    elif outcome.result is not None and outcome.result.held and outcome.result.outbox_id:
+        _, blocks = cb.held_post("", outcome.result.held, outcome.result.outbox_id)
+        blocks[0] = {
+            "type": "section",
+            "text": mrkdwn(
+                ":hand: *Not sent yet.* New mail arrived in this conversation after you wrote. "
+                "Read it first; your reply is kept."
+            ),
+        }
+        _replace_prompt(respond, "Not sent yet: new mail arrived first.", blocks)
+    else:
+        _replace_prompt(
+            respond, "Sending. It shows in this thread as sent once the mail server accepted it."
+        )
+
+
+def _edit_first(
+    services: Services,
+    client: WebClient,
+    body: dict[str, Any],
+    draft_id: int,
+    conversation_id: int,
+) -> None:
+    user_id = body["user"]["id"]
+    with session_scope(services.session_factory) as session:
+        draft = session.get(ThreadDraft, draft_id)
+        if draft is None:
+            return
+        text, message_id = thread_reply.plain_text(draft.text), draft.message_id
+    try:
+        view = conversation_view(
+            services,
+            client,
+            user_id,
+            "reply",
+            conversation_id,
+            body=text,
+            thread_draft=draft_id,
+            message_id=message_id,
+        )
+    except ComposeRefused as exc:
+        view = cb.notice_view(cb.TITLES["reply"], str(exc))
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def discard_draft_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """Drop the kept draft and show the modal as it would open fresh (new block ids, so
+    Slack shows the fresh values rather than the draft's)."""
+    ack()
+    view = body.get("view") or {}
+    value = str(body["actions"][0].get("value") or "")
+    meta = ComposeMeta.load(view.get("private_metadata"))
+    if not value.isdigit() or meta is None or meta.conversation_id is None:
+        return
+    services, user_id = services_of(context), body["user"]["id"]
+    with session_scope(services.session_factory) as session:
+        saved.discard(session, user_id, int(value))
+    try:
+        fresh = conversation_view(
+            services,
+            client,
+            user_id,
+            meta.mode,
+            meta.conversation_id,
+            meta.source_message,
+            message_id=meta.message_id,
+            rotation=meta.rotation + 1,
+        )
+    except ComposeRefused as exc:
+        fresh = cb.notice_view(cb.TITLES.get(meta.mode, "Email"), str(exc))
+    try:
+        client.views_update(view_id=view["id"], hash=view.get("hash"), view=fresh)
+    except SlackApiError as exc:
+        log.info("draft discard not shown: %s", exc.response.get("error"))

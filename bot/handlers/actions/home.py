@@ -295,6 +295,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
             auto_link=account.auto_link,
             server_folders=names,
             folder_error=error,
+            signature=account.signature,
         )
     try:
         client.views_update(view_id=view_id, hash=view_hash, view=view)

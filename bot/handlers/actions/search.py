@@ -18,6 +18,7 @@ from bot.home import (
     filter_counts,
     hit_items,
     list_conversations,
+    note_items,
     result_items,
     visible_account_ids,
 )
@@ -59,6 +60,8 @@ def search_view(
                 offset=page * PAGE_SIZE,
             )
             items = hit_items(session, found.hits)
+            if page == 0:  # internal notes are not emails: shown above the first page
+                items = note_items(session, query, account_ids) + items
             has_next = (page + 1) * PAGE_SIZE < found.total
             total: int | None = None if found.capped else found.total
             if found.errors:

@@ -30,6 +30,7 @@ from bot.home import (
     filter_counts,
     hit_items,
     list_conversations,
+    note_items,
     result_items,
     visible_account_ids,
 )
@@ -76,6 +77,8 @@ def search_page(
             offset=page * PAGE_SIZE,
         )
         items = hit_items(session, found.hits)
+        if page == 0:  # internal notes are not emails: shown above the first page
+            items = note_items(session, query, account_ids) + items
     empty = "Nothing you can see matches that search."
     if found.errors:
         empty = "Could not read the query: " + escape_mrkdwn("; ".join(found.errors))

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from bot.blocks import ids
 from bot.blocks.accounts import (
+    B_SIGNATURE,
     ImapForm,
     RunSummary,
     SyncSettingsForm,
@@ -22,12 +23,14 @@ from bot.blocks.accounts import (
     oauth_provider_of,
     read_imap_form,
     read_oauth_form,
+    read_signature,
     read_sync_settings,
     remove_modal,
     sync_log_modal,
 )
 from bot.blocks.state import state_values
 from bot.blocks.text import truncate
+from bot.compose.signature import check as signature_check
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
@@ -131,6 +134,16 @@ def save_sync_settings(
             )
         )
         return True
+
+
+def save_signature(services: Services, account_id: int, text: str, user_id: str) -> None:
+    """The signature added below mail sent from Slack (checked by the caller)."""
+    with session_scope(services.session_factory) as session:
+        account = session.get(Account, account_id)
+        if account is None or (account.signature or "") == text:
+            return
+        account.signature = text or None
+        session.add(AuditLog(actor=user_id, action="account.signature", account_id=account.id))
 
 
 def _form_dict(form: SyncSettingsForm) -> dict[str, Any]:
@@ -305,12 +318,17 @@ def account_edit_submitted(
     services, user_id = admin
     account_id = account_id_of(view)
     form, errors = read_sync_settings(state_values(view))
+    sig = read_signature(state_values(view))
+    sig_problem = signature_check(sig)
+    if sig_problem:
+        errors[B_SIGNATURE] = sig_problem
     if errors:
         ack(response_action="errors", errors=errors)
         return
     if account_id is None or not save_sync_settings(services, account_id, form, user_id):
         ack(response_action="errors", errors={"acc_channel": "This account no longer exists."})
         return
+    save_signature(services, account_id, sig, user_id)
     ack()
     _join_channel(client, form.channel_id)
     publish_home(services, client, user_id)

@@ -11,8 +11,9 @@ from slack_sdk import WebClient
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
+from bot.compose import saved, signature, thread_reply
 from bot.compose.form import ComposeMeta, read_submission
-from bot.compose.modal import sendable_accounts
+from bot.compose.modal import agent_name, sendable_accounts
 from bot.compose.submit import submit
 from bot.handlers.middleware import services_of
 from bot.store.db import session_scope
@@ -23,6 +24,18 @@ log = logging.getLogger(__name__)
 
 def register(app: Any) -> None:
     app.view(ids.VIEW_COMPOSE)(compose_submitted)
+    app.view_closed(ids.VIEW_COMPOSE)(compose_closed)
+
+
+def compose_closed(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """Closed with text in it: keep it as this person's draft for the conversation."""
+    ack()
+    view = body.get("view") or {}
+    meta = ComposeMeta.load(view.get("private_metadata"))
+    if meta is None or meta.conversation_id is None:
+        return
+    with session_scope(services_of(context).session_factory) as session:
+        saved.keep(session, body["user"]["id"], meta, state_values(view))
 
 
 def compose_submitted(
@@ -55,6 +68,7 @@ def compose_submitted(
     with session_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id) if meta.account_id else None
         channel = account.channel_id if account else None
+        signed = bool(account and (account.signature or "").strip())
     if account is None or not services.access.can_see_channel(client, user_id, channel):
         ack(
             response_action="update",
@@ -63,10 +77,24 @@ def compose_submitted(
             ),
         )
         return
+    name = agent_name(client, user_id) if signed else ""  # Slack, before the transaction
     with session_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id)
         assert account is not None
-        result = submit(session, meta, sub, user_id=user_id, account=account)
+        if meta.thread_draft is not None:
+            sub.files += thread_reply.files_for(session, meta.thread_draft, user_id)
+        sig = signature.rendered(
+            session,
+            account,
+            conversation_id=meta.conversation_id,
+            source_pk=meta.source_message,
+            agent_name=name,
+        )
+        result = submit(session, meta, sub, user_id=user_id, account=account, signature=sig)
+        if not result.problem:
+            saved.drop(session, user_id, meta.conversation_id)
+            if meta.thread_draft is not None:
+                thread_reply.sent_from_modal(session, meta.thread_draft, result.outbox_id)
     if result.problem:
         ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
     elif result.held and result.outbox_id is not None:
