@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, aliased
 
 from bot.store.db import is_postgres
-from bot.store.models import Outbox, OutboxStatus, utcnow
+from bot.store.models import Outbox, OutboxLane, OutboxStatus, utcnow
+
+SEND_KIND = "mail.send"
+
+
+def lane_for(
+    kind: str,
+    *,
+    account_id: int | None,
+    channel_id: str | None,
+    payload: dict[str, Any] | None = None,
+) -> str | None:
+    """The lane a row runs in (rows of one lane run one at a time, oldest first).
+
+    Sends get a lane per account of their own, so a reply never waits behind posts or
+    write-back; other mailbox effects share the account's write-back lane; Slack effects run
+    in their channel's lane (where Slack's per-channel rate applies). None: no lane, the row
+    runs whenever it is due."""
+    if kind == SEND_KIND and account_id is not None:
+        return f"send:{account_id}"
+    if kind.startswith("mail.") and account_id is not None:
+        return f"mailbox:{account_id}"
+    if channel_id:
+        return f"slack:{channel_id}"
+    user = (payload or {}).get("user_id")
+    if kind.startswith("slack.") and user:
+        return f"slack:dm:{user}"
+    return None
 
 
 def enqueue(
@@ -24,8 +53,11 @@ def enqueue(
     created_by: str | None = None,
     delay_seconds: float = 0,
     status: OutboxStatus = OutboxStatus.PENDING,
+    lane: str | None = None,
 ) -> Outbox:
-    """Add an effect, once. Enqueueing a key that exists returns the existing row unchanged."""
+    """Add an effect, once. Enqueueing a key that exists returns the existing row unchanged.
+
+    `lane` defaults to `lane_for(...)`."""
     existing = session.scalar(select(Outbox).where(Outbox.key == key))
     if existing is not None:
         return existing
@@ -39,6 +71,7 @@ def enqueue(
         created_by=created_by,
         status=status,
         next_attempt_at=utcnow() + timedelta(seconds=delay_seconds),
+        lane=lane or lane_for(kind, account_id=account_id, channel_id=channel_id, payload=payload),
     )
     # A SAVEPOINT makes a concurrent insert of the same key a no-op instead of a failed
     # transaction for the caller.
@@ -56,26 +89,93 @@ def enqueue(
     return row
 
 
-def claim_due(
-    session: Session, *, owner: str, lease_seconds: float, limit: int, now: datetime | None = None
-) -> list[Outbox]:
-    """Lease due rows to `owner`: pending ones whose time has come, and running ones whose
-    worker died (lease expired). On PostgreSQL, SKIP LOCKED lets several workers claim at once."""
-    now = now or utcnow()
-    due = or_(
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(
         and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now),
         and_(Outbox.status == OutboxStatus.RUNNING, Outbox.lease_expires_at < now),
     )
-    query = select(Outbox).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+
+
+def _lane_free(now: datetime) -> ColumnElement[bool]:
+    """The row's lane has no other row running under a live lease and is not paced."""
+    other = aliased(Outbox)
+    busy = (
+        select(other.id)
+        .where(
+            other.lane == Outbox.lane,
+            other.id != Outbox.id,
+            other.status == OutboxStatus.RUNNING,
+            other.lease_expires_at >= now,
+        )
+        .exists()
+    )
+    paced = (
+        select(OutboxLane.name)
+        .where(OutboxLane.name == Outbox.lane, OutboxLane.not_before > now)
+        .exists()
+    )
+    return or_(Outbox.lane.is_(None), and_(~busy, ~paced))
+
+
+def _lock_lane(session: Session, lane: str) -> bool:
+    """PostgreSQL: hold the lane's row for this transaction, or say another worker is claiming
+    in it right now (two workers must not claim two rows of one lane at once: neither would
+    see the other's uncommitted RUNNING row)."""
+    session.execute(
+        pg_insert(OutboxLane).values(name=lane).on_conflict_do_nothing(index_elements=["name"])
+    )
+    got = session.scalar(
+        select(OutboxLane.name).where(OutboxLane.name == lane).with_for_update(skip_locked=True)
+    )
+    return got is not None
+
+
+def claim_due(
+    session: Session,
+    *,
+    owner: str,
+    lease_seconds: float,
+    limit: int,
+    now: datetime | None = None,
+    kinds: Collection[str] | None = None,
+) -> list[Outbox]:
+    """Lease due rows to `owner`: at most one per lane, the lane's oldest due row, in lanes
+    that are neither busy (a row running under a live lease) nor paced. Due rows are pending
+    ones whose time has come and running ones whose worker died (lease expired).
+
+    PostgreSQL: the candidates are read with SKIP LOCKED and each lane's row is locked before
+    its claim, so several workers claim side by side. SQLite (no row locks, one writer): the
+    conditional UPDATE repeats every condition, and its rowcount says who won."""
+    if limit <= 0:
+        return []
+    now = now or utcnow()
+    postgres = is_postgres(session)
+    cond = and_(_due(now), _lane_free(now))
+    if kinds is not None:
+        cond = and_(cond, Outbox.kind.in_(list(kinds)))
+    # A lane's rows after its oldest are not candidates: read a few more than `limit`.
+    query = select(Outbox).where(cond).order_by(Outbox.next_attempt_at, Outbox.id)
+    query = query.limit(limit * 4 + 20)
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=Outbox)
     rows = list(session.scalars(query))
-    claimed = []
+    claimed: list[Outbox] = []
+    lanes: set[str] = set()
     for row in rows:
-        # The conditional UPDATE is what makes a claim exclusive on SQLite (no row locks).
+        if len(claimed) >= limit:
+            break
+        if row.lane is not None:
+            if row.lane in lanes:
+                continue
+            lanes.add(row.lane)
+            if postgres and not _lock_lane(session, row.lane):
+                continue
+        # The conditional UPDATE is what makes a claim exclusive on SQLite (no row locks), and
+        # on PostgreSQL it re-reads the lane after the lane lock (another worker may have
+        # committed a claim in it just before).
         result = session.execute(
             update(Outbox)
-            .where(Outbox.id == row.id, Outbox.status == row.status, due)
+            .where(Outbox.id == row.id, Outbox.status == row.status, cond)
             .values(
                 status=OutboxStatus.RUNNING,
                 lease_owner=owner,
@@ -88,6 +188,92 @@ def claim_due(
             session.refresh(row)
             claimed.append(row)
     return claimed
+
+
+def renew_leases(
+    session: Session, ids: Collection[int], owner: str, lease_seconds: float
+) -> set[int]:
+    """Extend `owner`'s live leases on rows `ids`; returns the ids still held."""
+    if not ids:
+        return set()
+    now = utcnow()
+    held = _held(ids, owner, now)
+    session.execute(
+        update(Outbox)
+        .where(held)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return set(session.scalars(select(Outbox.id).where(Outbox.id.in_(list(ids)), held)))
+
+
+def _held(ids: Collection[int], owner: str, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Outbox.id.in_(list(ids)),
+        Outbox.lease_owner == owner,
+        Outbox.status == OutboxStatus.RUNNING,
+        Outbox.lease_expires_at >= now,
+    )
+
+
+def pace_lane(session: Session, lane: str, until: datetime) -> None:
+    """No row of `lane` starts before `until` (never moves an existing pause earlier)."""
+    current = session.get(OutboxLane, lane)
+    if current is None:
+        if is_postgres(session):
+            session.execute(
+                pg_insert(OutboxLane)
+                .values(name=lane, not_before=until)
+                .on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"not_before": func.greatest(OutboxLane.not_before, until)},
+                )
+            )
+            return
+        session.add(OutboxLane(name=lane, not_before=until))
+        session.flush()
+        return
+    if current.not_before is None or current.not_before < until:
+        current.not_before = until
+
+
+def dependency_failed(session: Session, *, kind: str, conversation_id: int) -> Outbox | None:
+    """The FAILED (or cancelled) row of `kind` for the conversation that a waiting row depends
+    on, if that is how it ended: a waiting row must then stop waiting (fail, or act without
+    it) instead of polling for ever. None while it is pending, running, done or absent."""
+    return session.scalar(
+        select(Outbox)
+        .where(
+            Outbox.kind == kind,
+            Outbox.conversation_id == conversation_id,
+            Outbox.status.in_([OutboxStatus.FAILED, OutboxStatus.CANCELLED]),
+        )
+        .order_by(Outbox.id.desc())
+        .limit(1)
+    )
+
+
+def due_count(session: Session, now: datetime | None = None) -> int:
+    """Rows that are due now, whether or not their lane lets them start yet."""
+    return int(
+        session.scalar(select(func.count()).select_from(Outbox).where(_due(now or utcnow()))) or 0
+    )
+
+
+def next_wake(session: Session, now: datetime | None = None) -> datetime | None:
+    """The earliest future time a row may become claimable: a retry's due time, or the end
+    of a lane's pacing. None when nothing is scheduled."""
+    now = now or utcnow()
+    due = session.scalar(
+        select(func.min(Outbox.next_attempt_at)).where(
+            Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at > now
+        )
+    )
+    paced = session.scalar(
+        select(func.min(OutboxLane.not_before)).where(OutboxLane.not_before > now)
+    )
+    times = [t for t in (due, paced) if t is not None]
+    return min(times) if times else None
 
 
 def pending_count(session: Session) -> int:
