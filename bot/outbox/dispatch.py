@@ -378,12 +378,13 @@ class Dispatcher:
 
     def run_until_idle(self, timeout: float = 10.0) -> None:
         """Run due rows until none is due (rows delayed into the future are left for later);
-        rows held back only by their lane (pacing, a row still running) are waited for."""
+        rows held back by their lane (a row still running, pacing of up to `lane_wait`
+        seconds) are waited for."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.run_once() == 0:
                 with session_scope(self.ctx.services.session_factory) as session:
-                    if due_count(session) == 0:
+                    if due_count(session, lane_wait=max(2.0, self.channel_interval)) == 0:
                         return
                 time.sleep(min(self._pause(0.25), max(0.0, deadline - time.monotonic())))
         log.warning("outbox still busy after %.1fs", timeout)

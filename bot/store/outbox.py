@@ -253,11 +253,24 @@ def dependency_failed(session: Session, *, kind: str, conversation_id: int) -> O
     )
 
 
-def due_count(session: Session, now: datetime | None = None) -> int:
-    """Rows that are due now, whether or not their lane lets them start yet."""
-    return int(
-        session.scalar(select(func.count()).select_from(Outbox).where(_due(now or utcnow()))) or 0
-    )
+def due_count(
+    session: Session, now: datetime | None = None, *, lane_wait: float | None = None
+) -> int:
+    """Rows that are due now. With `lane_wait`, only those whose lane is not paced for longer
+    than that (a row waiting out a 429's long Retry-After is not about to run)."""
+    now = now or utcnow()
+    cond = _due(now)
+    if lane_wait is not None:
+        paced = (
+            select(OutboxLane.name)
+            .where(
+                OutboxLane.name == Outbox.lane,
+                OutboxLane.not_before > now + timedelta(seconds=lane_wait),
+            )
+            .exists()
+        )
+        cond = and_(cond, ~paced)
+    return int(session.scalar(select(func.count()).select_from(Outbox).where(cond)) or 0)
 
 
 def next_wake(session: Session, now: datetime | None = None) -> datetime | None:
