@@ -116,6 +116,10 @@ class LeaseKeeper:
     def _renew_loop(self) -> None:
         # A third of the lease: two renewals can fail (a busy database) before it runs out.
         while not self._stop.wait(max(0.05, self.lease_seconds / 3)):
+            with self._lock:
+                if not self._held:  # idle: the next track() starts a new thread
+                    self._thread = None
+                    return
             try:
                 self.renew()
             except Exception:

@@ -117,17 +117,19 @@ def _lane_free(now: datetime) -> ColumnElement[bool]:
     return or_(Outbox.lane.is_(None), and_(~busy, ~paced))
 
 
+# Namespace of the outbox's advisory locks (pg_try_advisory_xact_lock's first key).
+_LANE_LOCKS = 0x0B0C
+
+
 def _lock_lane(session: Session, lane: str) -> bool:
-    """PostgreSQL: hold the lane's row for this transaction, or say another worker is claiming
-    in it right now (two workers must not claim two rows of one lane at once: neither would
-    see the other's uncommitted RUNNING row)."""
-    session.execute(
-        pg_insert(OutboxLane).values(name=lane).on_conflict_do_nothing(index_elements=["name"])
-    )
+    """PostgreSQL: hold the lane for this transaction, or say another worker is claiming in it
+    right now (two workers must not claim two rows of one lane at once: neither would see the
+    other's uncommitted RUNNING row). A transaction-scoped advisory lock never waits and needs
+    no row; two lanes whose hashes collide only take turns."""
     got = session.scalar(
-        select(OutboxLane.name).where(OutboxLane.name == lane).with_for_update(skip_locked=True)
+        select(func.pg_try_advisory_xact_lock(_LANE_LOCKS, func.hashtext(lane)))
     )
-    return got is not None
+    return bool(got)
 
 
 def claim_due(

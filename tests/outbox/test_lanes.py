@@ -176,3 +176,41 @@ def test_a_busy_channel_delays_neither_another_channel_nor_a_send(
     assert posted("CB") == ["b0"]
     assert len(a_when_b_done) < 60  # channel A's queue had not drained
     assert posted("CA") == [f"a{n}" for n in range(len(posted("CA")))]  # A kept its order
+
+
+def test_workers_claiming_at_once_never_run_two_rows_of_one_lane(
+    session_factory: SessionFactory,
+) -> None:
+    with session_scope(session_factory) as s:
+        for lane in range(3):
+            for n in range(5):
+                enqueue(
+                    s,
+                    kind="slack.post_in_thread",
+                    key=f"{lane}:{n}",
+                    payload={},
+                    channel_id=f"C{lane}",
+                )
+    start = threading.Barrier(4)
+    won: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def worker(owner: str) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                with session_scope(session_factory) as s:
+                    won.append(
+                        [r.key for r in claim_due(s, owner=owner, lease_seconds=60, limit=10)]
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    claimed = sorted(k for keys in won for k in keys)
+    assert claimed == ["0:0", "1:0", "2:0"]  # each lane's oldest row, once
