@@ -336,7 +336,9 @@ class Dispatcher:
                     error=f"{type(exc).__name__}: {exc}",
                     delay=backoff_seconds(row.attempts),
                 )
-        self._record(row, out, started, paced=bool(reg and reg.paced_by_channel))
+        # A wait (the parent is not posted yet) called nobody: it does not pace the channel.
+        paced = bool(reg and reg.paced_by_channel) and not out.uncounted
+        self._record(row, out, started, paced=paced)
 
     def _record(self, row: Outbox, out: _Outcome, started: datetime, *, paced: bool) -> None:
         with session_scope(self.ctx.services.session_factory) as session:
