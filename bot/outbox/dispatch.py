@@ -274,7 +274,6 @@ class Dispatcher:
                 owner=self.owner,
                 lease_seconds=self.lease_seconds,
                 limit=limit,
-                kinds=None,
             )
             session.expunge_all()
         for row in rows:

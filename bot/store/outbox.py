@@ -126,9 +126,7 @@ def _lock_lane(session: Session, lane: str) -> bool:
     right now (two workers must not claim two rows of one lane at once: neither would see the
     other's uncommitted RUNNING row). A transaction-scoped advisory lock never waits and needs
     no row; two lanes whose hashes collide only take turns."""
-    got = session.scalar(
-        select(func.pg_try_advisory_xact_lock(_LANE_LOCKS, func.hashtext(lane)))
-    )
+    got = session.scalar(select(func.pg_try_advisory_xact_lock(_LANE_LOCKS, func.hashtext(lane))))
     return bool(got)
 
 
@@ -139,7 +137,6 @@ def claim_due(
     lease_seconds: float,
     limit: int,
     now: datetime | None = None,
-    kinds: Collection[str] | None = None,
 ) -> list[Outbox]:
     """Lease due rows to `owner`: at most one per lane, the lane's oldest due row, in lanes
     that are neither busy (a row running under a live lease) nor paced. Due rows are pending
@@ -153,11 +150,26 @@ def claim_due(
     now = now or utcnow()
     postgres = is_postgres(session)
     cond = and_(_due(now), _lane_free(now))
-    if kinds is not None:
-        cond = and_(cond, Outbox.kind.in_(list(kinds)))
-    # A lane's rows after its oldest are not candidates: read a few more than `limit`.
-    query = select(Outbox).where(cond).order_by(Outbox.next_attempt_at, Outbox.id)
-    query = query.limit(limit * 4 + 20)
+    # Each free lane's oldest due row (and every due row without a lane): however long one
+    # channel's queue, the other lanes' heads are among the first `limit` candidates.
+    ranked = (
+        select(
+            Outbox.id,
+            Outbox.lane,
+            func.row_number()
+            .over(partition_by=Outbox.lane, order_by=(Outbox.next_attempt_at, Outbox.id))
+            .label("rn"),
+        )
+        .where(cond)
+        .subquery()
+    )
+    heads = select(ranked.c.id).where(or_(ranked.c.rn == 1, ranked.c.lane.is_(None)))
+    query = (
+        select(Outbox)
+        .where(Outbox.id.in_(heads))
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
     if postgres:
         query = query.with_for_update(skip_locked=True, of=Outbox)
     rows = list(session.scalars(query))

@@ -214,3 +214,16 @@ def test_workers_claiming_at_once_never_run_two_rows_of_one_lane(
     assert not errors
     claimed = sorted(k for keys in won for k in keys)
     assert claimed == ["0:0", "1:0", "2:0"]  # each lane's oldest row, once
+
+
+def test_a_long_queue_in_one_lane_does_not_hide_other_lanes(
+    session_factory: SessionFactory,
+) -> None:
+    with session_scope(session_factory) as s:
+        for n in range(200):
+            enqueue(s, kind="slack.post_parent", key=f"a{n}", payload={}, channel_id="CA")
+        enqueue(s, kind="slack.post_parent", key="b0", payload={}, channel_id="CB")
+        enqueue(s, kind="mail.send", key="s0", payload={}, account_id=None)
+    with session_scope(session_factory) as s:
+        claimed = claim_due(s, owner="w1", lease_seconds=60, limit=3)
+    assert sorted(r.key for r in claimed) == ["a0", "b0", "s0"]
