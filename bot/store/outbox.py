@@ -160,13 +160,14 @@ def claim_due(
             .over(partition_by=Outbox.lane, order_by=(Outbox.next_attempt_at, Outbox.id))
             .label("rn"),
         )
-        .where(cond)
+        .where(_due(now))
         .subquery()
     )
     heads = select(ranked.c.id).where(or_(ranked.c.rn == 1, ranked.c.lane.is_(None)))
+    # The lane checks run on the heads only (one per lane), not on every queued row.
     query = (
         select(Outbox)
-        .where(Outbox.id.in_(heads))
+        .where(Outbox.id.in_(heads), _lane_free(now))
         .order_by(Outbox.next_attempt_at, Outbox.id)
         .limit(limit)
     )
