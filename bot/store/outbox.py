@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from bot.store.db import is_postgres
@@ -233,23 +234,17 @@ def _held(ids: Collection[int], owner: str, now: datetime) -> ColumnElement[bool
 
 def pace_lane(session: Session, lane: str, until: datetime) -> None:
     """No row of `lane` starts before `until` (never moves an existing pause earlier)."""
-    current = session.get(OutboxLane, lane)
-    if current is None:
-        if is_postgres(session):
-            session.execute(
-                pg_insert(OutboxLane)
-                .values(name=lane, not_before=until)
-                .on_conflict_do_update(
-                    index_elements=["name"],
-                    set_={"not_before": func.greatest(OutboxLane.not_before, until)},
-                )
-            )
-            return
-        session.add(OutboxLane(name=lane, not_before=until))
-        session.flush()
-        return
-    if current.not_before is None or current.not_before < until:
-        current.not_before = until
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    session.execute(insert(OutboxLane).values(name=lane).on_conflict_do_nothing())
+    session.execute(
+        update(OutboxLane)
+        .where(
+            OutboxLane.name == lane,
+            or_(OutboxLane.not_before.is_(None), OutboxLane.not_before < until),
+        )
+        .values(not_before=until)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def dependency_failed(session: Session, *, kind: str, conversation_id: int) -> Outbox | None:
