@@ -24,6 +24,7 @@ class Worker:
         tick_seconds: float = 5.0,
         sync_threads: int = 3,
         idle: bool = True,
+        outbox_runners: int | None = None,
     ) -> None:
         from bot.outbox.dispatch import Dispatcher
         from bot.sync.scheduler import SyncScheduler
@@ -34,7 +35,13 @@ class Worker:
         self.scheduler = SyncScheduler(
             services, tick_seconds=tick_seconds, max_workers=sync_threads, idle=idle
         )
-        self.dispatcher = Dispatcher(services, client)
+        # Outbox effects of different lanes (channels, accounts' sends and write-back) run side
+        # by side on the dispatcher's runner threads (docs/outbox.md).
+        self.dispatcher = (
+            Dispatcher(services, client, runners=outbox_runners)
+            if outbox_runners
+            else Dispatcher(services, client)
+        )
         self._outbox_thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -50,6 +57,7 @@ class Worker:
         self.scheduler.stop()
         if self._outbox_thread is not None:
             self._outbox_thread.join(timeout=30)
+        self.dispatcher.close()
 
     def run_forever(self) -> None:
         self.start()

@@ -5,11 +5,17 @@ password, refused recipient) is posted with a Retry button and the row fails; a 
 retried with backoff and posted only when the dispatcher gives up. The Message-ID was chosen
 before the first attempt, and `send_mail` skips SMTP when that Message-ID is already in Sent, so
 a retry after a crash never sends twice.
+
+Two more guards (docs/outbox.md): the row's lease is checked right before SMTP/the API send,
+so a worker whose lease ran out never sends; and "the server accepted" is written to the row
+(`result.accepted`) in its own transaction right after the server accepts, before the sent copy
+is stored or appended, so a retry after a bookkeeping failure only finishes the bookkeeping.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +32,7 @@ from bot.mail.parse import extract_attachment
 from bot.mail.types import Address
 from bot.outbox.dispatch import (
     MAX_ATTEMPTS,
+    LeaseLost,
     OutboxContext,
     PermanentFailure,
     Registry,
@@ -49,9 +56,13 @@ from bot.store.models import (
     Outbox,
     OutboxStatus,
     Provider,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
+
+# outbox.result key: the server accepted the email (written before any bookkeeping).
+ACCEPTED = "accepted"
 
 POST_IN_THREAD = "slack.post_in_thread"
 DM_KIND = "slack.dm"  # the Slack posting part handles it (text and blocks)
@@ -183,11 +194,39 @@ def _addr(value: Any) -> Address:
     return Address(str(value.get("name") or ""), str(value.get("email") or ""))
 
 
+def _mark_accepted(ctx: OutboxContext, row: Outbox, info: dict[str, Any]) -> dict[str, Any]:
+    """Record "the server accepted it" on the row, in its own short transaction, before any
+    bookkeeping can fail: a retry that finds it never sends again (finding #5)."""
+    marker = {**info, "at": utcnow().isoformat()}
+    for attempt in range(3):
+        try:
+            with session_scope(ctx.services.session_factory) as session:
+                fresh = session.get(Outbox, row.id)
+                if fresh is not None:
+                    fresh.result = {**(fresh.result or {}), ACCEPTED: marker}
+            break
+        except Exception:
+            # The store copy written next still guards against a resend; keep going.
+            log.exception("outbox row %s: recording the accepted send failed", row.id)
+            time.sleep(0.2 * (attempt + 1))
+    row.result = {**(row.result or {}), ACCEPTED: marker}
+    return marker
+
+
 def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     p = row.payload
     services = ctx.services
+    # Set when the server accepted this email (this try or an earlier one): from then on only
+    # the bookkeeping is left, and no failure may lead to a second send or a "Not sent" post.
+    accepted: dict[str, Any] | None = (row.result or {}).get(ACCEPTED)
+
+    def fail(error: str) -> Exception:
+        if accepted is not None:
+            return RetryLater(f"sent; saving the sent copy is pending: {error}")
+        return _fail(ctx, row, error)
+
     with session_scope(services.session_factory) as session:
-        if _hold_if_new_mail(session, row):
+        if accepted is None and _hold_if_new_mail(session, row):
             return None
         account = session.get(Account, row.account_id) if row.account_id else None
         if account is None:
@@ -206,7 +245,7 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         except DownloadError as exc:
             if exc.transient and row.attempts < MAX_ATTEMPTS:
                 raise RetryLater(str(exc)) from exc
-            raise _fail(ctx, row, f"An attachment could not be read from Slack: {exc}") from exc
+            raise fail(f"An attachment could not be read from Slack: {exc}") from exc
         attachments.append(OutgoingAttachment(got.name, got.mimetype, got.data))
     draft = Draft(
         from_=_addr(p.get("from")),
@@ -223,9 +262,16 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     try:
         raw = build_mime(draft)
     except HeaderError as exc:
-        raise _fail(ctx, row, f"The email cannot be built: {exc}") from exc
+        raise fail(f"The email cannot be built: {exc}") from exc
     rcpt = envelope_recipients(draft)
     from bot.sync.writeback import send_mail  # written by the sync part
+
+    def on_accepted(info: dict[str, Any]) -> None:
+        nonlocal accepted
+        accepted = _mark_accepted(ctx, row, info)
+
+    def before_send() -> None:
+        ctx.check_lease(row)  # a worker whose lease ran out must not send (finding #6)
 
     try:
         if account.provider in (Provider.GMAIL, Provider.GRAPH):
@@ -238,6 +284,9 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                 raw,
                 draft.message_id,
                 sent_by=str(p.get("slack_user") or "") or None,
+                accepted=accepted,
+                before_send=before_send,
+                on_accepted=on_accepted,
             )
         else:
             send_mail(
@@ -248,20 +297,35 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                 rcpt,
                 draft.message_id,
                 sent_by=str(p.get("slack_user") or "") or None,
+                accepted=accepted is not None,
+                before_send=before_send,
+                on_accepted=on_accepted,
             )
+    except (LeaseLost, RetryLater, PermanentFailure):
+        raise
     except MessageRejected as exc:
         if exc.delivered_to:
             # Some recipients got it: sending again would duplicate it for them.
             _record_sent(ctx, row, draft, partial=str(exc))
             return {"sent": True, "refused": sorted(exc.refused)}
-        raise _fail(ctx, row, str(exc)) from exc
+        raise fail(str(exc)) from exc
     except (AuthError, ConfigError) as exc:
-        raise _fail(ctx, row, str(exc)) from exc
+        raise fail(str(exc)) from exc
     except (TransientError, ProviderError) as exc:
         if row.attempts >= MAX_ATTEMPTS:
-            raise _fail(ctx, row, f"{exc} (gave up after {row.attempts} tries)") from exc
+            raise fail(f"{exc} (gave up after {row.attempts} tries)") from exc
         raise RetryLater(str(exc)) from exc
-    _record_sent(ctx, row, draft)
+    except Exception as exc:
+        if accepted is None:
+            raise
+        # Sent: a failure from here on (the store, Sent) is bookkeeping to finish, never a
+        # reason to send again.
+        log.exception("outbox row %s: sent, but the bookkeeping failed", row.id)
+        raise RetryLater(f"sent; saving the sent copy is pending: {type(exc).__name__}") from exc
+    partial = (accepted or {}).get("partial")
+    _record_sent(ctx, row, draft, partial=partial or None)
+    if partial:
+        return {"sent": True, "refused": list((accepted or {}).get("refused") or [])}
     return {"sent": True}
 
 

@@ -465,7 +465,10 @@ class Outbox(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_lane", "lane", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(300), unique=True)
@@ -488,6 +491,18 @@ class Outbox(Base):
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
+    # Rows of one lane run one at a time, oldest first; lanes run side by side (OutboxLane).
+    lane: Mapped[str | None] = mapped_column(String(200))
+
+
+class OutboxLane(Base):
+    """Per-lane pacing shared by every worker: no row of the lane starts before `not_before`
+    (Slack's per-channel rate, a 429's Retry-After). Rows are created on first claim."""
+
+    __tablename__ = "outbox_lanes"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    not_before: Mapped[datetime | None]
 
 
 class SlackThread(Base):

@@ -910,12 +910,22 @@ def _ingest_sent(
 
 
 def send_mail_api(
-    services: Services, account: Account, raw: bytes, message_id: str, *, sent_by: str | None = None
+    services: Services,
+    account: Account,
+    raw: bytes,
+    message_id: str,
+    *,
+    sent_by: str | None = None,
+    accepted: dict[str, Any] | None = None,
+    before_send: Callable[[], None] | None = None,
+    on_accepted: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Send through the mailbox's own API; it files the Sent copy itself (no append).
 
     Idempotent by Message-ID: skipped when the store or the mailbox's Sent already has it
-    (Gmail ``q=rfc822msgid:``; Graph ``$filter=internetMessageId eq '<…>'`` in Sent Items)."""
+    (Gmail ``q=rfc822msgid:``; Graph ``$filter=internetMessageId eq '<…>'`` in Sent Items).
+    ``accepted``/``before_send``/``on_accepted`` as in ``writeback.send_mail``: an accepted
+    send is never sent again (Graph files its Sent copy late, so the search can miss it)."""
     account = _load(services, account.id)
     mid = message_id.strip().strip("<>")
     with session_scope(services.session_factory) as s:
@@ -931,6 +941,10 @@ def send_mail_api(
         thread = _thread_hint(s, account.id, raw) if account.provider == Provider.GMAIL else None
     if account.provider == Provider.GMAIL:
         gmail = gmail_client(services, account)
+        if accepted and accepted.get("gmail_id"):
+            gid, tid = str(accepted["gmail_id"]), accepted.get("thread_id")
+            _ingest_sent(services, account.id, raw, gid, tid, sent_by, "SENT")
+            return
         found = gmail.find_message_id(mid)
         if found:
             gm = gmail.get(found[0], raw=False)
@@ -938,15 +952,23 @@ def send_mail_api(
                 services, account.id, raw, found[0], gm.thread_id if gm else None, sent_by, "SENT"
             )
             return
+        if before_send is not None:
+            before_send()
         sent = gmail.send(raw, thread_id=thread)
         log.info("sent %s through Gmail for account %s", mid, account.id)
+        if on_accepted is not None:
+            on_accepted({"gmail_id": sent.id, "thread_id": sent.thread_id})
         _ingest_sent(services, account.id, raw, sent.id, sent.thread_id, sent_by, "SENT")
         return
     with graph_client(services, account) as graph:
-        found = graph.find_internet_message_id("sentitems", mid)
-        if not found:
+        found = [] if accepted else graph.find_internet_message_id("sentitems", mid)
+        if not found and not accepted:
+            if before_send is not None:
+                before_send()
             graph.send_mime(raw)
             log.info("sent %s through Microsoft Graph for account %s", mid, account.id)
+            if on_accepted is not None:
+                on_accepted({})
     # Graph's sendMail returns no id: the Sent Items delta supplies it on the next sync.
     folder = "sentitems" if "sentitems" in [n for n, _r in _graph_folders(account)] else None
     _ingest_sent(

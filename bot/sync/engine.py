@@ -147,13 +147,15 @@ def sync_account(
     options: SyncOptions | None = None,
 ) -> RunSummary:
     """Sync one account now. Takes (and releases) the account's lease unless ``claimed``;
-    raises AccountBusy when another worker holds it."""
-    owner = owner or worker_id()
+    raises AccountBusy when another worker holds it. The lease is renewed on a timer while
+    the run lasts; without ``owner`` the run gets its own owner token."""
+    owner = owner or leases.run_owner(worker_id())
     factory = services.session_factory
     if not claimed and not leases.claim(factory, account_id, owner):
         raise AccountBusy(f"account {account_id} is being synced by another worker")
     try:
-        return _run(services, account_id, owner, trigger, options or SyncOptions())
+        with leases.keep_renewed(factory, account_id, owner):
+            return _run(services, account_id, owner, trigger, options or SyncOptions())
     finally:
         leases.release(factory, account_id, owner)
 

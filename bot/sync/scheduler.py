@@ -92,10 +92,14 @@ class SyncScheduler:
         try:
             with self._lock:
                 free = self.max_workers - len(self._running)
+                running = set(self._running)
+            # One owner token per claim: each run renews and releases only its own lease. An
+            # account still running here is skipped even when its lease lapsed (finding #17).
+            owner = leases.run_owner(self.owner)
             for account_id in leases.claim_due(
-                self.services.session_factory, self.owner, limit=free
+                self.services.session_factory, owner, limit=free, exclude=running
             ):
-                self._submit(account_id, "schedule")
+                self._submit(account_id, "schedule", owner)
             if self.idle:
                 self.reconcile_watchers()
         except Exception:
@@ -109,8 +113,9 @@ class SyncScheduler:
             if account_id in self._running:
                 self._dirty.add(account_id)
                 return
-        if leases.claim(self.services.session_factory, account_id, self.owner):
-            self._submit(account_id, reason)
+        owner = leases.run_owner(self.owner)
+        if leases.claim(self.services.session_factory, account_id, owner):
+            self._submit(account_id, reason, owner)
         else:
             # Another worker has it; make it due so the next free claim reruns it.
             with session_scope(self.services.session_factory) as s:
@@ -118,23 +123,23 @@ class SyncScheduler:
                 if account is not None:
                     account.next_sync_at = utcnow()
 
-    def _submit(self, account_id: int, trigger: str) -> None:
+    def _submit(self, account_id: int, trigger: str, owner: str) -> None:
         with self._lock:
             self._running.add(account_id)
             self._dirty.discard(account_id)
         try:
-            self._pool.submit(self._run, account_id, trigger)
+            self._pool.submit(self._run, account_id, trigger, owner)
         except RuntimeError:  # pool shut down
             with self._lock:
                 self._running.discard(account_id)
-            leases.release(self.services.session_factory, account_id, self.owner)
+            leases.release(self.services.session_factory, account_id, owner)
 
-    def _run(self, account_id: int, trigger: str) -> None:
+    def _run(self, account_id: int, trigger: str, owner: str) -> None:
         try:
             summary = sync_account(
                 self.services,
                 account_id,
-                owner=self.owner,
+                owner=owner,
                 trigger=trigger,
                 claimed=True,
                 options=self.options,

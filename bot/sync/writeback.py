@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,12 +232,20 @@ def send_mail(
     message_id: str,
     *,
     sent_by: str | None = None,
+    accepted: bool = False,
+    before_send: Callable[[], None] | None = None,
+    on_accepted: Callable[[dict[str, Any]], None] | None = None,
 ) -> SendResult:
     """Send over SMTP, then keep a copy in Sent (``\\Seen``) and in the store.
 
     Idempotent by Message-ID: when the message is already in the store or in Sent, SMTP is
     skipped. A failed APPEND after a successful send is recorded in ``problems``; it never
-    fails or repeats the send (FreeScout #3632)."""
+    fails or repeats the send (FreeScout #3632).
+
+    ``accepted``: an earlier try's server already accepted it (the caller's durable marker):
+    only the bookkeeping is left, SMTP is skipped. ``before_send`` runs right before SMTP (the
+    outbox's lease check; it raises to stop). ``on_accepted`` runs right after the server
+    accepted, before anything else can fail: the caller records that durably."""
     from bot.providers.smtp import send_message
 
     mid = message_id.strip().strip("<>")
@@ -264,11 +272,13 @@ def send_mail(
             problems.append(f"could not look into {sent_folder}: {exc}")
         result = SendResult(
             sent=False,
-            already_sent=bool(stored or in_sent),
+            already_sent=bool(stored or in_sent or accepted),
             sent_folder=sent_folder,
             problems=problems,
         )
         if not result.already_sent:
+            if before_send is not None:
+                before_send()
             try:
                 result.smtp_reply = send_message(
                     smtp, smtp_secret, raw, mail_from=mail_from, rcpt_to=list(rcpt_to)
@@ -281,6 +291,14 @@ def send_mail(
                 partial = exc
             result.sent = True
             log.info("sent %s for account %s", mid, account_id)
+            if on_accepted is not None:
+                on_accepted(
+                    {
+                        "reply": result.smtp_reply[:200],
+                        "refused": sorted(partial.refused) if partial else [],
+                        "partial": str(partial)[:500] if partial else None,
+                    }
+                )
         # Store it now, before the APPEND, so a crash from here on cannot lead to a resend.
         if stored is None:
             stored = _ingest_sent(services, account_id, raw, sent_by, None)
