@@ -224,6 +224,18 @@ class Conversation(Base):
         ForeignKey("conversations.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # -- team triage (issue 16, migration 0010; bot/store/triage.py) --------------------------
+    # Owner (a Slack user), status "open" | "waiting" | "done", and since when the customer's
+    # oldest unanswered email has waited (None: the last email is ours).
+    assignee: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    waiting_since: Mapped[datetime | None]
+    # A snooze is a due row: the worker claims conversations whose time has come.
+    snoozed_until: Mapped[datetime | None] = mapped_column(index=True)
+    snoozed_by: Mapped[str | None] = mapped_column(String(32))
+    # Who has a reply modal open on it, until when (the "Ann is replying" mark).
+    replying_user: Mapped[str | None] = mapped_column(String(32))
+    replying_until: Mapped[datetime | None]
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.date"
@@ -557,3 +569,13 @@ class JobLock(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(120))
     expires_at: Mapped[datetime | None]
+
+
+class TriagePreference(Base):
+    """A person's triage settings (issue 16): whether an assignment DMs them."""
+
+    __tablename__ = "triage_preferences"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    assignment_dms: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
