@@ -23,6 +23,21 @@ log = logging.getLogger(__name__)
 
 def register(app: Any) -> None:
     app.view(ids.VIEW_COMPOSE)(compose_submitted)
+    app.view_closed(ids.VIEW_COMPOSE)(compose_closed)
+
+
+def _replying_ended(context: BoltContext, view: dict[str, Any], user_id: str) -> None:
+    """The "is replying" mark on the parent clears (issue 16)."""
+    from bot.inbox.triage import replying_ended
+
+    meta = ComposeMeta.load(view.get("private_metadata"))
+    if meta is not None and meta.conversation_id is not None:
+        replying_ended(services_of(context), meta.conversation_id, user_id)
+
+
+def compose_closed(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    _replying_ended(context, body["view"], body["user"]["id"])
 
 
 def compose_submitted(
@@ -73,3 +88,4 @@ def compose_submitted(
         ack(response_action="update", view=cb.held_view(result.held, result.outbox_id))
     else:
         ack()  # closes the modal; "sent" shows in the thread once the server accepted it
+        _replying_ended(context, view, user_id)
