@@ -17,7 +17,8 @@ from bot.blocks.text import escape_mrkdwn, plain, truncate
 # action_id / callback_id / block_id (kept here so the shared ids module stays untouched)
 TAKE = "triage_take"  # value: conversation id
 ASSIGN = "triage_assign"  # value: conversation id; opens the Assign modal
-MENU = "triage_menu"  # overflow; option value "<verb>:<conversation id>"
+MENU = "triage_menu"  # snooze overflow; option value "<verb>:<conversation id>"
+STATUS = "triage_status"  # Done / Reopen button; value "<verb>:<conversation id>"
 VIEW_ASSIGN = "view_triage_assign"
 VIEW_SNOOZE = "view_triage_snooze"
 ASSIGN_BLOCK = "triage_assignee"
@@ -105,8 +106,8 @@ def _option(label: str, value: str) -> dict[str, Any]:
 
 
 def triage_blocks(state: TriageState) -> list[dict[str, Any]]:
-    """A context line with the state and an actions row: Take it, Assign…, and a menu with
-    snooze choices, Done/Reopen and Unassign."""
+    """A context line with the state and an actions row: Take it, Assign…, Done (or Reopen)
+    and a Snooze menu (Slack allows five options per overflow)."""
     cid = state.conversation_id
     line = {
         "type": "context",
@@ -121,12 +122,6 @@ def triage_blocks(state: TriageState) -> list[dict[str, Any]]:
     ]
     if state.snoozed_until is not None:
         options.append(_option("Unsnooze", menu_value(UNSNOOZE, cid)))
-    if state.status == "done":
-        options.append(_option("Reopen", menu_value(REOPEN, cid)))
-    else:
-        options.append(_option("Mark done", menu_value(DONE, cid)))
-    if state.assignee:
-        options.append(_option("Unassign", menu_value(UNASSIGN, cid)))
     elements: list[dict[str, Any]] = []
     if state.assignee is None:
         elements.append(
@@ -140,13 +135,17 @@ def triage_blocks(state: TriageState) -> list[dict[str, Any]]:
             "value": str(cid),
         }
     )
+    # Done / Reopen share the menu's verbs; Unassign is "Nobody" in the Assign… modal.
+    verb, label = (REOPEN, "Reopen") if state.status == "done" else (DONE, "Done")
     elements.append(
         {
-            "type": "overflow",
-            "action_id": MENU,
-            "options": options,
+            "type": "button",
+            "action_id": STATUS,
+            "text": plain(label),
+            "value": menu_value(verb, cid),
         }
     )
+    elements.append({"type": "overflow", "action_id": MENU, "options": options[:5]})
     return [line, {"type": "actions", "block_id": f"triage_actions_{cid}", "elements": elements}]
 
 

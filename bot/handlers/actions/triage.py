@@ -26,6 +26,7 @@ def register(app: Any) -> None:
     app.action(tb.TAKE)(take_clicked)
     app.action(tb.ASSIGN)(assign_clicked)
     app.action(tb.MENU)(menu_selected)
+    app.action(tb.STATUS)(menu_selected)
     app.action(tb.HOME_DMS)(dms_toggled)
 
 
@@ -78,8 +79,9 @@ def menu_selected(
     ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
 ) -> None:
     ack()
-    option = body["actions"][0].get("selected_option") or {}
-    parsed = tb.parse_menu_value(str(option.get("value") or ""))
+    action = body["actions"][0]
+    option = action.get("selected_option") or {}
+    parsed = tb.parse_menu_value(str(option.get("value") or action.get("value") or ""))
     if parsed is None:
         return
     verb, cid = parsed
