@@ -78,9 +78,7 @@ def _menu(m: Any, user: str, verb: str, cid: int) -> None:
 def _dms_to(m: Any, user: str) -> list[Any]:
     with m.fake.ws.lock:
         ims = {c.id for c in m.fake.ws.channels.values() if c.is_im and c.im_user == user}
-    return [
-        c for c in m.fake.calls_to("chat.postMessage") if c.ok and c.arg("channel") in ims
-    ]
+    return [c for c in m.fake.calls_to("chat.postMessage") if c.ok and c.arg("channel") in ims]
 
 
 # -- owner ---------------------------------------------------------------------------------
@@ -258,7 +256,12 @@ def test_reply_waits_inbound_reopens_check_mark_is_done_and_a_follow_up_reopens(
     assert c.status == "open" and not c.archived
     assert ":large_green_circle: Open" in _parent_text(m)
     statuses = [(a.details["from"], a.details["to"]) for a in _audit(m, cid, "triage.status")]
-    assert statuses == [("open", "waiting"), ("waiting", "open"), ("open", "done"), ("done", "open")]
+    assert statuses == [
+        ("open", "waiting"),
+        ("waiting", "open"),
+        ("open", "done"),
+        ("done", "open"),
+    ]
     all_ok(m.fake)
 
 
@@ -339,7 +342,9 @@ def test_snooze_comes_back_at_its_time_and_earlier_on_new_mail(inbox: Any, dovec
     # Snoozed again; new mail brings it back before its time.
     _menu(m, "UMEMBER", tb.NEXT_WEEK, cid)
     assert conversation(m, cid).snoozed_until is not None
-    more, _ = make_email("Re: Call me back", "Hello?", to=user.address, sender=CUSTOMER, reply_to=mid)
+    more, _ = make_email(
+        "Re: Call me back", "Hello?", to=user.address, sender=CUSTOMER, reply_to=mid
+    )
     dovecot.deliver(user.username, more)
     sync_account(m.services, acc.id)
     run_all(m)
