@@ -59,6 +59,7 @@ class TriageState:
     waiting_since: datetime | None = None
     snoozed_until: datetime | None = None
     replying_user: str | None = None
+    back_from_snooze: bool = False  # woke, and nothing else changed since
 
 
 def ago(when: datetime) -> str:
@@ -85,6 +86,8 @@ def state_line(state: TriageState) -> str:
         parts.append(f":alarm_clock: Customer waiting since {ago(state.waiting_since)}")
     if state.snoozed_until is not None:
         parts.append(f":zzz: Snoozed until {at(state.snoozed_until)}")
+    elif state.back_from_snooze:
+        parts.append(":alarm_clock: *Back from snooze*")
     if state.replying_user:
         parts.append(f":pencil2: {mention(state.replying_user)} is replying")
     return " · ".join(parts)

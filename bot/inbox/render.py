@@ -55,7 +55,7 @@ def conversation_card(session: Session, conversation: Conversation) -> Conversat
         client_name=link.client.name if link is not None else None,
         has_attachments=any(m.has_attachments for m in messages),
         merged_into_id=conversation.merged_into_id,
-        triage=triage_state(conversation),
+        triage=triage_state(conversation, session=session),
     )
 
 

@@ -83,8 +83,28 @@ def local_time(day: str, clock: str, zone: ZoneInfo) -> datetime:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def triage_state(conversation: Conversation, now: datetime | None = None) -> tb.TriageState:
+def triage_state(
+    conversation: Conversation, now: datetime | None = None, session: Session | None = None
+) -> tb.TriageState:
+    """What the parent shows. With a session, also whether the latest triage change was a
+    wake-up (the parent then says it is back from snooze)."""
     now = now or utcnow()
+    back = False
+    if session is not None and conversation.snoozed_until is None:
+        from sqlalchemy import select
+
+        from bot.store.models import AuditLog
+
+        latest = session.scalar(
+            select(AuditLog.action)
+            .where(
+                AuditLog.conversation_id == conversation.id,
+                AuditLog.action.like("triage.%"),
+            )
+            .order_by(AuditLog.id.desc())
+            .limit(1)
+        )
+        back = latest == "triage.wake"
     replying = conversation.replying_user
     if conversation.replying_until is None or conversation.replying_until <= now:
         replying = None
@@ -95,6 +115,7 @@ def triage_state(conversation: Conversation, now: datetime | None = None) -> tb.
         waiting_since=conversation.waiting_since,
         snoozed_until=conversation.snoozed_until,
         replying_user=replying,
+        back_from_snooze=back,
     )
 
 

@@ -330,6 +330,7 @@ def test_snooze_comes_back_at_its_time_and_earlier_on_new_mail(inbox: Any, dovec
     run_all(m)
     assert conversation(m, cid).snoozed_until is None
     assert "Snoozed until" not in _parent_text(m)
+    assert "Back from snooze" in _parent_text(m)
     top = parent(m.fake)
     told = [
         c
