@@ -268,14 +268,16 @@ def mark_done(services: Services, slack: WebClient, user_id: str, conversation_i
 
 def reopen(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> bool:
     info = _checked(services, slack, user_id, conversation_id)
+    # Unarchiving notes the thread itself; a note of our own only when nothing else says so.
+    unarchived = actions.unarchive(services, slack, user_id, info.conversation_id)
     with session_scope(services.session_factory) as session:
         conversation, _ = actions._load(session, info.conversation_id)
         change = st.set_status(session, conversation, user_id, st.OPEN)
         if change is not None:
             conversation = session.get_one(Conversation, info.conversation_id)
-            _note(session, conversation, change, tb.status_note(user_id, st.OPEN))
+            if not unarchived:
+                _note(session, conversation, change, tb.status_note(user_id, st.OPEN))
             refresh_parent(session, conversation.id)
-    unarchived = actions.unarchive(services, slack, user_id, info.conversation_id)
     return change is not None or unarchived
 
 
@@ -417,6 +419,9 @@ def wake_due(services: Services, now: datetime | None = None, limit: int = 50) -
     are claimed with SKIP LOCKED and each wake is a conditional UPDATE."""
     now = now or utcnow()
     woken: list[int] = []
+    with services.session_factory() as reader:  # most ticks find nothing: no write lock
+        if not st.anything_due(reader, now):
+            return woken
     with session_scope(services.session_factory) as session:
         for cid in st.claim_due_snoozes(session, now=now, limit=limit):
             conversation = session.get_one(Conversation, cid)

@@ -235,7 +235,7 @@ class Conversation(Base):
     snoozed_by: Mapped[str | None] = mapped_column(String(32))
     # Who has a reply modal open on it, until when (the "Ann is replying" mark).
     replying_user: Mapped[str | None] = mapped_column(String(32))
-    replying_until: Mapped[datetime | None]
+    replying_until: Mapped[datetime | None] = mapped_column(index=True)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.date"

@@ -206,6 +206,18 @@ def wake(session: Session, conversation: Conversation, actor: str, reason: str) 
     return Change("wake", before, None, row.id)
 
 
+def anything_due(session: Session, now: datetime) -> bool:
+    """A cheap read: is any snooze or "is replying" mark due? (Two indexed lookups; the worker
+    asks this before taking a write transaction.)"""
+    for column in (Conversation.snoozed_until, Conversation.replying_until):
+        due = session.scalar(
+            select(Conversation.id).where(column.is_not(None), column <= now).limit(1)
+        )
+        if due is not None:
+            return True
+    return False
+
+
 def claim_due_snoozes(
     session: Session, *, now: datetime | None = None, limit: int = 50
 ) -> list[int]:

@@ -37,6 +37,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("replying_until", utc, nullable=True))
         batch_op.create_index("ix_conversations_assignee", ["assignee"], unique=False)
         batch_op.create_index("ix_conversations_snoozed_until", ["snoozed_until"], unique=False)
+        batch_op.create_index("ix_conversations_replying_until", ["replying_until"], unique=False)
     op.create_table(
         "triage_preferences",
         sa.Column("user_id", sa.String(length=32), nullable=False),
@@ -48,6 +49,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("triage_preferences")
+    op.drop_index("ix_conversations_replying_until", table_name="conversations")
     op.drop_index("ix_conversations_snoozed_until", table_name="conversations")
     op.drop_index("ix_conversations_assignee", table_name="conversations")
     # Plain DROP COLUMN (SQLite 3.35+, PostgreSQL): a batch copy of `conversations` would

@@ -82,10 +82,10 @@ def compose_submitted(
         account = session.get(Account, meta.account_id)
         assert account is not None
         result = submit(session, meta, sub, user_id=user_id, account=account)
+    _replying_ended(context, view, user_id)  # written (or held): no longer "is replying"
     if result.problem:
         ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
     elif result.held and result.outbox_id is not None:
         ack(response_action="update", view=cb.held_view(result.held, result.outbox_id))
     else:
         ack()  # closes the modal; "sent" shows in the thread once the server accepted it
-        _replying_ended(context, view, user_id)
