@@ -203,6 +203,9 @@ class Conversation(Base):
     """An email thread; one Slack thread."""
 
     __tablename__ = "conversations"
+    # The server default of `status` (0010) is for rows that existed before; new rows get the
+    # Python default, so there is nothing to read back and batch ingest stays one executemany.
+    __mapper_args__ = {"eager_defaults": False}
     __table_args__ = (
         Index("ix_conversations_account_last", "account_id", "last_message_at"),
         Index("ix_conversations_subject_key", "account_id", "subject_key"),
