@@ -8,6 +8,8 @@ Bulk-inserts `rows` generated messages (Zipf vocabulary, 5 accounts, 500 senders
 ids NOT in date order for a fifth of them, as after a history import) straight into the tables
 (no MIME parse: that is the import bench's job), then times bot.store.search.search() end to
 end (query, filters, count, snippets) for a set of query shapes. Target: p95 < 100 ms.
+Conversations carry team-triage state (owner, status, waiting since, snooze): the `is:mine`…
+queries and the `list …` rows time the triage views (issue 16) as the person U1.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert, text
 
 from bot.store import migrate
+from bot.store.conversations import count_conversations, list_conversations
 from bot.store.db import make_engine, make_session_factory, session_scope
 from bot.store.models import Account, Conversation, Message, Provider
 from bot.store.search import index_unindexed, search
@@ -47,7 +50,31 @@ QUERIES = {
     "term -negation": f"{MEDIUM} -{COMMON}",
     "has:attachment + after:": "has:attachment after:2024-06-01",
     "no match": "zzzznotthere",
+    # Team triage views (issue 16), as the person U1.
+    "is:mine": "is:mine",
+    "is:unassigned": "is:unassigned",
+    "is:waiting": "is:waiting",
+    "is:snoozed": "is:snoozed",
+    "is:unanswered": "is:unanswered",
+    "is:unanswered + term": f"is:unanswered {MEDIUM}",
 }
+# The same views as conversation lists with their count (`/inbox list`, App Home, filters).
+LIST_VIEWS = ("mine", "unassigned", "waiting", "snoozed", "unanswered")
+ME = "U1"
+AGENTS = [None, None, None, "U1", "U2", "U3", "U4", "U5"]
+
+
+def triage_columns(rng: random.Random, start: datetime, rows: int) -> dict[str, object]:
+    """A plausible team inbox: most done, some waiting on the customer, a few snoozed."""
+    status = rng.choices(["done", "waiting", "open"], [70, 15, 15])[0]
+    waiting = start + timedelta(minutes=rng.randrange(5 * rows))
+    return {
+        "assignee": rng.choice(AGENTS),
+        "status": status,
+        "archived": status == "done",
+        "waiting_since": waiting if status == "open" and rng.random() < 0.7 else None,
+        "snoozed_until": start + timedelta(days=400) if rng.random() < 0.03 else None,
+    }
 
 
 def load(url: str, rows: int, seed: int) -> list[int]:
@@ -70,7 +97,12 @@ def load(url: str, rows: int, seed: int) -> list[int]:
         n = min(batch, rows - b)
         with session_scope(factory) as s:
             convs = [
-                {"account_id": account_ids[(b + i) % 5], "subject": "x", "message_count": 1}
+                {
+                    "account_id": account_ids[(b + i) % 5],
+                    "subject": "x",
+                    "message_count": 1,
+                    **triage_columns(rng, start, rows),
+                }
                 for i in range(n)
             ]
             conv_ids = list(s.scalars(insert(Conversation).returning(Conversation.id), convs))
@@ -133,7 +165,7 @@ def run_queries(url: str, account_ids: list[int], runs: int) -> dict[str, tuple[
         for i in range(runs + 2):
             with session_scope(factory) as s:
                 t = time.perf_counter()
-                page = search(s, q, visible_account_ids=account_ids, limit=20)
+                page = search(s, q, visible_account_ids=account_ids, user_id=ME, limit=20)
                 elapsed = (time.perf_counter() - t) * 1000
             if i >= 2:  # warm-up runs are not counted
                 times.append(elapsed)
@@ -143,6 +175,27 @@ def run_queries(url: str, account_ids: list[int], runs: int) -> dict[str, tuple[
         out[name] = (statistics.median(times), p95, label)
         print(
             f"  {name:<28} p50 {out[name][0]:7.1f} ms   p95 {p95:7.1f} ms   ({label} matches)",
+            flush=True,
+        )
+    for view in LIST_VIEWS:
+        name = f"list {view}"
+        times = []
+        for i in range(runs + 2):
+            with session_scope(factory) as s:
+                t = time.perf_counter()
+                rows = list_conversations(
+                    s, filter=view, account_ids=account_ids, user_id=ME, limit=11
+                )
+                total = count_conversations(s, filter=view, account_ids=account_ids, user_id=ME)
+                elapsed = (time.perf_counter() - t) * 1000
+            if i >= 2:
+                times.append(elapsed)
+        times.sort()
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        out[name] = (statistics.median(times), p95, f"{total:,}")
+        print(
+            f"  {name:<28} p50 {out[name][0]:7.1f} ms   p95 {p95:7.1f} ms   "
+            f"({total:,} conversations, {len(rows)} shown)",
             flush=True,
         )
     engine.dispose()
@@ -197,9 +250,10 @@ def main() -> None:
     print()
     print("| query | " + " | ".join(f"{d} p50 | {d} p95" for d in dbs) + " | matches |")
     print("|---|" + "---:|---:|" * len(dbs) + "---:|")
-    for q in QUERIES:
+    for q in [*QUERIES, *(f"list {v}" for v in LIST_VIEWS)]:
         cells = " | ".join(f"{results[d][q][0]:.1f} | {results[d][q][1]:.1f}" for d in dbs)
-        print(f"| {q} (`{QUERIES[q]}`) | {cells} | {results[dbs[0]][q][2]} |")
+        shown = f"`{QUERIES[q]}`" if q in QUERIES else "list + count"
+        print(f"| {q} ({shown}) | {cells} | {results[dbs[0]][q][2]} |")
 
 
 if __name__ == "__main__":

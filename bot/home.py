@@ -52,13 +52,16 @@ def visible_account_ids(services: Services, client: WebClient, user_id: str) -> 
     return sorted(acc_id for acc_id, channel in rows if channel in channels)
 
 
-def filter_counts(session: Session, account_ids: Sequence[int]) -> dict[str, int]:
-    """Conversations per filter among the visible accounts (store semantics)."""
+def filter_counts(
+    session: Session, account_ids: Sequence[int], user_id: str | None = None
+) -> dict[str, int]:
+    """Conversations per filter among the visible accounts (store semantics); `user_id`
+    is whose "mine" it is."""
     from bot.store import conversations
 
     if not account_ids:
         return dict.fromkeys(FILTERS, 0)
-    return conversations.filter_counts(session, account_ids=list(account_ids))
+    return conversations.filter_counts(session, account_ids=list(account_ids), user_id=user_id)
 
 
 def list_conversations(
@@ -69,6 +72,7 @@ def list_conversations(
     client_id: int | None = None,
     limit: int = 10,
     offset: int = 0,
+    user_id: str | None = None,
 ) -> list[Conversation]:
     """Newest activity first; ask for `limit + 1` to learn whether a next page exists."""
     from bot.store import conversations
@@ -82,6 +86,7 @@ def list_conversations(
         client_id=client_id,
         limit=limit,
         offset=offset,
+        user_id=user_id,
     )
 
 
@@ -263,11 +268,13 @@ def home_data(
     account_ids = visible_account_ids(services, client, user_id)
     with services.session_factory() as session:
         connected = int(session.scalar(select(func.count(Account.id))) or 0)
-        counts = filter_counts(session, account_ids)
+        counts = filter_counts(session, account_ids, user_id)
         recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))
+        triage = triage_home_blocks(session, account_ids, user_id)
         if not is_admin:
             return HomeData(
                 is_admin=False,
+                triage_blocks=triage,
                 counts=counts,
                 recent=recent,
                 visible_accounts=len(account_ids),
@@ -289,6 +296,7 @@ def home_data(
         clients = list_clients(session, limit=CLIENTS_PAGE_SIZE, offset=cl_page * CLIENTS_PAGE_SIZE)
         return HomeData(
             is_admin=True,
+            triage_blocks=triage,
             counts=counts,
             recent=recent,
             visible_accounts=len(account_ids),
@@ -300,6 +308,42 @@ def home_data(
             template_blocks=_template_blocks(session),
             pages=HomePages(acc_page, cl_page),
         )
+
+
+TRIAGE_HOME_LIMIT = 5
+
+
+def triage_home_blocks(
+    session: Session, account_ids: Sequence[int], user_id: str
+) -> list[dict[str, Any]]:
+    """The person's conversations and the unassigned ones, oldest waiting customer first,
+    and their assignment-DM switch (issue 16)."""
+    from bot.blocks.triage import home_blocks, home_item
+    from bot.store import triage
+
+    if not account_ids:
+        return []
+    mine, unassigned = triage.home_conversations(
+        session, account_ids, user_id, limit=TRIAGE_HOME_LIMIT
+    )
+
+    def items(convs: Sequence[Conversation]) -> list[dict[str, Any]]:
+        lines = result_items(session, convs)
+        return [
+            home_item(
+                c.id,
+                line.subject,
+                line.sender_name or line.sender_email,
+                line.account_email,
+                c.waiting_since,
+                triage.effective_status(c),
+                line.thread_url,
+            )
+            for c, line in zip(convs, lines, strict=True)
+        ]
+
+    dms_on = triage.wants_assignment_dms(session, user_id)
+    return home_blocks(items(mine), items(unassigned), dms_on)
 
 
 def publish_home(

@@ -43,6 +43,10 @@ class Worker:
             else Dispatcher(services, client)
         )
         self._outbox_thread: threading.Thread | None = None
+        from bot.sync.snooze import SnoozeWaker
+
+        self.snoozes = SnoozeWaker(services)  # snoozed conversations come back (issue 16)
+        self._snooze_thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.scheduler.start()
@@ -50,6 +54,10 @@ class Worker:
             target=self.dispatcher.run_forever, args=(self._stop,), name="outbox", daemon=True
         )
         self._outbox_thread.start()
+        self._snooze_thread = threading.Thread(
+            target=self.snoozes.run_forever, args=(self._stop,), name="snoozes", daemon=True
+        )
+        self._snooze_thread.start()
         log.info("worker started: sync scheduler, IDLE watchers and outbox dispatcher")
 
     def stop(self) -> None:
@@ -57,6 +65,8 @@ class Worker:
         self.scheduler.stop()
         if self._outbox_thread is not None:
             self._outbox_thread.join(timeout=30)
+        if self._snooze_thread is not None:
+            self._snooze_thread.join(timeout=30)
         self.dispatcher.close()
 
     def run_forever(self) -> None:

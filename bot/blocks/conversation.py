@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.blocks import ids
 from bot.blocks.text import SECTION_LIMIT, escape_mrkdwn, plain
+from bot.blocks.triage import TriageState, triage_blocks
 
 # One in-thread email keeps its body to one section; the rest is one click away (Open).
 THREAD_BODY_LIMIT = 2800
@@ -56,6 +57,7 @@ class ConversationCard:
     client_name: str | None = None
     has_attachments: bool = False
     merged_into_id: int | None = None
+    triage: TriageState | None = None  # owner, status, snooze (bot/blocks/triage.py)
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,8 @@ def parent_message(card: ConversationCard) -> dict[str, Any]:
     if card.merged_into_id is not None:
         blocks.append(context("This conversation was merged into another thread."))
     blocks.append(parent_actions(card))
+    if card.triage is not None:
+        blocks.extend(triage_blocks(card.triage))
     sender = card.sender.name or card.sender.email or "unknown sender"
     text = fit(f"{sender}: {subject}", NOTIFICATION_TEXT_LIMIT)
     return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}

@@ -89,6 +89,7 @@ class HomeData:
     clients_total: int = 0
     template_blocks: Sequence[dict[str, Any]] = ()
     pages: HomePages = HomePages()
+    triage_blocks: Sequence[dict[str, Any]] = ()  # yours / unassigned (bot/blocks/triage.py)
 
 
 def _interval(seconds: int) -> str:
@@ -298,7 +299,7 @@ def clients_blocks(data: HomeData) -> list[dict[str, Any]]:
 
 
 def home_view(data: HomeData) -> dict[str, Any]:
-    blocks = overview_blocks(data)
+    blocks = overview_blocks(data) + list(data.triage_blocks)
     if data.is_admin:
         blocks += accounts_blocks(data)
         tail = clients_blocks(data)

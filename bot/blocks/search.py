@@ -20,6 +20,16 @@ FILTER_LABELS = {
     "linked": "Linked",
     "unlinked": "Unlinked",
 }
+# Team triage views (issue 16): what is left to do, for the person asking.
+TRIAGE_FILTERS: tuple[str, ...] = ("mine", "unassigned", "waiting", "snoozed", "unanswered")
+FILTER_LABELS.update(
+    mine="Mine",
+    unassigned="Unassigned",
+    waiting="Waiting",
+    snoozed="Snoozed",
+    unanswered="Unanswered",
+)
+FILTERS += TRIAGE_FILTERS
 PAGE_SIZE = 10  # two blocks per result: a page stays well inside 50 (message) / 100 (modal)
 SEARCH_BLOCK = "search_q"  # block_id of the query input; kept stable so typed text survives
 FILTER_BLOCK = "search_f"

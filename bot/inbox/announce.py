@@ -93,6 +93,11 @@ def announce_ingested(session: Session, account: Account, result: IngestResult) 
         conversation = target
     if result.merged_conversation_ids:
         refresh_parent(session, conversation.id)
+    if not _is_history(account, message):
+        # Team triage (issue 16): status, "waiting since" and snooze follow new mail.
+        from bot.inbox.triage import on_ingested
+
+        on_ingested(session, conversation, result.message_pk, message)
     if _is_history(account, message) or message.sent_by:
         if conversation.slack_thread is not None and conversation.slack_thread.ts is not None:
             refresh_parent(session, conversation.id)  # counts and snippet moved on

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.blocks.conversation import ConversationCard, EmailCard, Person
+from bot.inbox.triage import triage_state
 from bot.mail.html import html_to_text
 from bot.mail.quotes import trim_quoted
 from bot.store.models import Account, Conversation, Message
@@ -54,6 +55,7 @@ def conversation_card(session: Session, conversation: Conversation) -> Conversat
         client_name=link.client.name if link is not None else None,
         has_attachments=any(m.has_attachments for m in messages),
         merged_into_id=conversation.merged_into_id,
+        triage=triage_state(conversation, session=session),
     )
 
 

@@ -235,6 +235,8 @@ def post_in_thread(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         }
         if payload.get("blocks"):
             message["blocks"] = payload["blocks"]
+    if payload.get("broadcast"):
+        message["reply_broadcast"] = True  # also shown in the channel
     resp = call_slack(ctx.slack.chat_postMessage, channel=channel, thread_ts=thread_ts, **message)
     ts = str(resp["ts"])
     with session_scope(ctx.services.session_factory) as session:

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 FIELDS = ("from", "to", "subject", "client", "account", "is", "has", "before", "after")
-IS_VALUES = ("unread", "read", "archived", "linked", "unlinked")
+IS_VALUES: tuple[str, ...] = ("unread", "read", "archived", "linked", "unlinked")
+# Team triage views (issue 16): is:mine is:unassigned is:waiting is:snoozed is:unanswered.
+TRIAGE_IS_VALUES = ("mine", "unassigned", "waiting", "snoozed", "unanswered")
+IS_VALUES += TRIAGE_IS_VALUES
 HAS_VALUES = ("attachment",)
 
 # A token: optional "-", optional field:, then a "quoted string" or a bare run of non-space.

@@ -23,14 +23,26 @@ class ConversationFilter(enum.StrEnum):
     ARCHIVED = "archived"
     LINKED = "linked"  # linked to a client
     UNLINKED = "unlinked"
+    # Team triage views (bot/store/triage.py); `mine` needs the person's Slack id.
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+    WAITING = "waiting"
+    SNOOZED = "snoozed"
+    UNANSWERED = "unanswered"
 
 
 def _live() -> list[ColumnElement[bool]]:
     return [Conversation.merged_into_id.is_(None), Conversation.deleted.is_(False)]
 
 
-def _filter_condition(name: ConversationFilter | str) -> list[ColumnElement[bool]]:
+def _filter_condition(
+    name: ConversationFilter | str, user_id: str | None = None
+) -> list[ColumnElement[bool]]:
     f = ConversationFilter(name)
+    from bot.store import triage
+
+    if f.value in triage.VIEWS:
+        return triage.view_conditions(f.value, user_id)
     linked = select(ConversationLink.conversation_id)
     if f == ConversationFilter.UNREAD:
         return [Conversation.unread_count > 0]
@@ -47,8 +59,9 @@ def _base(
     filter: ConversationFilter | str,
     account_ids: Collection[int] | None,
     client_id: int | None,
+    user_id: str | None = None,
 ) -> Select[Any]:
-    stmt = select(Conversation).where(*_live(), *_filter_condition(filter))
+    stmt = select(Conversation).where(*_live(), *_filter_condition(filter, user_id))
     if account_ids is not None:
         stmt = stmt.where(Conversation.account_id.in_(list(account_ids)))
     if client_id is not None:
@@ -70,11 +83,12 @@ def list_conversations(
     client_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    user_id: str | None = None,
 ) -> list[Conversation]:
     """Newest activity first. `account_ids` is the access filter (None: every account; only
-    for trusted callers such as the CLI)."""
+    for trusted callers such as the CLI). `user_id`: whose "mine" it is."""
     stmt = (
-        _base(filter, account_ids, client_id)
+        _base(filter, account_ids, client_id, user_id)
         .options(selectinload(Conversation.link).selectinload(ConversationLink.client))
         .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
         .limit(limit)
@@ -89,15 +103,20 @@ def count_conversations(
     filter: ConversationFilter | str = ConversationFilter.ALL,
     account_ids: Collection[int] | None,
     client_id: int | None = None,
+    user_id: str | None = None,
 ) -> int:
-    inner = _base(filter, account_ids, client_id).with_only_columns(Conversation.id).subquery()
+    inner = (
+        _base(filter, account_ids, client_id, user_id).with_only_columns(Conversation.id).subquery()
+    )
     return int(session.scalar(select(func.count()).select_from(inner)) or 0)
 
 
-def filter_counts(session: Session, *, account_ids: Collection[int] | None) -> dict[str, int]:
+def filter_counts(
+    session: Session, *, account_ids: Collection[int] | None, user_id: str | None = None
+) -> dict[str, int]:
     """How many conversations each filter shows (for tabs / App Home)."""
     return {
-        f.value: count_conversations(session, filter=f, account_ids=account_ids)
+        f.value: count_conversations(session, filter=f, account_ids=account_ids, user_id=user_id)
         for f in ConversationFilter
     }
 

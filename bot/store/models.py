@@ -205,6 +205,9 @@ class Conversation(Base):
     """An email thread; one Slack thread."""
 
     __tablename__ = "conversations"
+    # The server default of `status` (0010) is for rows that existed before; new rows get the
+    # Python default, so there is nothing to read back and batch ingest stays one executemany.
+    __mapper_args__ = {"eager_defaults": False}
     __table_args__ = (
         Index("ix_conversations_account_last", "account_id", "last_message_at"),
         Index("ix_conversations_subject_key", "account_id", "subject_key"),
@@ -226,6 +229,18 @@ class Conversation(Base):
         ForeignKey("conversations.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # -- team triage (issue 16, migration 0010; bot/store/triage.py) --------------------------
+    # Owner (a Slack user), status "open" | "waiting" | "done", and since when the customer's
+    # oldest unanswered email has waited (None: the last email is ours).
+    assignee: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    waiting_since: Mapped[datetime | None]
+    # A snooze is a due row: the worker claims conversations whose time has come.
+    snoozed_until: Mapped[datetime | None] = mapped_column(index=True)
+    snoozed_by: Mapped[str | None] = mapped_column(String(32))
+    # Who has a reply modal open on it, until when (the "Ann is replying" mark).
+    replying_user: Mapped[str | None] = mapped_column(String(32))
+    replying_until: Mapped[datetime | None] = mapped_column(index=True)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.date"
@@ -646,4 +661,14 @@ class ComposeDraft(Base):
     cc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TriagePreference(Base):
+    """A person's triage settings (issue 16): whether an assignment DMs them."""
+
+    __tablename__ = "triage_preferences"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    assignment_dms: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

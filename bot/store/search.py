@@ -191,7 +191,14 @@ def _client_condition(value: str) -> ColumnElement[bool]:
     )
 
 
-def _is_condition(value: str) -> ColumnElement[bool]:
+def _is_condition(value: str, user_id: str | None = None) -> ColumnElement[bool]:
+    from bot.store import triage
+
+    if value in triage.VIEWS:
+        # A conversation-level view: the message's conversation is in it.
+        return Message.conversation_id.in_(
+            select(Conversation.id).where(*triage.view_conditions(value, user_id))
+        )
     if value == "unread":
         return Message.is_read.is_(False)
     if value == "read":
@@ -204,7 +211,7 @@ def _is_condition(value: str) -> ColumnElement[bool]:
     return Message.conversation_id.in_(select(Conversation.id).where(Conversation.archived))
 
 
-def _structured(q: SearchQuery) -> list[ColumnElement[bool]]:
+def _structured(q: SearchQuery, user_id: str | None = None) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Message.deleted.is_(False)]
     for f in q.filters:
         cond: ColumnElement[bool] | None = None
@@ -215,7 +222,7 @@ def _structured(q: SearchQuery) -> list[ColumnElement[bool]]:
         elif f.field == "client":
             cond = _client_condition(f.value)
         elif f.field == "is":
-            cond = _is_condition(f.value)
+            cond = _is_condition(f.value, user_id)
         elif f.field == "has":
             cond = Message.has_attachments.is_(True)
         if cond is not None:
@@ -369,6 +376,7 @@ def search(
     visible_account_ids: Collection[int] | None,
     limit: int = 20,
     offset: int = 0,
+    user_id: str | None = None,
 ) -> SearchPage:
     """Messages matching `query`, newest first. `visible_account_ids` is the access filter:
     the accounts this person may see (required on purpose; pass every id for the CLI). None
@@ -381,7 +389,11 @@ def search(
     if not accounts:
         return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
     engine = _Engine(session, q)
-    conds = [Message.account_id.in_(accounts), *_structured(q), *engine.extra_conditions()]
+    conds = [
+        Message.account_id.in_(accounts),
+        *_structured(q, user_id),  # user_id: whose is:mine
+        *engine.extra_conditions(),
+    ]
 
     if engine.positive is not None:
         candidates = engine.candidates(session)

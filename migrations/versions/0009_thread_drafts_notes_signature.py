@@ -7,7 +7,7 @@ closed unsent is offered back (`compose_drafts`, one per person and conversation
 mailbox may have a signature added to what is sent from Slack (`accounts.signature`).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-05 20:20:00
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 import bot.store.models
 
 revision: str = "0009"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,6 +9,7 @@ from bot.handlers.actions import conversation as conversation_actions
 from bot.handlers.actions import home as home_actions
 from bot.handlers.actions import search as search_actions
 from bot.handlers.actions import templates as template_actions
+from bot.handlers.actions import triage as triage_actions
 
 
 def register(app: App) -> None:
@@ -17,3 +18,4 @@ def register(app: App) -> None:
     template_actions.register(app)
     home_actions.register(app)
     search_actions.register(app)
+    triage_actions.register(app)

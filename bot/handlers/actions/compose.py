@@ -66,7 +66,14 @@ def compose_clicked(
         view = conversation_view(services, client, user_id, mode, parsed[0], parsed[1])
     except ComposeRefused as exc:
         view = cb.notice_view(cb.TITLES[mode], str(exc))
+    replying = view.get("callback_id") == ids.VIEW_COMPOSE
+    if replying:
+        view["notify_on_close"] = True  # Slack then tells us when it closes: the mark clears
     client.views_open(trigger_id=body["trigger_id"], view=view)
+    if replying:  # the parent shows "… is replying" while the modal is open (issue 16)
+        from bot.inbox.triage import replying_started
+
+        replying_started(services, parsed[0], user_id)
 
 
 def template_picked(

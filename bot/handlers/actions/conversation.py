@@ -80,7 +80,10 @@ def open_clicked(
             notice_modal("Email not found", "This email is no longer in the mailbox."),
         )
         return
-    show_modal(body, client, email_modal(view))
+    modal = email_modal(view)
+    from bot.inbox.triage import add_history  # who changed owner/status/snooze (issue 16)
+
+    show_modal(body, client, add_history(services_of(context), modal, view.conversation_id))
 
 
 def more_selected(

@@ -32,6 +32,11 @@ FILTER_TERMS = {
     "archived": " is:archived",
     "linked": " is:linked",
     "unlinked": " is:unlinked",
+    "mine": " is:mine",
+    "unassigned": " is:unassigned",
+    "waiting": " is:waiting",
+    "snoozed": " is:snoozed",
+    "unanswered": " is:unanswered",
 }
 
 
@@ -50,12 +55,13 @@ def search_view(
     account_ids = visible_account_ids(services, client, user_id)
     error = None
     with services.session_factory() as session:
-        counts = filter_counts(session, account_ids)
+        counts = filter_counts(session, account_ids, user_id)
         if query.strip():
             found = search(
                 session,
                 query + FILTER_TERMS.get(filter_name, ""),
                 visible_account_ids=account_ids,
+                user_id=user_id,
                 limit=PAGE_SIZE,
                 offset=page * PAGE_SIZE,
             )
@@ -68,7 +74,12 @@ def search_view(
                 error = "Could not read the query: " + "; ".join(found.errors)
         else:
             convs = list_conversations(
-                session, account_ids, filter_name, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE
+                session,
+                account_ids,
+                filter_name,
+                limit=PAGE_SIZE + 1,
+                offset=page * PAGE_SIZE,
+                user_id=user_id,
             )
             items = result_items(session, convs[:PAGE_SIZE])
             has_next = len(convs) > PAGE_SIZE

@@ -73,6 +73,7 @@ def search_page(
             session,
             query,
             visible_account_ids=account_ids,
+            user_id=user_id,
             limit=PAGE_SIZE,
             offset=page * PAGE_SIZE,
         )
@@ -97,9 +98,14 @@ def list_page(
 ) -> dict[str, Any]:
     account_ids = visible_account_ids(services, client, user_id)
     with services.session_factory() as session:
-        counts = filter_counts(session, account_ids)
+        counts = filter_counts(session, account_ids, user_id)
         convs = list_conversations(
-            session, account_ids, filter_name, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE
+            session,
+            account_ids,
+            filter_name,
+            limit=PAGE_SIZE + 1,
+            offset=page * PAGE_SIZE,
+            user_id=user_id,
         )
         items = result_items(session, convs[:PAGE_SIZE])
     return results_message(
@@ -308,6 +314,53 @@ def do_unlink(services: Services, client: WebClient, user_id: str, target: str) 
     )
 
 
+# -- assign ------------------------------------------------------------------------------------
+
+
+def _user_by_name(client: WebClient, name: str) -> str:
+    wanted = name.strip().lower()
+    cursor = None
+    for _ in range(20):
+        page = client.users_list(limit=200, cursor=cursor)
+        for u in page.get("members") or []:
+            profile = u.get("profile") or {}
+            names = {
+                str(u.get("name") or "").lower(),
+                str(profile.get("display_name") or "").lower(),
+                str(profile.get("real_name") or u.get("real_name") or "").lower(),
+            }
+            if wanted in names and not u.get("deleted"):
+                return str(u["id"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    raise UserError(f"I don't know anyone called “{escape_mrkdwn(name)}”.")
+
+
+def do_assign(services: Services, client: WebClient, user_id: str, target: str, who: str) -> str:
+    """`/inbox assign THREAD WHO`: the same rules as the Assign… button."""
+    from bot.inbox import actions, triage
+
+    conv_id = resolve_conversation(services, target)
+    if conv_id is None:
+        raise UserError("Say which conversation: `#42` or a Slack thread link.")
+    if who == "me":
+        assignee: str | None = user_id
+    elif who == "nobody":
+        assignee = None
+    elif who.startswith("id:"):
+        assignee = who[3:]
+    else:
+        assignee = _user_by_name(client, who[len("name:") :])
+    try:
+        outcome = triage.assign(services, client, user_id, conv_id, assignee)
+    except triage.NotMember as exc:
+        raise UserError(str(exc)) from exc
+    except actions.NotFound as exc:
+        raise UserError(f"No conversation {escape_mrkdwn(target)}.") from exc
+    return outcome.text
+
+
 # -- the listener ------------------------------------------------------------------------------
 
 
@@ -350,6 +403,8 @@ def run_command(
             respond(**ephemeral(do_link(services, client, user_id, cmd.args[0], cmd.args[1])))
         elif cmd.name == "unlink":
             respond(**ephemeral(do_unlink(services, client, user_id, cmd.args[0])))
+        elif cmd.name == "assign":
+            respond(**ephemeral(do_assign(services, client, user_id, cmd.args[0], cmd.args[1])))
     except UserError as exc:
         respond(**ephemeral(str(exc)))
     except AccessDenied as exc:

@@ -9,7 +9,8 @@ from bot.blocks.search import FILTERS
 
 HELP = """*Mailroom: `/inbox` commands* (only you see the answers)
 • `/inbox search QUERY`: search the mail you can see. `from:` `to:` `subject:` `client:` `account:` `has:attachment` `is:unread` `before:`/`after:YYYY-MM-DD`, `"exact phrase"`
-• `/inbox list [all|unread|archived|linked|unlinked]`: conversations with counts, newest first
+• `/inbox list [all|unread|archived|linked|unlinked|mine|unassigned|waiting|snoozed|unanswered]`: conversations with counts, newest first
+• `/inbox assign THREAD @person|me|nobody`: give a conversation (`#42` or a Slack thread link) an owner
 • `/inbox link ADDRESS-OR-THREAD CLIENT`: link a conversation (`#42` or a Slack thread link) to a client, or add an address to a client and link its conversations
 • `/inbox unlink ADDRESS-OR-THREAD`: remove a conversation's link, or an address from its client
 • `/inbox client NAME`: a client's timeline
@@ -21,7 +22,7 @@ You see the mail of an account only if you are a member of its channel."""
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # help|search|list|link|unlink|client|clients_add|compose|unknown
+    name: str  # help|search|list|link|unlink|client|clients_add|compose|assign|unknown
     args: tuple[str, ...] = ()
     error: str | None = None
 
@@ -43,7 +44,32 @@ def unwrap(text: str) -> str:
     return _LINK.sub(repl, text)
 
 
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^<>]*)?>")
+
+
+def _parse_assign(rest: str) -> Command:
+    """`assign THREAD WHO`; WHO is `<@U…>` (escaped mention), `me`, `nobody` or `@name`.
+    Parsed before `unwrap`, which would turn a mention into its label."""
+    target, _, who = rest.strip().partition(" ")
+    who = who.strip()
+    usage = "Usage: `/inbox assign #42 @person` (or `me`, or `nobody`)."
+    if not target or not who:
+        return Command("assign", error=usage)
+    m = _MENTION.fullmatch(who)
+    if m:
+        return Command("assign", (unwrap(target), "id:" + m.group(1)))
+    lowered = who.lower()
+    if lowered in {"me", "myself"}:
+        return Command("assign", (unwrap(target), "me"))
+    if lowered in {"nobody", "none", "noone", "-"}:
+        return Command("assign", (unwrap(target), "nobody"))
+    return Command("assign", (unwrap(target), "name:" + who.lstrip("@")))
+
+
 def parse_command(text: str) -> Command:
+    raw = (text or "").strip()
+    if raw.split(" ", 1)[0].lower() == "assign":
+        return _parse_assign(raw[len("assign") :])
     text = unwrap(text or "").strip()
     if not text:
         return Command("help")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.handlers.events import app_home, lifecycle, thread_messages
+from bot.handlers.events import app_home, lifecycle, reactions, thread_messages
 
 
 def register(app: App) -> None:
@@ -12,3 +12,4 @@ def register(app: App) -> None:
     app.event("app_uninstalled")(lifecycle.app_uninstalled)
     app.event("tokens_revoked")(lifecycle.tokens_revoked)
     app.event("message")(thread_messages.message_posted)
+    app.event("reaction_added")(reactions.reaction_added)

@@ -10,6 +10,7 @@ from bot.handlers.views import compose as compose_views
 from bot.handlers.views import conversation as conversation_views
 from bot.handlers.views import home as home_views
 from bot.handlers.views import templates as template_views
+from bot.handlers.views import triage as triage_views
 
 
 def register(app: App) -> None:
@@ -19,3 +20,4 @@ def register(app: App) -> None:
     account_views.register(app)
     client_views.register(app)
     home_views.register(app)
+    triage_views.register(app)

@@ -27,10 +27,21 @@ def register(app: Any) -> None:
     app.view_closed(ids.VIEW_COMPOSE)(compose_closed)
 
 
+def _replying_ended(context: BoltContext, view: dict[str, Any], user_id: str) -> None:
+    """The "is replying" mark on the parent clears (issue 16)."""
+    from bot.inbox.triage import replying_ended
+
+    meta = ComposeMeta.load(view.get("private_metadata"))
+    if meta is not None and meta.conversation_id is not None:
+        replying_ended(services_of(context), meta.conversation_id, user_id)
+
+
 def compose_closed(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
-    """Closed with text in it: keep it as this person's draft for the conversation."""
+    """Closed with text in it: keep it as this person's draft for the conversation; either
+    way the person is no longer replying."""
     ack()
     view = body.get("view") or {}
+    _replying_ended(context, view, body["user"]["id"])
     meta = ComposeMeta.load(view.get("private_metadata"))
     if meta is None or meta.conversation_id is None:
         return
@@ -95,6 +106,7 @@ def compose_submitted(
             saved.drop(session, user_id, meta.conversation_id)
             if meta.thread_draft is not None:
                 thread_reply.sent_from_modal(session, meta.thread_draft, result.outbox_id)
+    _replying_ended(context, view, user_id)  # written (or held): no longer "is replying"
     if result.problem:
         ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
     elif result.held and result.outbox_id is not None:

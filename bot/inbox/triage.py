@@ -1,0 +1,460 @@
+"""Running the inbox as a team: owner, status, snooze, the "is replying" mark, emoji triage.
+
+Each action checks that the person is in the account's channel (and, for an assignment, that
+the new owner is too), changes the store through `bot.store.triage` (conditional, audited), and
+queues its Slack effects as outbox rows: a note in the thread, a parent refresh, a DM to a new
+owner. Nothing here posts to Slack directly, so a listener stays within Slack's 3 s.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from bot.access import AccessDenied
+from bot.blocks import triage as tb
+from bot.blocks.search import thread_url
+from bot.inbox import actions
+from bot.inbox.announce import DM, POST_IN_THREAD, refresh_parent, thread_note
+from bot.services import Services
+from bot.store import outbox
+from bot.store import triage as st
+from bot.store.db import session_scope
+from bot.store.models import Account, Conversation, Direction, utcnow
+
+log = logging.getLogger(__name__)
+
+# How long an open reply modal marks the parent when Slack never says it closed.
+REPLYING_SECONDS = 15 * 60
+MORNING = time(9, 0)
+LATER_TODAY_HOURS = 3
+
+# Account.config["triage"]: which reaction does what (names without colons).
+DEFAULT_REACTIONS = {"done": "white_check_mark", "take": "eyes"}
+
+
+class NotMember(ValueError):
+    """The chosen owner is not a member of the account's channel."""
+
+
+# -- time --------------------------------------------------------------------------------------
+
+
+def user_zone(slack: WebClient, user_id: str) -> ZoneInfo:
+    """The person's Slack time zone (users.info `tz`), UTC when unknown."""
+    try:
+        name = str(slack.users_info(user=user_id)["user"].get("tz") or "UTC")
+        return ZoneInfo(name)
+    except (SlackApiError, KeyError, TypeError, ValueError, ZoneInfoNotFoundError):
+        return ZoneInfo("UTC")
+
+
+def snooze_until(choice: str, now: datetime, zone: ZoneInfo) -> datetime:
+    """The wake-up time of a menu choice, reckoned on the person's own clock.
+
+    later today: in three hours; tomorrow morning: 09:00 tomorrow; next week: 09:00 on the
+    coming Monday (a week on when today is Monday)."""
+    local = now.astimezone(zone)
+    if choice == tb.LATER_TODAY:
+        return now + timedelta(hours=LATER_TODAY_HOURS)
+    if choice == tb.TOMORROW:
+        day = local.date() + timedelta(days=1)
+    elif choice == tb.NEXT_WEEK:
+        day = local.date() + timedelta(days=7 - local.weekday())
+    else:
+        raise ValueError(f"not a snooze choice: {choice!r}")
+    return datetime.combine(day, MORNING, tzinfo=zone).astimezone(UTC)
+
+
+def local_time(day: str, clock: str, zone: ZoneInfo) -> datetime:
+    """A "YYYY-MM-DD" and "HH:MM" from the pickers, in the person's zone, as UTC."""
+    d = datetime.fromisoformat(day).date()
+    hh, mm = (int(x) for x in clock.split(":", 1))
+    return datetime.combine(d, time(hh, mm), tzinfo=zone).astimezone(UTC)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def triage_state(
+    conversation: Conversation, now: datetime | None = None, session: Session | None = None
+) -> tb.TriageState:
+    """What the parent shows. With a session, also whether the latest triage change was a
+    wake-up (the parent then says it is back from snooze)."""
+    now = now or utcnow()
+    back = False
+    if session is not None and conversation.snoozed_until is None:
+        from sqlalchemy import select
+
+        from bot.store.models import AuditLog
+
+        latest = session.scalar(
+            select(AuditLog.action)
+            .where(
+                AuditLog.conversation_id == conversation.id,
+                AuditLog.action.like("triage.%"),
+            )
+            .order_by(AuditLog.id.desc())
+            .limit(1)
+        )
+        back = latest == "triage.wake"
+    replying = conversation.replying_user
+    if conversation.replying_until is None or conversation.replying_until <= now:
+        replying = None
+    return tb.TriageState(
+        conversation_id=conversation.id,
+        status=st.effective_status(conversation),
+        assignee=conversation.assignee,
+        waiting_since=conversation.waiting_since,
+        snoozed_until=conversation.snoozed_until,
+        replying_user=replying,
+        back_from_snooze=back,
+    )
+
+
+def history(services: Services, conversation_id: int) -> list[tb.HistoryEntry]:
+    with services.session_factory() as session:
+        rows = st.history(session, conversation_id)
+        return [
+            tb.HistoryEntry(
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                before=(r.details or {}).get("from"),
+                after=(r.details or {}).get("to"),
+                reason=(r.details or {}).get("reason"),
+            )
+            for r in rows
+        ]
+
+
+def add_history(services: Services, modal: dict[str, Any], conversation_id: int) -> dict[str, Any]:
+    """The Open modal with the conversation's history under the email (within 100 blocks)."""
+    blocks = list(modal.get("blocks") or [])
+    extra = tb.history_blocks(history(services, conversation_id), 100 - len(blocks))
+    return {**modal, "blocks": blocks + extra} if extra else modal
+
+
+# -- effects -----------------------------------------------------------------------------------
+
+
+def _note(
+    session: Session, conversation: Conversation, change: st.Change, message: dict[str, Any]
+) -> None:
+    thread_note(
+        session,
+        conversation,
+        key=f"slack.note:{conversation.id}:t{change.audit_id}",
+        text=str(message["text"]),
+        blocks=message["blocks"],
+        created_by=None,
+    )
+
+
+def _url(conversation: Conversation) -> str | None:
+    thread = conversation.slack_thread
+    return thread_url(thread.channel_id, thread.ts) if thread is not None else None
+
+
+def _dm_new_owner(
+    session: Session, conversation: Conversation, change: st.Change, actor: str
+) -> None:
+    owner = change.after
+    if not owner or owner == actor or not st.wants_assignment_dms(session, owner):
+        return
+    message = tb.assignment_dm(actor, conversation.subject, _url(conversation))
+    outbox.enqueue(
+        session,
+        kind=DM,
+        key=f"triage.dm:{conversation.id}:a{change.audit_id}",
+        payload={"user_id": owner, "text": message["text"], "blocks": message["blocks"]},
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        created_by=actor,
+    )
+
+
+def _announce_wake(
+    session: Session, conversation: Conversation, change: st.Change, reason: str
+) -> None:
+    """The parent says it is back (refresh), and the channel is told: a note in the thread,
+    also shown in the channel."""
+    message = tb.woke_channel_message(conversation.subject, _url(conversation), reason)
+    thread = conversation.slack_thread
+    if thread is None:
+        return
+    key = f"slack.note:{conversation.id}:t{change.audit_id}"
+    outbox.enqueue(
+        session,
+        kind=POST_IN_THREAD,
+        key=key,
+        payload={
+            "conversation_id": conversation.id,
+            "text": message["text"],
+            "blocks": message["blocks"],
+            "key": key,
+            "broadcast": True,
+        },
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        channel_id=thread.channel_id,
+    )
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    changed: bool
+    text: str = ""
+
+
+def _checked(
+    services: Services, slack: WebClient, user_id: str, conversation_id: int
+) -> actions.ConversationInfo:
+    return actions.conversation_info(services, slack, user_id, conversation_id)
+
+
+def assign(
+    services: Services,
+    slack: WebClient,
+    actor: str,
+    conversation_id: int,
+    assignee: str | None,
+) -> Outcome:
+    """Set (or clear) the owner. AccessDenied for a clicker outside the channel, NotMember
+    for an owner outside it."""
+    info = _checked(services, slack, actor, conversation_id)
+    if assignee is not None and not services.access.can_see_channel(
+        slack, assignee, info.channel_id
+    ):
+        raise NotMember("Only members of this mailbox's channel can own its conversations.")
+    with session_scope(services.session_factory) as session:
+        conversation, _ = actions._load(session, info.conversation_id)
+        change = st.set_assignee(session, conversation, actor, assignee)
+        if change is None:
+            return Outcome(False, f"Conversation #{info.conversation_id} already is so.")
+        conversation = session.get_one(Conversation, info.conversation_id)
+        _note(session, conversation, change, tb.assigned_note(actor, change.before, assignee))
+        _dm_new_owner(session, conversation, change, actor)
+        refresh_parent(session, conversation.id)
+    who = f"<@{assignee}>" if assignee else "nobody"
+    return Outcome(True, f"Conversation #{info.conversation_id} is now owned by {who}.")
+
+
+def take(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> Outcome:
+    return assign(services, slack, user_id, conversation_id, user_id)
+
+
+def mark_done(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> bool:
+    """Done: the status, and the conversation archived (in the mailbox too)."""
+    info = _checked(services, slack, user_id, conversation_id)
+    with session_scope(services.session_factory) as session:
+        conversation, _ = actions._load(session, info.conversation_id)
+        change = st.set_status(session, conversation, user_id, st.DONE)
+        if change is not None:
+            refresh_parent(session, conversation.id)
+    archived = actions.archive(services, slack, user_id, info.conversation_id)
+    return change is not None or archived
+
+
+def reopen(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> bool:
+    info = _checked(services, slack, user_id, conversation_id)
+    # Unarchiving notes the thread itself; a note of our own only when nothing else says so.
+    unarchived = actions.unarchive(services, slack, user_id, info.conversation_id)
+    with session_scope(services.session_factory) as session:
+        conversation, _ = actions._load(session, info.conversation_id)
+        change = st.set_status(session, conversation, user_id, st.OPEN)
+        if change is not None:
+            conversation = session.get_one(Conversation, info.conversation_id)
+            if not unarchived:
+                _note(session, conversation, change, tb.status_note(user_id, st.OPEN))
+            refresh_parent(session, conversation.id)
+    return change is not None or unarchived
+
+
+def snooze(
+    services: Services, slack: WebClient, user_id: str, conversation_id: int, until: datetime
+) -> bool:
+    info = _checked(services, slack, user_id, conversation_id)
+    with session_scope(services.session_factory) as session:
+        conversation, _ = actions._load(session, info.conversation_id)
+        change = st.snooze(session, conversation, user_id, until)
+        if change is None:
+            return False
+        conversation = session.get_one(Conversation, info.conversation_id)
+        _note(session, conversation, change, tb.snoozed_note(user_id, until))
+        refresh_parent(session, conversation.id)
+        return True
+
+
+def unsnooze(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> bool:
+    info = _checked(services, slack, user_id, conversation_id)
+    with session_scope(services.session_factory) as session:
+        conversation, _ = actions._load(session, info.conversation_id)
+        change = st.wake(session, conversation, user_id, "manual")
+        if change is None:
+            return False
+        conversation = session.get_one(Conversation, info.conversation_id)
+        _note(session, conversation, change, tb.woke_note("manual", None))
+        refresh_parent(session, conversation.id)
+        return True
+
+
+def channel_members(
+    services: Services, slack: WebClient, channel_id: str | None
+) -> list[tuple[str, str]]:
+    """(user id, name) of the channel's people (no bots), for the Assign picker."""
+    if not channel_id:
+        return []
+    members = services.access.channel_members(slack, channel_id)
+    names: dict[str, str] = {}
+    bots: set[str] = set()
+    try:
+        cursor = None
+        for _ in range(20):
+            page = slack.users_list(limit=200, cursor=cursor)
+            for u in page.get("members") or []:
+                if u.get("is_bot") or u.get("deleted"):
+                    bots.add(str(u.get("id")))
+                profile = u.get("profile") or {}
+                names[str(u.get("id"))] = str(
+                    profile.get("real_name") or u.get("real_name") or u.get("name") or ""
+                )
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+    except SlackApiError as exc:
+        log.info("users.list failed: %s", exc.response.get("error"))
+    out = [(uid, names.get(uid, uid)) for uid in members if uid not in bots and uid != "USLACKBOT"]
+    return sorted(out, key=lambda m: m[1].lower())
+
+
+# -- the reply modal's "is replying" mark ------------------------------------------------------
+
+
+def replying_started(
+    services: Services, conversation_id: int, user_id: str, now: datetime | None = None
+) -> None:
+    until = (now or utcnow()) + timedelta(seconds=REPLYING_SECONDS)
+    with session_scope(services.session_factory) as session:
+        conversation = actions._load(session, conversation_id)[0]
+        if st.mark_replying(session, conversation.id, user_id, until):
+            refresh_parent(session, conversation.id)
+
+
+def replying_ended(services: Services, conversation_id: int, user_id: str) -> None:
+    with session_scope(services.session_factory) as session:
+        try:
+            conversation = actions._load(session, conversation_id)[0]
+        except actions.NotFound:
+            return
+        if st.clear_replying(session, conversation.id, user_id):
+            refresh_parent(session, conversation.id)
+
+
+# -- emoji triage ------------------------------------------------------------------------------
+
+
+def reaction_verb(account: Account, reaction: str) -> str | None:
+    """ "done" or "take" for a reaction name (skin tones ignored), per the account's setting."""
+    config = dict(DEFAULT_REACTIONS)
+    config.update({k: str(v) for k, v in ((account.config or {}).get("triage") or {}).items()})
+    name = reaction.split("::", 1)[0].strip(":")
+    for verb in ("done", "take"):
+        if config.get(verb) and name == config[verb].strip(":"):
+            return verb
+    return None
+
+
+def reaction_added(services: Services, slack: WebClient, event: dict[str, Any]) -> bool:
+    """✅ on a parent marks it Done, 👀 takes it. Anything else, on any other message or from
+    someone outside the channel, does nothing. True when something changed."""
+    item = event.get("item") or {}
+    user_id = str(event.get("user") or "")
+    if item.get("type") != "message" or not user_id:
+        return False
+    from sqlalchemy import select
+
+    from bot.store.models import SlackThread
+
+    with services.session_factory() as session:
+        thread = session.scalar(
+            select(SlackThread).where(
+                SlackThread.channel_id == str(item.get("channel") or ""),
+                SlackThread.ts == str(item.get("ts") or ""),
+            )
+        )
+        if thread is None:
+            return False
+        conversation_id = thread.conversation_id
+        conversation = session.get(Conversation, conversation_id)
+        account = session.get(Account, conversation.account_id) if conversation else None
+        if account is None:
+            return False
+        verb = reaction_verb(account, str(event.get("reaction") or ""))
+    if verb is None:
+        return False
+    try:
+        if verb == "done":
+            return mark_done(services, slack, user_id, conversation_id)
+        return take(services, slack, user_id, conversation_id).changed
+    except (AccessDenied, actions.NotFound, NotMember):
+        return False
+
+
+# -- the worker's part -------------------------------------------------------------------------
+
+
+def wake_due(services: Services, now: datetime | None = None, limit: int = 50) -> list[int]:
+    """Wake every conversation whose snooze is due; their ids. Safe in several workers: rows
+    are claimed with SKIP LOCKED and each wake is a conditional UPDATE."""
+    now = now or utcnow()
+    woken: list[int] = []
+    with services.session_factory() as reader:  # most ticks find nothing: no write lock
+        if not st.anything_due(reader, now):
+            return woken
+    with session_scope(services.session_factory) as session:
+        for cid in st.claim_due_snoozes(session, now=now, limit=limit):
+            conversation = session.get_one(Conversation, cid)
+            change = st.wake(session, conversation, st.SYSTEM, "time")
+            if change is None:
+                continue
+            conversation = session.get_one(Conversation, cid)
+            _announce_wake(session, conversation, change, "time")
+            refresh_parent(session, cid)
+            woken.append(cid)
+        for cid in st.expire_replying(session, now=now, limit=limit):
+            refresh_parent(session, cid)
+    return woken
+
+
+def on_ingested(session: Session, conversation: Conversation, message_pk: int, facts: Any) -> None:
+    """The announce hook for an email that is news (not history imported at connect): status,
+    "waiting since" and snooze follow it, and Slack is told about a wake-up."""
+    from sqlalchemy import select
+
+    from bot.store.models import Message
+
+    direction: Direction | None = Direction.OUTBOUND
+    if not facts.sent_by:
+        direction = session.scalar(select(Message.direction).where(Message.id == message_pk))
+    effects = st.on_mail(
+        session,
+        conversation,
+        direction=direction or Direction.INBOUND,
+        when=facts.date or facts.received_at,
+        news=True,
+    )
+    if effects.woke is not None:
+        _announce_wake(session, conversation, effects.woke, "mail")
+    if effects.reopened or effects.woke or effects.waiting:
+        refresh_parent(session, conversation.id)
