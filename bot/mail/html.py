@@ -205,6 +205,8 @@ def _attrs(tag: str) -> list[tuple[str, str | None]]:
 
 
 _NAME = re.compile(r"[a-zA-Z][-.a-zA-Z0-9:_]*")
+_CONSTRUCT = re.compile(r"<[a-zA-Z/!?]")
+_TAG_OPEN = re.compile(r"</?[a-zA-Z]")
 
 
 def _feed_fast(
@@ -228,7 +230,12 @@ def _feed_fast(
     next_gt = -1  # the first ">" at or after some point, found once
     steps = 0
     while pos < n:
-        j = html.find("<", pos)
+        if lenient:
+            # A "<" that cannot start a tag, comment or declaration is text: skip to one that can.
+            found = _CONSTRUCT.search(html, pos)
+            j = found.start() if found is not None else -1
+        else:
+            j = html.find("<", pos)
         if j < 0:
             parser.handle_data(unescape(html[pos:]))
             return True
@@ -264,9 +271,7 @@ def _feed_fast(
         if close is not None:  # script, style: raw text up to the end tag
             end = close.search(html, pos)
             if end is None:
-                if lenient:
-                    return True  # the rest is the script's: nothing to show
-                return False
+                return lenient  # lenient: the rest is the script's, nothing to show
             if end.start() > pos:
                 parser.handle_data(html[pos : end.start()])
             parser.handle_endtag(tag)
@@ -275,9 +280,7 @@ def _feed_fast(
 
 
 # Attributes as html.parser reads them in a tag the subset refused (`a="x"b="y"` included).
-_LOOSE_ATTR = re.compile(
-    r"""([^\s/>"'=][^\s/>"'=]*)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?"""
-)
+_LOOSE_ATTR = re.compile(r"""([^\s/>"'=][^\s/>"'=]*)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
 
 
 def _loose_attrs(tag: str, start: int) -> list[tuple[str, str | None]]:
@@ -295,7 +298,7 @@ def _lenient_step(parser: _TextExtractor, html: str, j: int, gt: int) -> int:
     ">" after `j` (len(html) if none). Returns where to go on."""
     n = len(html)
     after = html[j + 1 : j + 2]
-    if after.isascii() and after.isalpha() or (after == "/" and html[j + 2 : j + 3].isalpha()):
+    if _TAG_OPEN.match(html, j):
         if gt >= n:
             return n  # an unterminated tag: dropped, with whatever follows it
         tag = html[j : gt + 1]
@@ -328,9 +331,7 @@ def _lenient_step(parser: _TextExtractor, html: str, j: int, gt: int) -> int:
     return j + 1
 
 
-def _extract(
-    html: str, *, fast: bool = True, check: Callable[[], None] | None = None
-) -> list[str]:
+def _extract(html: str, *, fast: bool = True, check: Callable[[], None] | None = None) -> list[str]:
     parser = _TextExtractor()
     if fast and _feed_fast(parser, html, check=check):
         return parser.out
@@ -346,9 +347,7 @@ def _extract(
     return parser.out
 
 
-def html_to_text(
-    html: str, *, fast: bool = True, check: Callable[[], None] | None = None
-) -> str:
+def html_to_text(html: str, *, fast: bool = True, check: Callable[[], None] | None = None) -> str:
     """Readable text: paragraphs and breaks kept, lists as "• ", links as "text (url)".
     `fast=False` always uses html.parser (the tests compare the two). `check` is called now
     and then; it may raise to stop a conversion that is over its time budget."""
