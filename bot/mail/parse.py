@@ -49,6 +49,8 @@ _SURROGATES_RE = re.compile(r"[\udc80-\udcff]")
 # (`header_only`), marked with HEADER_ONLY_DEFECT, and listed in the sync log.
 PARSE_BUDGET_SECONDS = 2.0
 HEADER_ONLY_DEFECT = "too large or complex to show: stored with headers only; open the original"
+# What Slack shows in place of such a message's body.
+HEADER_ONLY_NOTE = "This email is too large or complex to show here: open the original in the mailbox."
 # RFC 2047 decoding (stdlib decode_header) is quadratic in adjacent encoded-words: a Subject, a
 # display name or a filename is decoded from at most this many characters.
 MAX_ENCODED_HEADER = 16_000
