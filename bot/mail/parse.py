@@ -45,12 +45,16 @@ _SURROGATES_RE = re.compile(r"[\udc80-\udcff]")
 # the stdlib steps that are not (RFC 2047 decoding, the feedparser on deep nesting, html.parser)
 # small. Each cut is recorded as a defect; nothing fails.
 
-# The wall-clock budget of one parse. Past it the message is stored with its headers only
-# (`header_only`), marked with HEADER_ONLY_DEFECT, and listed in the sync log.
+# The budget of one parse: seconds of the parsing thread's CPU, and WALL_FACTOR times that of
+# wall clock. Past either the message is stored with its headers only (`header_only`), marked
+# with HEADER_ONLY_DEFECT, and listed in the sync log.
 PARSE_BUDGET_SECONDS = 2.0
+WALL_FACTOR = 4
 HEADER_ONLY_DEFECT = "too large or complex to show: stored with headers only; open the original"
 # What Slack shows in place of such a message's body.
-HEADER_ONLY_NOTE = "This email is too large or complex to show here: open the original in the mailbox."
+HEADER_ONLY_NOTE = (
+    "This email is too large or complex to show here: open the original in the mailbox."
+)
 # RFC 2047 decoding (stdlib decode_header) is quadratic in adjacent encoded-words: a Subject, a
 # display name or a filename is decoded from at most this many characters.
 MAX_ENCODED_HEADER = 16_000
@@ -108,7 +112,11 @@ class _Defects:
 
     def __init__(self, budget: float | None = None) -> None:
         self.items: list[str] = []
-        self.deadline = None if budget is None else time.monotonic() + budget
+        # The budget is CPU time of the parsing thread: what a message costs, the same on a
+        # busy machine, so what is kept does not depend on the load. Wall clock bounds it too,
+        # at WALL_FACTOR times the budget, for a parse starved of CPU for long.
+        self.deadline = None if budget is None else time.thread_time() + budget
+        self.wall_deadline = None if budget is None else time.monotonic() + budget * WALL_FACTOR
 
     def add(self, text: str) -> None:
         if text not in self.items and len(self.items) < 50:
@@ -116,7 +124,9 @@ class _Defects:
 
     def check(self) -> None:
         """Raise ParseBudgetExceeded once the deadline has passed."""
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.deadline is None or self.wall_deadline is None:
+            return
+        if time.thread_time() > self.deadline or time.monotonic() > self.wall_deadline:
             raise ParseBudgetExceeded("over the parse budget")
 
 
@@ -183,7 +193,9 @@ def decode_header_value(value: str, defects: _Defects, name: str) -> str:
     value = _fix_8bit(value, defects, name)
     if len(value) > MAX_ENCODED_HEADER:
         defects.add(f"{name}: longer than {MAX_ENCODED_HEADER:,} characters, cut")
-        value = value[:MAX_ENCODED_HEADER]
+        # At a blank, so the last encoded-word kept is whole.
+        cut = value.rfind(" ", MAX_ENCODED_HEADER // 2, MAX_ENCODED_HEADER)
+        value = value[: cut if cut > 0 else MAX_ENCODED_HEADER]
     if "\n" in value:
         value = _FOLD_RE.sub(" ", value)
     if "=?" not in value:
@@ -282,24 +294,40 @@ def _fast_addresses(value: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def _one_long_address(value: str) -> list[tuple[str, str]]:
+    """A single entry longer than the cap (a display name of 50,000 encoded-words): its last
+    <address>, with the start of the name before it. No address: nothing."""
+    lt = value.rfind("<")
+    gt = value.find(">", lt)
+    if lt < 0 or gt < 0:
+        return []
+    display = _FOLD_RE.sub(" ", value[: min(lt, MAX_ENCODED_HEADER)]).replace('"', "").strip()
+    return [(display, value[lt + 1 : gt])]
+
+
 def parse_addresses(value: str | None, defects: _Defects, name: str) -> list[Address]:
     if not value:
         return []
     value = _fix_8bit(value, defects, name)
+    pairs: list[tuple[str, str]] | None = None
     if len(value) > MAX_ADDRESS_HEADER:
+        defects.add(f"{name}: longer than {MAX_ADDRESS_HEADER:,} characters, the rest dropped")
         # Cut at a comma, so the last address kept is whole (or nearly: a quoted comma).
         cut = value.rfind(",", 0, MAX_ADDRESS_HEADER)
-        value = value[: cut if cut > 0 else MAX_ADDRESS_HEADER]
-        defects.add(f"{name}: longer than {MAX_ADDRESS_HEADER:,} characters, the rest dropped")
-    if "\n" in value:
-        value = _FOLD_RE.sub(" ", value)
-    try:
-        pairs = _fast_addresses(value)
-        if pairs is None:
-            pairs = getaddresses([value])
-    except Exception:
-        defects.add(f"{name}: unparseable address list")
-        return []
+        if cut > 0:
+            value = value[:cut]
+        else:
+            pairs = _one_long_address(value)
+    if pairs is None:
+        if "\n" in value:
+            value = _FOLD_RE.sub(" ", value)
+        try:
+            pairs = _fast_addresses(value)
+            if pairs is None:
+                pairs = getaddresses([value])
+        except Exception:
+            defects.add(f"{name}: unparseable address list")
+            return []
     if len(pairs) > MAX_ADDRESSES:
         defects.add(f"{name}: {len(pairs):,} addresses, the first {MAX_ADDRESSES:,} kept")
         pairs = pairs[:MAX_ADDRESSES]
