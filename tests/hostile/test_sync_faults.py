@@ -18,7 +18,7 @@ from bot.store.db import SessionFactory, session_scope
 from bot.store.models import Message, RunStatus
 from bot.sync.parse_pool import ParsePool
 from tests.store.helpers import make_account
-from tests.sync.conftest import Env, env, imap_for, make_raw  # noqa: F401 (fixture)
+from tests.sync.conftest import Env, imap_for, make_raw
 
 pytestmark = pytest.mark.hostile
 
