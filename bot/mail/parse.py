@@ -64,6 +64,8 @@ MAX_ADDRESSES = 1_000
 # References: the first id (the conversation root) and the last ones (RFC 5322 §3.6.4).
 MAX_REFERENCES_TAIL = 100
 MAX_IN_REPLY_TO = 10
+# A References header is read from its start and its end, this many characters in all.
+MAX_ID_HEADER = 64_000
 # Headers only: the header block read when the body is not (over budget, too complex).
 MAX_HEADER_ONLY_BYTES = 512 * 1024
 # MIME: more multipart containers than this (counted as "boundary=" parameters before any
@@ -656,11 +658,20 @@ def _parse_bytes(raw: bytes, defects: _Defects | None = None) -> Message:
 def _id_lists(h: dict[str, str], message_id: str, defects: _Defects) -> tuple[list[str], list[str]]:
     """(In-Reply-To, References) without the message's own id, capped: References keeps its
     first id (the root) and the last MAX_REFERENCES_TAIL (security-review #1)."""
-    irt = [i for i in parse_id_list(h.get("in-reply-to")) if i != message_id]
+    # Only its first ids are kept: its start is all that is read.
+    irt = [
+        i for i in parse_id_list((h.get("in-reply-to") or "")[:MAX_ID_HEADER]) if i != message_id
+    ]
     if len(irt) > MAX_IN_REPLY_TO:
         defects.add(f"In-Reply-To: {len(irt):,} ids, the first {MAX_IN_REPLY_TO} kept")
         irt = irt[:MAX_IN_REPLY_TO]
-    refs = [i for i in parse_id_list(h.get("references")) if i != message_id]
+    raw_refs = h.get("references") or ""
+    if len(raw_refs) > MAX_ID_HEADER:
+        # Only its first id and its last ones are kept: read the head and the tail, not a
+        # million ids in between (a blank between them, so no id is glued across the cut).
+        raw_refs = raw_refs[:4_000] + " " + raw_refs[-(MAX_ID_HEADER - 4_000) :]
+        defects.add(f"References: longer than {MAX_ID_HEADER:,} characters, the middle skipped")
+    refs = [i for i in parse_id_list(raw_refs) if i != message_id]
     if len(refs) > MAX_REFERENCES_TAIL + 1:
         defects.add(
             f"References: {len(refs):,} ids, the first and the last {MAX_REFERENCES_TAIL} kept"

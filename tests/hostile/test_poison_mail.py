@@ -54,9 +54,9 @@ def store_in_child(shape: str, url: str) -> dict[str, Any]:
 # What each shape must leave behind, beyond "stored, from its sender, within the limits".
 HEADER_ONLY = {"deep_mime", "deep_mime_unclosed", "nested_rfc822_2000"}
 EXPECT: dict[str, dict[str, Any]] = {
-    "references_2mb": {"max_refs": MAX_STORED_REFS, "defect": "References: 200,000 ids"},
+    "references_2mb": {"max_refs": MAX_STORED_REFS, "defect": "References: longer than"},
     "references_one_line_2mb": {"max_refs": MAX_STORED_REFS, "defect": "References: "},
-    "in_reply_to_many": {"max_refs": MAX_STORED_REFS, "defect": "In-Reply-To: 50,000 ids"},
+    "in_reply_to_many": {"max_refs": MAX_STORED_REFS, "defect": "In-Reply-To: "},
     "references_control_chars": {"refs": 2},
     "to_quote_then_commas": {"defect": "To: longer than"},
     "to_quoted_names_20k": {"to_count": MAX_ADDRESSES, "defect": "To: longer than"},
