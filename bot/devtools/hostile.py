@@ -266,6 +266,17 @@ def nul_and_controls() -> bytes:
     )
 
 
+def blank_lines_body() -> bytes:
+    """A plain body of 2,000,000 blank lines, then text (quote trimming at render)."""
+    return _simple("", "\r\n" * 2_000_000 + "the text\r\n", mid="blanklines")
+
+
+def quoted_history_flood() -> bytes:
+    """500,000 quoted lines and attribution-like lines ending in ':'."""
+    body = "top\r\n" + "On Mon, Bob wrote wrote wrote:\r\n> q\r\n" * 150_000
+    return _simple("", body, mid="quoteflood")
+
+
 def no_header_end() -> bytes:
     """3 MB of header-like lines and no blank line."""
     return ("X-A: " + "y" * 100 + "\r\n").encode() * 28_000
@@ -302,6 +313,8 @@ SHAPES: dict[str, Callable[[], bytes]] = {
         bad_charset_unknown,
         bad_base64_5mb,
         nul_and_controls,
+        blank_lines_body,
+        quoted_history_flood,
         no_header_end,
     )
 }
@@ -316,10 +329,12 @@ def store(shape: str, url: str) -> dict[str, object]:
     """Parse and store one shape through the real ingest path; what it cost and stored."""
     from sqlalchemy import select
 
+    from bot.blocks.conversation import parent_message, thread_email_message
+    from bot.inbox.render import conversation_card, email_card
     from bot.mail.parse import parse_message
     from bot.store.db import make_engine, make_session_factory, session_scope
     from bot.store.ingest import IngestItem, ingest_batch
-    from bot.store.models import Account, Attachment, Message, MessageRef, Provider
+    from bot.store.models import Account, Attachment, Conversation, Message, MessageRef, Provider
     from bot.store.rows import RowCodec, dialect_key
 
     raw = SHAPES[shape]()
@@ -344,6 +359,14 @@ def store(shape: str, url: str) -> dict[str, object]:
     cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
     with session_scope(factory) as s:
         m = s.get_one(Message, pk)
+        # And the Slack text of it: the parent and the thread post, as the outbox renders them.
+        render0 = _cpu()
+        conversation = s.get_one(Conversation, m.conversation_id)
+        blocks = [
+            parent_message(conversation_card(s, conversation)),
+            thread_email_message(email_card(m)),
+        ]
+        render_cpu = _cpu() - render0
         facts = {
             "message_id": m.message_id,
             "subject_len": len(m.subject or ""),
@@ -361,6 +384,8 @@ def store(shape: str, url: str) -> dict[str, object]:
         "parse_cpu_s": round(parse_cpu, 3),
         "cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3),
+        "render_cpu_s": round(render_cpu, 3),
+        "render_chars": len(json.dumps(blocks)),
         "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **facts,
     }

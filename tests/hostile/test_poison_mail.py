@@ -1,5 +1,5 @@
 """Every poison email is parsed and stored through the real ingest path, on SQLite and on
-PostgreSQL, in a child process with an address-space and a CPU-time limit: a shape that went
+PostgreSQL, and its Slack parent and thread post are built, in a child process with an address-space and a CPU-time limit: a shape that went
 quadratic again, or held hundreds of MB, kills the child and fails its test. Nothing here
 measures time (bench/hostile_bench.py reports the figures); the limits bound it by construction.
 """
@@ -70,6 +70,8 @@ EXPECT: dict[str, dict[str, Any]] = {
     "bad_charset_unknown": {"defect": "part 0: unknown charset"},
     "html_empty_text": {"body": ""},
     "html_nested_links_2mb": {"body": "t (https://e.example/)"},
+    "blank_lines_body": {"body": "the text"},
+    "quoted_history_flood": {"body": "top"},
 }
 
 
@@ -78,6 +80,7 @@ EXPECT: dict[str, dict[str, Any]] = {
 def test_poison_email_is_stored_within_bounds(shape: str, db_url: str, engine: Engine) -> None:
     got = store_in_child(shape, db_url)
     want = EXPECT.get(shape, {})
+    assert got["render_chars"] > 0  # the Slack parent and thread post were built from it
     with session_scope(make_session_factory(engine)) as s:
         m = s.scalar(select(Message).where(Message.message_id == got["message_id"]))
         assert m is not None, "not stored"
