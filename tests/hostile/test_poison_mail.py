@@ -27,7 +27,7 @@ pytestmark = pytest.mark.hostile
 ROOT = Path(__file__).resolve().parents[2]
 # Generous: the child imports SQLAlchemy and a driver, builds the shape (up to ~6 MB), parses
 # and stores it. A quadratic step or a copy per part would need far more.
-ADDRESS_SPACE = 1536 * 1024 * 1024
+ADDRESS_SPACE = 768 * 1024 * 1024
 CPU_SECONDS = 60
 
 
