@@ -28,7 +28,7 @@ from bot.compose.files import DownloadError, download
 from bot.compose.form import addresses_from_json
 from bot.compose.submit import SEND_KIND
 from bot.mail.compose import Draft, HeaderError, OutgoingAttachment, build_mime, envelope_recipients
-from bot.mail.parse import extract_attachment
+from bot.mail.parse import extract_attachments
 from bot.mail.types import Address
 from bot.outbox.dispatch import (
     MAX_ATTEMPTS,
@@ -128,13 +128,21 @@ def _forward_attachments(session: Session, message_pk: int | None) -> list[Outgo
     ).all()
     if raw is None or not rows:
         return []
+    # One parse and one walk for all of them (one parse per attachment was quadratic).
+    try:
+        found = {
+            info.part_index: (info, data)
+            for info, data in extract_attachments(raw.raw, [a.part_index for a in rows])
+        }
+    except Exception as exc:  # an unreadable message: forward the text without them
+        log.warning("attachments of message %s unreadable: %s", message_pk, exc)
+        return []
     out = []
     for att in rows:
-        try:
-            info, data = extract_attachment(raw.raw, att.part_index)
-        except Exception as exc:  # a broken part must not block the forward of the others
-            log.warning("attachment %s of message %s unreadable: %s", att.id, message_pk, exc)
+        if att.part_index not in found:
+            log.warning("attachment %s of message %s not found in it", att.id, message_pk)
             continue
+        info, data = found[att.part_index]
         out.append(
             OutgoingAttachment(
                 filename=info.filename or att.filename or "attachment",

@@ -19,7 +19,7 @@ from bot.access import AccessDenied
 from bot.blocks.conversation import Person, state_note
 from bot.blocks.email_modal import AttachmentLine, EmailView
 from bot.inbox.announce import refresh_parent, thread_note
-from bot.mail.html import html_to_text
+from bot.mail.parse import HEADER_ONLY_NOTE, is_header_only
 from bot.services import Services
 from bot.store import audit, clients, outbox
 from bot.store.db import session_scope
@@ -223,9 +223,9 @@ def _email_view(
             .order_by(Message.date.is_(None), Message.date, Message.id)
         )
     )
-    body = message.body_text
-    if not body.strip() and message.body_html:
-        body = html_to_text(message.body_html)
+    body = message.body_text  # converted once at parse: never again per Open
+    if not body.strip() and is_header_only(message.parse_defects):
+        body = HEADER_ONLY_NOTE
     return EmailView(
         conversation_id=conversation.id,
         message_id=message.id,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.conversation import ConversationCard, EmailCard, Person
 from bot.inbox.triage import triage_state
-from bot.mail.html import html_to_text
+from bot.mail.parse import HEADER_ONLY_NOTE, is_header_only
 from bot.mail.quotes import trim_quoted
 from bot.store.models import Account, Conversation, Message
 
@@ -60,9 +60,11 @@ def conversation_card(session: Session, conversation: Conversation) -> Conversat
 
 
 def email_card(message: Message) -> EmailCard:
+    # body_text is the converted text, stored once at parse (an HTML mail's text included):
+    # converting the HTML again here ran on every post and every Open (security-review #3).
     body = message.body_text
-    if not body.strip() and message.body_html:
-        body = html_to_text(message.body_html)
+    if not body.strip() and is_header_only(message.parse_defects):
+        body = HEADER_ONLY_NOTE
     return EmailCard(
         conversation_id=message.conversation_id,
         message_id=message.id,

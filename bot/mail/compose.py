@@ -159,6 +159,10 @@ def _strip_id(value: str) -> str:
     return v[1:-1] if v.startswith("<") and v.endswith(">") else v
 
 
+def _valid_reference(ident: str) -> bool:
+    return not _CONTROL_RE.search(ident) and not any(c.isspace() or c in "<>" for c in ident)
+
+
 def reply_references(
     parent_references: Sequence[str], parent_message_id: str, *, max_ids: int = 20
 ) -> list[str]:
@@ -168,10 +172,15 @@ def reply_references(
     suggests, so long threads do not grow a header that servers reject.
     """
     ids: list[str] = []
+    seen: set[str] = set()
     for raw in (*parent_references, parent_message_id):
         ident = _strip_id(raw)
-        if ident and ident not in ids:
-            ids.append(ident)
+        # An id no header may carry (a control character, a space, a bracket: a sender can put
+        # them in References) is dropped here, or every reply to that mail could not be built.
+        if not ident or ident in seen or not _valid_reference(ident):
+            continue
+        seen.add(ident)
+        ids.append(ident)
     max_ids = max(max_ids, 2)
     if len(ids) > max_ids:
         ids = [ids[0], *ids[-(max_ids - 1) :]]

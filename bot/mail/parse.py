@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from bot.mail.html import html_to_text
@@ -36,6 +39,49 @@ _WS_RE = re.compile(r"\s+")
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 _QUOTED_LOCAL_RE = re.compile(r'^"([^"\\\s]+)"@(.+)$')
 _SURROGATES_RE = re.compile(r"[\udc80-\udcff]")
+
+# --- bounds (security-review #1, #2, #3, #13) -------------------------------------------------
+# Every step from raw bytes to rows is linear in the input, and these caps keep the inputs of
+# the stdlib steps that are not (RFC 2047 decoding, the feedparser on deep nesting, html.parser)
+# small. Each cut is recorded as a defect; nothing fails.
+
+# The budget of one parse: seconds of the parsing thread's CPU, and WALL_FACTOR times that of
+# wall clock. Past either the message is stored with its headers only (`header_only`), marked
+# with HEADER_ONLY_DEFECT, and listed in the sync log.
+PARSE_BUDGET_SECONDS = 2.0
+WALL_FACTOR = 4
+HEADER_ONLY_DEFECT = "too large or complex to show: stored with headers only; open the original"
+# What Slack shows in place of such a message's body.
+HEADER_ONLY_NOTE = (
+    "This email is too large or complex to show here: open the original in the mailbox."
+)
+# RFC 2047 decoding (stdlib decode_header) is quadratic in adjacent encoded-words: a Subject, a
+# display name or a filename is decoded from at most this many characters.
+MAX_ENCODED_HEADER = 16_000
+# An address header (From/To/Cc/Reply-To/Bcc) is read up to this size and this many addresses.
+MAX_ADDRESS_HEADER = 64_000
+MAX_ADDRESSES = 1_000
+# References: the first id (the conversation root) and the last ones (RFC 5322 §3.6.4).
+MAX_REFERENCES_TAIL = 100
+MAX_IN_REPLY_TO = 10
+# A References header is read from its start and its end, this many characters in all.
+MAX_ID_HEADER = 64_000
+# Headers only: the header block read when the body is not (over budget, too complex).
+MAX_HEADER_ONLY_BYTES = 512 * 1024
+# MIME: more multipart containers than this (counted as "boundary=" parameters before any
+# parsing) is not mail anyone writes; the stdlib parser is O(depth x lines) on such nesting.
+MAX_MULTIPARTS = 100
+# Parts walked and attachments listed per message.
+MAX_PARTS = 1_000
+MAX_ATTACHMENTS = 250
+# The stdlib parser is fed this much at a time, with a look at the budget in between.
+_FEED_CHUNK = 256 * 1024
+_BOUNDARY_RE = re.compile(rb"boundary\s*=", re.IGNORECASE)
+
+
+class ParseBudgetExceeded(Exception):
+    """The parse ran past its wall-clock budget (or past a structural cap)."""
+
 
 # Labels seen in real mail that Python's codec registry does not know (or knows worse).
 _CHARSET_ALIASES = {
@@ -64,14 +110,26 @@ _CHARSET_ALIASES = {
 
 
 class _Defects:
-    """Collects defects without duplicates, in order."""
+    """Collects defects without duplicates, in order; carries the parse's deadline."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: float | None = None) -> None:
         self.items: list[str] = []
+        # The budget is CPU time of the parsing thread: what a message costs, the same on a
+        # busy machine, so what is kept does not depend on the load. Wall clock bounds it too,
+        # at WALL_FACTOR times the budget, for a parse starved of CPU for long.
+        self.deadline = None if budget is None else time.thread_time() + budget
+        self.wall_deadline = None if budget is None else time.monotonic() + budget * WALL_FACTOR
 
     def add(self, text: str) -> None:
         if text not in self.items and len(self.items) < 50:
             self.items.append(text)
+
+    def check(self) -> None:
+        """Raise ParseBudgetExceeded once the deadline has passed."""
+        if self.deadline is None or self.wall_deadline is None:
+            return
+        if time.thread_time() > self.deadline or time.monotonic() > self.wall_deadline:
+            raise ParseBudgetExceeded("over the parse budget")
 
 
 # --- bytes and header decoding ---------------------------------------------------------------
@@ -87,7 +145,9 @@ def _codec_for(charset: str | None) -> str | None:
         return ""
     try:
         return codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):
+        # A raw 8-bit label (surrogates) raises UnicodeEncodeError: unknown, not a failure
+        # of the whole parse (security-review #22).
         return None
 
 
@@ -133,6 +193,11 @@ def _fix_8bit(value: str, defects: _Defects, name: str) -> str:
 def decode_header_value(value: str, defects: _Defects, name: str) -> str:
     """Unfold and decode RFC 2047 encoded-words (adjacent words are joined before decoding)."""
     value = _fix_8bit(value, defects, name)
+    if len(value) > MAX_ENCODED_HEADER:
+        defects.add(f"{name}: longer than {MAX_ENCODED_HEADER:,} characters, cut")
+        # At a blank, so the last encoded-word kept is whole.
+        cut = value.rfind(" ", MAX_ENCODED_HEADER // 2, MAX_ENCODED_HEADER)
+        value = value[: cut if cut > 0 else MAX_ENCODED_HEADER]
     if "\n" in value:
         value = _FOLD_RE.sub(" ", value)
     if "=?" not in value:
@@ -193,14 +258,32 @@ _SIMPLE_ADDR_RE = re.compile(
     r'\s*(?:"([^"\\]*)"|([^",<>()\\:;@]*?))\s*<\s*([^<>()\s,;:"\\]+@[^<>()\s,;:"\\]+)\s*>\s*'
     r'|\s*([^<>()\s,;:"\\]+@[^<>()\s,;:"\\]+)\s*'
 )
-_SPLIT_RE = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
+
+
+def split_commas(value: str) -> list[str]:
+    """`value` split at the commas outside double quotes, in one pass. (A lookahead regex did
+    this by rescanning the rest of the header at every comma: quadratic, security-review #2.)
+    The fast path below only takes values without backslashes, so a quote is never escaped."""
+    if '"' not in value:
+        return value.split(",")
+    pieces: list[str] = []
+    start = 0
+    inside = False
+    for i, ch in enumerate(value):
+        if ch == '"':
+            inside = not inside
+        elif ch == "," and not inside:
+            pieces.append(value[start:i])
+            start = i + 1
+    pieces.append(value[start:])
+    return pieces
 
 
 def _fast_addresses(value: str) -> list[tuple[str, str]] | None:
     if "(" in value or ";" in value or "\\" in value:
         return None
     pairs: list[tuple[str, str]] = []
-    for piece in _SPLIT_RE.split(value) if '"' in value else value.split(","):
+    for piece in split_commas(value):
         if not piece.strip():
             continue
         m = _SIMPLE_ADDR_RE.fullmatch(piece)
@@ -213,19 +296,43 @@ def _fast_addresses(value: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def _one_long_address(value: str) -> list[tuple[str, str]]:
+    """A single entry longer than the cap (a display name of 50,000 encoded-words): its last
+    <address>, with the start of the name before it. No address: nothing."""
+    lt = value.rfind("<")
+    gt = value.find(">", lt)
+    if lt < 0 or gt < 0:
+        return []
+    display = _FOLD_RE.sub(" ", value[: min(lt, MAX_ENCODED_HEADER)]).replace('"', "").strip()
+    return [(display, value[lt + 1 : gt])]
+
+
 def parse_addresses(value: str | None, defects: _Defects, name: str) -> list[Address]:
     if not value:
         return []
     value = _fix_8bit(value, defects, name)
-    if "\n" in value:
-        value = _FOLD_RE.sub(" ", value)
-    try:
-        pairs = _fast_addresses(value)
-        if pairs is None:
-            pairs = getaddresses([value])
-    except Exception:
-        defects.add(f"{name}: unparseable address list")
-        return []
+    pairs: list[tuple[str, str]] | None = None
+    if len(value) > MAX_ADDRESS_HEADER:
+        defects.add(f"{name}: longer than {MAX_ADDRESS_HEADER:,} characters, the rest dropped")
+        # Cut at a comma, so the last address kept is whole (or nearly: a quoted comma).
+        cut = value.rfind(",", 0, MAX_ADDRESS_HEADER)
+        if cut > 0:
+            value = value[:cut]
+        else:
+            pairs = _one_long_address(value)
+    if pairs is None:
+        if "\n" in value:
+            value = _FOLD_RE.sub(" ", value)
+        try:
+            pairs = _fast_addresses(value)
+            if pairs is None:
+                pairs = getaddresses([value])
+        except Exception:
+            defects.add(f"{name}: unparseable address list")
+            return []
+    if len(pairs) > MAX_ADDRESSES:
+        defects.add(f"{name}: {len(pairs):,} addresses, the first {MAX_ADDRESSES:,} kept")
+        pairs = pairs[:MAX_ADDRESSES]
     result: list[Address] = []
     for display, addr in pairs:
         addr = addr.replace(" ", "").strip("<>")
@@ -445,6 +552,11 @@ class _Body:
 def _read_body(msg: Message, defects: _Defects) -> _Body:
     body = _Body()
     for index, part, attached in _walk(msg):
+        if index >= MAX_PARTS:
+            defects.add(f"MIME: more than {MAX_PARTS:,} parts, the rest not read")
+            break
+        if index % 64 == 0:
+            defects.check()
         where = f"part {index}"
         _part_defects(part, "message" if index == 0 else where, defects)
         ph = _PartHeaders(part)
@@ -476,6 +588,9 @@ def _read_body(msg: Message, defects: _Defects) -> _Body:
                 body.plain.append(text)
             elif body.html is None:
                 body.html = text
+            continue
+        if len(body.attachments) >= MAX_ATTACHMENTS:
+            defects.add(f"attachments: more than {MAX_ATTACHMENTS:,}, the rest not listed")
             continue
         size = _base64_size(part)
         if size is None:
@@ -520,29 +635,71 @@ def make_snippet(text: str) -> str:
 # --- entry points ------------------------------------------------------------------------------
 
 
-def _parse_bytes(raw: bytes) -> Message:
+def _parse_bytes(raw: bytes, defects: _Defects | None = None) -> Message:
     # Well-formed mail skips the stdlib's line-by-line body walk (bot/mail/mime_fast.py);
     # the tree is the same either way.
-    return message_from_bytes(raw) or _PARSER.parsebytes(raw)
+    msg = message_from_bytes(raw)
+    if msg is not None:
+        return msg
+    # The stdlib parser tests every line against every open boundary: O(depth x lines)
+    # (security-review #13). Nesting that deep is counted before it starts, and it is fed in
+    # pieces so the budget is looked at while it works.
+    if len(_BOUNDARY_RE.findall(raw)) > MAX_MULTIPARTS:
+        raise ParseBudgetExceeded(f"MIME: more than {MAX_MULTIPARTS} multipart containers")
+    if defects is None or defects.deadline is None:
+        return _PARSER.parsebytes(raw)
+    feeder = BytesFeedParser(policy=policy.compat32)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        feeder.feed(raw[start : start + _FEED_CHUNK])
+        defects.check()
+    return feeder.close()
 
 
-def _parse(raw: bytes) -> ParsedMessage:
-    defects = _Defects()
-    msg = _parse_bytes(raw)
+def _id_lists(h: dict[str, str], message_id: str, defects: _Defects) -> tuple[list[str], list[str]]:
+    """(In-Reply-To, References) without the message's own id, capped: References keeps its
+    first id (the root) and the last MAX_REFERENCES_TAIL (security-review #1)."""
+    # Only its first ids are kept: its start is all that is read.
+    irt = [
+        i for i in parse_id_list((h.get("in-reply-to") or "")[:MAX_ID_HEADER]) if i != message_id
+    ]
+    if len(irt) > MAX_IN_REPLY_TO:
+        defects.add(f"In-Reply-To: {len(irt):,} ids, the first {MAX_IN_REPLY_TO} kept")
+        irt = irt[:MAX_IN_REPLY_TO]
+    raw_refs = h.get("references") or ""
+    if len(raw_refs) > MAX_ID_HEADER:
+        # Only its first id and its last ones are kept: read the head and the tail, not a
+        # million ids in between (a blank between them, so no id is glued across the cut).
+        raw_refs = raw_refs[:4_000] + " " + raw_refs[-(MAX_ID_HEADER - 4_000) :]
+        defects.add(f"References: longer than {MAX_ID_HEADER:,} characters, the middle skipped")
+    refs = [i for i in parse_id_list(raw_refs) if i != message_id]
+    if len(refs) > MAX_REFERENCES_TAIL + 1:
+        defects.add(
+            f"References: {len(refs):,} ids, the first and the last {MAX_REFERENCES_TAIL} kept"
+        )
+        refs = [refs[0], *refs[-MAX_REFERENCES_TAIL:]]
+    return irt, refs
+
+
+def _parse(raw: bytes, budget: float | None) -> ParsedMessage:
+    defects = _Defects(budget)
+    msg = _parse_bytes(raw, defects)
     h = _header_map(msg)
     message_id, synthetic = _own_message_id(h.get("message-id"), raw, defects)
     irt_raw = h.get("in-reply-to")
+    in_reply_to, references = _id_lists(h, message_id, defects)
+    defects.check()
     body = _read_body(msg, defects)
     text = "\n".join(body.plain) if body.plain else ""
     if not text.strip() and body.html is not None:
-        text = html_to_text(body.html)
+        text = html_to_text(body.html, check=defects.check)
+    defects.check()
     subject = _collapse(decode_header_value(h.get("subject", ""), defects, "Subject"))
     from_list = parse_addresses(h.get("from"), defects, "From")
     return ParsedMessage(
         message_id=message_id,
         message_id_synthetic=synthetic,
-        in_reply_to=[i for i in parse_id_list(irt_raw) if i != message_id],
-        references=[i for i in parse_id_list(h.get("references")) if i != message_id],
+        in_reply_to=in_reply_to,
+        references=references,
         subject=subject,
         from_=from_list[0] if from_list else None,
         reply_to=parse_addresses(h.get("reply-to"), defects, "Reply-To"),
@@ -588,34 +745,103 @@ def _fallback(raw: bytes, exc: BaseException) -> ParsedMessage:
     )
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse raw message bytes. Never raises: problems are listed in ``defects``."""
+def header_only(raw: bytes, reason: str) -> ParsedMessage:
+    """What can be read cheaply of a message whose body could not be read in time (or is too
+    complex): the header block alone (at most MAX_HEADER_ONLY_BYTES), every header decoded
+    with the same caps, no body, no attachments, marked with HEADER_ONLY_DEFECT. Never raises.
+    """
+    try:
+        return _header_only(raw, reason)
+    except Exception as exc:
+        parsed = _fallback(raw, exc)
+        parsed.text, parsed.snippet = "", ""
+        parsed.defects = [HEADER_ONLY_DEFECT, reason, *parsed.defects]
+        return parsed
+
+
+def _header_only(raw: bytes, reason: str) -> ParsedMessage:
+    defects = _Defects()
+    defects.add(HEADER_ONLY_DEFECT)
+    defects.add(reason)
+    head = raw[:MAX_HEADER_ONLY_BYTES]
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    if ends:
+        head = head[: min(ends)]
+    elif len(raw) > MAX_HEADER_ONLY_BYTES:
+        defects.add(f"headers: longer than {MAX_HEADER_ONLY_BYTES:,} bytes, the rest not read")
+    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
+    h = _header_map(msg)
+    message_id, synthetic = _own_message_id(h.get("message-id"), raw, defects)
+    in_reply_to, references = _id_lists(h, message_id, defects)
+    from_list = parse_addresses(h.get("from"), defects, "From")
+    return ParsedMessage(
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        in_reply_to=in_reply_to,
+        references=references,
+        subject=_collapse(decode_header_value(h.get("subject", ""), defects, "Subject")),
+        from_=from_list[0] if from_list else None,
+        reply_to=parse_addresses(h.get("reply-to"), defects, "Reply-To"),
+        to=parse_addresses(h.get("to"), defects, "To"),
+        cc=parse_addresses(h.get("cc"), defects, "Cc"),
+        bcc=parse_addresses(h.get("bcc"), defects, "Bcc"),
+        date=_parse_date(h.get("date"), defects),
+        text="",
+        html=None,
+        attachments=[],
+        snippet="",
+        defects=defects.items,
+        size=len(raw),
+        list_id=_list_id(h.get("list-id"), defects),
+        auto_submitted=_is_auto(h),
+        in_reply_to_clean=is_clean_single_id(h.get("in-reply-to")),
+    )
+
+
+def is_header_only(defects: object) -> bool:
+    """Whether a stored message's parse defects say it was kept with its headers only."""
+    return isinstance(defects, (list, tuple)) and HEADER_ONLY_DEFECT in defects
+
+
+def parse_message(raw: bytes, *, budget: float | None = PARSE_BUDGET_SECONDS) -> ParsedMessage:
+    """Parse raw message bytes. Never raises: problems are listed in ``defects``.
+
+    `budget`: seconds of wall clock; a parse that takes longer (or a MIME structure past the
+    caps) gives `header_only` instead. None: no budget (tests comparing parsers)."""
     try:
         raw = bytes(raw)
     except Exception as exc:
         return _fallback(b"", exc)
     try:
-        return _parse(raw)
-    except Exception as exc:  # includes RecursionError on absurdly nested MIME
+        return _parse(raw, budget)
+    except ParseBudgetExceeded as exc:
+        return header_only(raw, str(exc))
+    except RecursionError:  # absurdly nested MIME (message/rfc822 in message/rfc822 ...)
+        return header_only(raw, "MIME: nested too deep to read")
+    except Exception as exc:
         return _fallback(raw, exc)
 
 
-def full_view(raw: bytes) -> FullMessage:
-    """All headers decoded and the untrimmed body, for the "Open" modal. Never raises."""
-    defects = _Defects()
+def full_view(raw: bytes, *, budget: float | None = PARSE_BUDGET_SECONDS) -> FullMessage:
+    """All headers decoded and the untrimmed body, for the "Open" modal. Never raises.
+    Over the budget: the headers and a note instead of the body."""
+    defects = _Defects(budget)
     try:
-        msg = _parse_bytes(bytes(raw))
+        msg = _parse_bytes(bytes(raw), defects)
         headers = [
             (name, decode_header_value(str(value), defects, name))
-            for name, value in msg.raw_items()
+            for name, value in itertools.islice(msg.raw_items(), 500)
         ]
         body = _read_body(msg, defects)
+        text = "\n".join(body.plain) if body.plain else ""
+        if not text.strip() and body.html is not None:
+            text = html_to_text(body.html, check=defects.check)
+    except ParseBudgetExceeded as exc:
+        p = header_only(bytes(raw), str(exc))
+        return FullMessage(headers=_summary_headers(p), text="", html=None, defects=p.defects)
     except Exception as exc:
-        text = bytes(raw).decode("utf-8", errors="replace")
+        text = bytes(raw)[:MAX_HEADER_ONLY_BYTES].decode("utf-8", errors="replace")
         return FullMessage(headers=[], text=text, html=None, defects=[f"parser failure: {exc}"])
-    text = "\n".join(body.plain) if body.plain else ""
-    if not text.strip() and body.html is not None:
-        text = html_to_text(body.html)
     return FullMessage(
         headers=headers,
         text=text,
@@ -625,14 +851,54 @@ def full_view(raw: bytes) -> FullMessage:
     )
 
 
+def _summary_headers(p: ParsedMessage) -> list[tuple[str, str]]:
+    out = [("Subject", p.subject)]
+    if p.from_ is not None:
+        out.append(("From", p.from_.formatted()))
+    for name, addrs in (("To", p.to), ("Cc", p.cc)):
+        if addrs:
+            out.append((name, ", ".join(a.formatted() for a in addrs)))
+    if p.date is not None:
+        out.append(("Date", p.date.isoformat()))
+    out.append(("Message-ID", f"<{p.message_id}>"))
+    return out
+
+
 def extract_attachment(raw: bytes, part_index: int) -> tuple[AttachmentInfo, bytes]:
     """The decoded bytes of one attachment listed by parse_message. LookupError if absent."""
-    defects = _Defects()
-    msg = _parse_bytes(bytes(raw))
-    body = _read_body(msg, defects)
-    for info in body.attachments:
-        if info.part_index == part_index:
-            for index, part, _attached in _walk(msg):
-                if index == part_index:
-                    return info, _payload_bytes(part, defects, f"part {index}")
+    for info, data in extract_attachments(raw, [part_index]):
+        return info, data
     raise LookupError(f"no attachment at part index {part_index}")
+
+
+def extract_attachments(
+    raw: bytes, part_indexes: Iterable[int] | None = None, *, limit: int = MAX_ATTACHMENTS
+) -> list[tuple[AttachmentInfo, bytes]]:
+    """The decoded bytes of the attachments parse_message lists, from one parse and one walk
+    of the message: those at `part_indexes` (all when None), in part order, at most `limit`.
+    (Extracting them one by one parsed the whole message once per attachment: quadratic in
+    their number, security-review #15.)"""
+    defects = _Defects()
+    try:
+        msg = _parse_bytes(bytes(raw))
+    except ParseBudgetExceeded:
+        return []  # too complex to parse: parse_message listed no attachments either
+    wanted = None if part_indexes is None else set(part_indexes)
+    infos = {
+        info.part_index: info
+        for info in _read_body(msg, defects).attachments
+        if wanted is None or info.part_index in wanted
+    }
+    out: list[tuple[AttachmentInfo, bytes]] = []
+    if not infos or limit <= 0:
+        return out
+    last = max(infos)
+    for index, part, _attached in _walk(msg):
+        if index > last:
+            break
+        info = infos.get(index)
+        if info is not None:
+            out.append((info, _payload_bytes(part, defects, f"part {index}")))
+            if len(out) >= limit:
+                break
+    return out

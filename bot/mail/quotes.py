@@ -78,9 +78,9 @@ def trim_quoted(text: str) -> str:
         kept.append(line.rstrip())
     while kept and (not kept[-1].strip() or _MOBILE_SIG.match(kept[-1])):
         kept.pop()
-    while kept and not kept[0].strip():
-        kept.pop(0)
-    result = "\n".join(kept)
+    # One slice, not a pop(0) per leading blank line (quadratic on a body of blank lines).
+    first = next((i for i, line in enumerate(kept) if line.strip()), len(kept))
+    result = "\n".join(kept[first:])
     if result.strip():
         return result
     fallback = [ln.lstrip("> ").rstrip() for ln in text.replace("\r\n", "\n").split("\n")]

@@ -139,7 +139,9 @@ def link_ids(msg: ThreadInput) -> tuple[str, ...]:
     References (normalized, de-duplicated, order kept). Use it to find a stored conversation."""
     own = normalize_id(msg.message_id or "")
     out = [own] if _valid(own) else []
-    out.extend(i for i in _ids((*msg.in_reply_to, *msg.references), own) if i not in out)
+    # `_ids` de-duplicates with a set and leaves `own` out: testing each id against the list
+    # here was quadratic (a 2 MB References header took minutes, security-review #1).
+    out.extend(_ids((*msg.in_reply_to, *msg.references), own))
     return tuple(out)
 
 

@@ -74,8 +74,10 @@ class MailProvider(Protocol):
         *,
         batch_size: int = 500,
         max_size: int = 25 * 1024 * 1024,
+        max_batch_bytes: int = 64 * 1024 * 1024,
     ) -> Iterator[list[FetchedMessage]]:
-        """Messages after ``after_uid`` in ascending batches, read without marking seen."""
+        """Messages after ``after_uid`` in ascending batches (bounded in count and in bytes),
+        read without marking seen."""
         ...
 
     def changed_flags(self, folder: str, since_modseq: int) -> list[FlagChange]:

@@ -159,6 +159,30 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield items[i : i + size]
 
 
+def _by_bytes(
+    uids: Sequence[int], meta: dict[int, Any], max_size: int, max_bytes: int
+) -> Iterator[list[int]]:
+    """`uids` (those `meta` knows: the rest were expunged) in runs, in order, whose bodies
+    together stay within `max_bytes` by RFC822.SIZE; a message over `max_size` is fetched
+    header-only and counts as nothing. A run is never empty; one big message is a run alone.
+    (Counting messages alone let one batch hold 500 x 25 MB, security-review #16.)"""
+    run: list[int] = []
+    total = 0
+    for uid in uids:
+        if uid not in meta:
+            continue
+        size = int(meta[uid].get(b"RFC822.SIZE", 0) or 0)
+        if size > max_size:
+            size = 0
+        if run and total + size > max_bytes:
+            yield run
+            run, total = [], 0
+        run.append(uid)
+        total += size
+    if run:
+        yield run
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -637,8 +661,10 @@ class ImapProvider:
         *,
         batch_size: int = 500,
         max_size: int = 25 * 1024 * 1024,
+        max_batch_bytes: int = 64 * 1024 * 1024,
     ) -> Iterator[list[FetchedMessage]]:
-        """Messages with ``uid > after_uid``, ascending, in batches of ``batch_size``.
+        """Messages with ``uid > after_uid``, ascending, in batches of at most ``batch_size``
+        messages and ``max_batch_bytes`` bytes (by RFC822.SIZE; a bigger message comes alone).
 
         Bodies are fetched with BODY.PEEK (``\\Seen`` untouched). A message above
         ``max_size`` comes back header-only with ``truncated=True``.
@@ -649,15 +675,19 @@ class ImapProvider:
         # n:* always matches the highest UID, even one below n (RFC 3501 §6.4.8).
         uids = sorted(u for u in found if u > after_uid)
         for chunk in _chunks(uids, batch_size):
-            batch = self._fetch_batch(folder, chunk, max_size)
-            if batch:
-                yield batch
+            with self._guard("fetching mail", folder) as client:
+                meta = _uid_fetch_meta(client, uid_set(chunk))
+            for group in _by_bytes(chunk, meta, max_size, max_batch_bytes):
+                batch = self._fetch_batch(folder, group, meta, max_size)
+                if batch:
+                    yield batch
 
-    def _fetch_batch(self, folder: str, uids: Sequence[int], max_size: int) -> list[FetchedMessage]:
+    def _fetch_batch(
+        self, folder: str, uids: Sequence[int], meta: dict[int, Any], max_size: int
+    ) -> list[FetchedMessage]:
         with self._guard("fetching mail", folder) as client:
-            meta = _uid_fetch_meta(client, uid_set(uids))
-            small = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) <= max_size]
-            big = [u for u in uids if u in meta and meta[u].get(b"RFC822.SIZE", 0) > max_size]
+            small = [u for u in uids if meta[u].get(b"RFC822.SIZE", 0) <= max_size]
+            big = [u for u in uids if meta[u].get(b"RFC822.SIZE", 0) > max_size]
             bodies = _uid_fetch_bodies(client, uid_set(small)) if small else {}
             heads = _uid_fetch(client, uid_set(big), ["BODY.PEEK[HEADER]"]) if big else {}
         out: list[FetchedMessage] = []

@@ -87,7 +87,9 @@ def _date(value: str, name: str, errors: list[str]) -> date | None:
 def parse_query(text: str) -> SearchQuery:
     """Parse the query language. Never raises."""
     q = SearchQuery()
-    for m in _TOKEN_RE.finditer(text or ""):
+    # NUL ends an FTS5 string early and PostgreSQL text cannot hold it: it separates words.
+    text = (text or "").replace("\x00", " ")
+    for m in _TOKEN_RE.finditer(text):
         neg = m.group(1) == "-"
         name = (m.group(2) or "").lower()
         quoted = m.group(3)

@@ -71,6 +71,9 @@ STORE_COLUMNS = (
 # References are dropped from the lookup (the newest ones already connect to them); all are
 # still stored in message_refs.
 MAX_LINK_IDS = 60
+# message_refs rows per message, at most: the first id (the root) and the newest ones. A 2 MB
+# References header once made 200,000 rows (security-review #1).
+MAX_STORED_REFS = 1 + 10 + 100  # the root, In-Reply-To's ids, References' last 100
 ATTACHMENT_COLUMNS = ("filename", "content_type", "size", "content_id", "inline", "part_index")
 
 
@@ -133,7 +136,7 @@ class EncodedParse:
     defects_bound: Any  # the same, through the parse_defects processor
     attachments: tuple[tuple[Any, ...], ...]  # ATTACHMENT_COLUMNS, through their processors
     links: tuple[str, ...]  # ids this message points at, to look up (capped: MAX_LINK_IDS)
-    refs: tuple[str, ...]  # the same, all of them, for message_refs
+    refs: tuple[str, ...]  # the same, for message_refs (capped: MAX_STORED_REFS)
     facts: MailFacts
 
 
@@ -239,6 +242,9 @@ def link_values(p: ParsedMessage, message_id: str) -> tuple[tuple[str, ...], tup
     References name, normalised, cleaned, de-duplicated, in order, without the message's own."""
     all_ids = [clean(i, 998) for i in link_ids(ThreadInput.of(p, "", message_id))]
     refs = tuple(i for i in dict.fromkeys(all_ids) if i and i != message_id)
+    if len(refs) > MAX_STORED_REFS:
+        # The parser caps References already (bot/mail/parse.py); this holds for any caller.
+        refs = refs[:1] + refs[-(MAX_STORED_REFS - 1) :]
     links = refs
     if len(links) > MAX_LINK_IDS:
         links = links[: MAX_LINK_IDS // 2] + links[-MAX_LINK_IDS // 2 :]

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.mail.parse import is_header_only
 from bot.providers.imap import ImapProvider
 from bot.providers.types import FetchedMessage, FlagChange, FolderStatus
 from bot.store.db import SessionFactory, session_scope
@@ -83,6 +84,9 @@ class FolderJob:
     ingest_batch: BatchIngestFn | None = None
     batch_size: int = 500
     max_size: int = 25 * 1024 * 1024
+    # A fetch batch holds at most this many bytes of mail as well (up to ~4 batches are alive:
+    # two waiting, one being stored, one being fetched).
+    max_batch_bytes: int = 64 * 1024 * 1024
     flag_window: int = FLAG_WINDOW
     after_batch: Callable[[str, int], None] | None = None  # (folder, last_uid) after commit
     progress: Callable[[str], None] | None = None
@@ -125,7 +129,11 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
     fetched = (
         (batch, _start_parse(job, batch))
         for batch in job.provider.fetch_new(
-            name, last_uid, batch_size=job.batch_size, max_size=job.max_size
+            name,
+            last_uid,
+            batch_size=job.batch_size,
+            max_size=job.max_size,
+            max_batch_bytes=job.max_batch_bytes,
         )
     )
     # Two batches may wait: the store's time per batch varies (new conversations, merges)
@@ -155,9 +163,14 @@ def sync_folder(job: FolderJob, name: str, role: str | None) -> None:
 
 
 def _start_parse(job: FolderJob, batch: list[FetchedMessage]) -> ParsedBatch | None:
-    if job.parse_pool is None or job.ingest_batch is None:
-        return None  # parsed inside ingest (the one-by-one path parses for itself)
-    return job.parse_pool.submit([m.raw for m in batch], dialect=_dialect(job))
+    if job.ingest_batch is None:
+        return None  # the one-by-one path parses for itself
+    raws = [m.raw for m in batch]
+    if job.parse_pool is None:
+        # Parsed and encoded before the store's transaction opens, never inside it: on SQLite
+        # that transaction holds the one write lock (security-review #1).
+        return ParsedBatch(raws, None, dialect=_dialect(job))
+    return job.parse_pool.submit(raws, dialect=_dialect(job))
 
 
 def _dialect(job: FolderJob) -> str | None:
@@ -336,6 +349,15 @@ def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: IngestRe
         if not any(d.startswith("truncated") for d in defects):
             message.parse_defects = [*defects, f"truncated: over the size limit ({m.size} bytes)"]
         message.truncated = True
+    elif result.created and is_header_only(facts.parse_defects):
+        # Over the parse budget or past a structural cap: the sync goes on; the log says so.
+        reason = next((d for d in facts.parse_defects[1:2]), "")
+        job.stats.problem(
+            name,
+            m.uid,
+            f"too large or complex to show: stored with headers only ({reason})",
+            facts.message_id,
+        )
     elif facts.parse_defects and result.created:
         job.stats.problem(
             name,

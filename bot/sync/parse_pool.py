@@ -10,10 +10,16 @@ Whatever goes wrong with the worker (it cannot start, it dies, a result does not
 the batch is parsed inline instead: the pool can make a sync faster, never fail it. Parsing is
 deterministic and `parse_message` never raises, so where a message was parsed does not change
 what is stored.
+
+Every parse has a wall-clock budget (`bot.mail.parse.PARSE_BUDGET_SECONDS`): a message over it
+is stored with its headers only and marked. The worker's batch has one too, as a backstop for
+a parse that stops looking at its budget: past `batch_timeout` the worker is killed (the next
+batch starts a new one) and the batch is parsed here, each message within its own budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import time
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import TypeVar
 
-from bot.mail.parse import parse_message
+from bot.mail.parse import PARSE_BUDGET_SECONDS, parse_message
 from bot.mail.types import ParsedMessage
 from bot.store.rows import EncodedParse, encode_all
 
@@ -47,6 +53,18 @@ MIN_BACKLOG = 2_500
 # Once `prestart` has the fork server running, a worker is a fork: worth it from one batch
 # (interleaved runs: 1,000 messages 0.96 -> 0.60 s, 2,000 messages 1.39 -> 1.06 s).
 READY_MIN_BACKLOG = 500
+# The worker's batch is given up after this long plus every message's parse budget: each
+# message stops at its own budget, so only a parse that ignores it can get there.
+BATCH_TIMEOUT_BASE = 30.0
+
+
+def batch_timeout(
+    count: int, *, base: float = BATCH_TIMEOUT_BASE, per_message: float = PARSE_BUDGET_SECONDS
+) -> float:
+    """Seconds to wait for the worker's parse of `count` messages before giving it up."""
+    return base + count * per_message
+
+
 _server_ready = False
 
 
@@ -151,13 +169,27 @@ class ParsedBatch:
 
     def result(self) -> BatchParse:
         if self._future is None:
-            return BatchParse(parsed=parse_all(self._raws))
+            # Inline: parsed (and encoded, with a dialect) here and now, which the sync does
+            # before it opens the store's transaction (security-review #1).
+            return parse_batch(self._raws, self._dialect)
         cut = len(self._raws) - self._here
         # This process's part first: the worker's is being parsed meanwhile.
         tail = parse_batch(self._raws[cut:], self._dialect) if self._here else None
         try:
             started = time.perf_counter()
-            done = self._future.result()
+            pool = self._pool
+            timeout = (
+                batch_timeout(cut, base=pool.timeout_base, per_message=pool.timeout_per_message)
+                if pool is not None
+                else batch_timeout(cut)
+            )
+            try:
+                done = self._future.result(timeout=timeout)
+            except TimeoutError:
+                log.warning("parse worker over its budget for %d messages; restarting it", cut)
+                if self._pool is not None:
+                    self._pool.kill()
+                return BatchParse(parsed=parse_all(self._raws))
             if self._pool is not None:
                 self._pool.share = next_share(self._pool.share, time.perf_counter() - started)
             if len(done) != cut:
@@ -190,6 +222,9 @@ class ParsePool:
         # process waits for the worker whenever the worker is the slower side, and both
         # cores are busy only if the two sides take about as long.
         self.share = 0.0
+        self.timeout_base = BATCH_TIMEOUT_BASE  # see batch_timeout
+        self.timeout_per_message = PARSE_BUDGET_SECONDS
+        self.killed = 0  # workers killed for running over their batch's budget
 
     def warm(self, expected: int, *, dialect: str | None = None) -> None:
         """`expected` messages are about to come: if that is enough for the worker, start it
@@ -203,13 +238,14 @@ class ParsePool:
     def submit(self, raws: Sequence[bytes], *, dialect: str | None = None) -> ParsedBatch:
         """Parse `raws`; with `dialect` (a `dialect_key`) also encode the rows for it."""
         if not self.enabled or len(raws) < self.min_batch:
-            return ParsedBatch(raws, None)
+            return ParsedBatch(raws, None, dialect=dialect)
         if self._executor is None and self._backlog < self.min_backlog:
-            return ParsedBatch(raws, None)  # a small sync: not worth starting the process
+            # A small sync: not worth starting the process.
+            return ParsedBatch(raws, None, dialect=dialect)
         here = int(len(raws) * self.share)
         future = self._submit(parse_batch, list(raws[: len(raws) - here]), dialect)
         if future is None:
-            return ParsedBatch(raws, None)
+            return ParsedBatch(raws, None, dialect=dialect)
         self.used += 1
         return ParsedBatch(raws, future, here=here, dialect=dialect, pool=self)
 
@@ -223,6 +259,21 @@ class ParsePool:
             self.enabled = False
             self.close()
             return None
+
+    def kill(self) -> None:
+        """Stop the worker now, whatever it is doing (a parse over every budget); the next
+        batch big enough starts a new one."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        self.killed += 1
+        # The executor cannot cancel a running call: end its process.
+        processes = getattr(executor, "_processes", None) or {}
+        for proc in list(processes.values()):
+            with contextlib.suppress(Exception):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._executor is not None:
