@@ -285,11 +285,26 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 from bot.inbox.announce import ensure_parent
 
                 ensure_parent(session, conv, account.channel_id)
-        text, blocks = cb.sent_post(user, [a.email for a in draft.to], draft.subject)
-        if partial:
-            text += f" (some recipients refused: {partial})"
-            blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
-        _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
+        conv = _thread_ready(session, conversation_id)
+        if sent_copy is not None and conv is not None and conv.slack_thread is not None:
+            # The sent email itself, in full, in the thread (the same post the sent copy's
+            # ingest queued: one key, one post).
+            from bot.inbox.announce import enqueue_email_post
+
+            enqueue_email_post(session, conv, sent_copy.id, conv.slack_thread.channel_id)
+            if partial:
+                text = f"Some recipients refused this email: {escape_mrkdwn(partial)}"
+                blocks = [{"type": "context", "elements": [mrkdwn(text)]}]
+                _post(session, row, conv.id, f"compose.partial:{draft.message_id}", text, blocks)
+        else:
+            from bot.outbox.slack_handlers import user_names
+
+            name = user_names(ctx.slack, [user]).get(user, "") if user else ""
+            text, blocks = cb.sent_post(name, [a.email for a in draft.to], draft.subject)
+            if partial:
+                text += f" (some recipients refused: {partial})"
+                blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
+            _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
         audit.record(
             session,
             user or "system",
