@@ -98,14 +98,14 @@ def email_modal(email: EmailView) -> dict[str, Any]:
         if email.previous_id is not None:
             steps.append(
                 button(
-                    ids.EMAIL_STEP,
+                    ids.EMAIL_PREV,
                     "◀ Previous",
                     open_value(email.conversation_id, email.previous_id),
                 )
             )
         if email.next_id is not None:
             steps.append(
-                button(ids.EMAIL_STEP, "Next ▶", open_value(email.conversation_id, email.next_id))
+                button(ids.EMAIL_NEXT, "Next ▶", open_value(email.conversation_id, email.next_id))
             )
         if steps:
             blocks.append({"type": "actions", "block_id": "email_steps", "elements": steps})

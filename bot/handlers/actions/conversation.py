@@ -33,7 +33,8 @@ REFUSAL = "You can act on this mailbox's email only as a member of its channel."
 def register(app: Any) -> None:
     app.action(ids.CONV_OPEN)(open_clicked)
     app.action(ids.CONV_MORE)(more_selected)
-    app.action(ids.EMAIL_STEP)(step_clicked)
+    app.action(ids.EMAIL_PREV)(step_clicked)
+    app.action(ids.EMAIL_NEXT)(step_clicked)
     for action_id in (
         ids.CONV_ARCHIVE,
         ids.CONV_UNARCHIVE,
