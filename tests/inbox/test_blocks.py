@@ -307,11 +307,11 @@ def test_modal_steps_to_previous_and_next() -> None:
         )
     )
     assert validate_view(view) == []
-    steps = [b for b in view["blocks"] if b.get("block_id") == "email_steps"][0]["elements"]
+    steps = next(b for b in view["blocks"] if b.get("block_id") == "email_steps")["elements"]
     assert [(b["action_id"], b["value"]) for b in steps] == [
         (ids.EMAIL_PREV, "7:4"),
         (ids.EMAIL_NEXT, "7:11"),
     ]
     first = email_modal(EmailView(7, 4, "s", Person("A", "a@x"), total=3, next_id=9))
-    steps = [b for b in first["blocks"] if b.get("block_id") == "email_steps"][0]["elements"]
+    steps = next(b for b in first["blocks"] if b.get("block_id") == "email_steps")["elements"]
     assert [b["value"] for b in steps] == ["7:9"]
