@@ -443,3 +443,29 @@ def test_many_attachments_capped_and_batches_not_repeated_after_429(
     assert count(m, SlackPost, SlackPost.key.like("slack.upload_attachments:%")) == 1
     notes = json.dumps([c.args for c in done])
     assert "5 more file(s) not uploaded" in notes and "f24.bin" in notes
+
+
+def test_admin_turns_broadcasting_off_in_the_app_home(inbox: Any) -> None:
+    from bot.blocks.accounts import B_BROADCAST, B_CHANNEL
+    from tests.home.test_home_flows import open_home, opened_view, wait_view
+
+    m, acc, _user = inbox
+    home = open_home(m, "UADMIN")
+    m.driver.block_action(
+        "UADMIN",
+        ids.HOME_ACCOUNT_MENU,
+        view=home["id"],
+        block_id=f"account_{acc.id}",
+        selected_option={"text": {"type": "plain_text", "text": "Edit"}, "value": f"edit:{acc.id}"},
+    )
+    loading = opened_view(m, 1)
+    edit = wait_view(m, loading["id"], B_BROADCAST)
+    assert "Show new emails in older conversations" in json.dumps(edit)
+    resp = m.driver.view_submission(
+        "UADMIN",
+        edit["id"],
+        {B_CHANNEL: {"v": CHANNEL}, "acc_freq": {"v": "300"}, B_BROADCAST: {"v": []}},
+    )
+    assert resp.status == 200 and resp.body == ""
+    with m.services.session_factory() as s:
+        assert s.get_one(Account, acc.id).config[BROADCAST_SETTING] is False
