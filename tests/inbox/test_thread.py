@@ -469,3 +469,28 @@ def test_admin_turns_broadcasting_off_in_the_app_home(inbox: Any) -> None:
     assert resp.status == 200 and resp.body == ""
     with m.services.session_factory() as s:
         assert s.get_one(Account, acc.id).config[BROADCAST_SETTING] is False
+
+
+def test_reply_all_from_the_menu_and_a_trashed_conversation_offers_no_reply(
+    inbox: Any, dovecot: Any
+) -> None:
+    from tests.inbox.test_conversation_flow import click_more
+
+    m, acc, user = inbox
+    deliver_thread(m, dovecot, acc, user, ["Hello team."])
+    cid = conv_id(m)
+    click_more(m, "UMEMBER", ids.CONV_REPLY_ALL, cid)
+    view = open_modal(m)
+    assert view["title"]["text"] == "Reply all"
+    with session_scope(m.services.session_factory) as s:
+        from bot.store.models import Conversation
+
+        s.get_one(Conversation, cid).deleted = True
+    from bot.inbox.announce import refresh_parent
+
+    with session_scope(m.services.session_factory) as s:
+        refresh_parent(s, cid)
+    run_all(m)
+    shown = blocks_text(parent(m.fake))
+    assert "In Trash" in shown and ids.CONV_REPLY not in shown and ids.CONV_FORWARD not in shown
+    all_ok(m.fake)
