@@ -21,8 +21,8 @@ from bot.compose.drafts import arrived_since, live_conversation, newest_message_
 from bot.compose.files import DownloadError, download
 from bot.compose.form import addresses_from_json
 from bot.compose.submit import SEND_KIND
+from bot.mail.attachments import extract_attachments
 from bot.mail.compose import Draft, HeaderError, OutgoingAttachment, build_mime, envelope_recipients
-from bot.mail.parse import extract_attachment
 from bot.mail.types import Address
 from bot.outbox.dispatch import (
     MAX_ATTEMPTS,
@@ -117,17 +117,22 @@ def _forward_attachments(session: Session, message_pk: int | None) -> list[Outgo
     ).all()
     if raw is None or not rows:
         return []
+    # One parse and one walk for all of them (a re-parse per attachment is O(parts x size)).
+    try:
+        parts = extract_attachments(raw.raw, [a.part_index for a in rows])
+    except Exception as exc:  # a broken message must not block the forward itself
+        log.warning("attachments of message %s unreadable: %s", message_pk, type(exc).__name__)
+        parts = {}
     out = []
     for att in rows:
-        try:
-            info, data = extract_attachment(raw.raw, att.part_index)
-        except Exception as exc:  # a broken part must not block the forward of the others
-            log.warning("attachment %s of message %s unreadable: %s", att.id, message_pk, exc)
+        data = parts.get(att.part_index)
+        if data is None:
+            log.warning("attachment %s of message %s unreadable", att.id, message_pk)
             continue
         out.append(
             OutgoingAttachment(
-                filename=info.filename or att.filename or "attachment",
-                content_type=info.content_type or att.content_type,
+                filename=att.filename or "attachment",
+                content_type=att.content_type or "application/octet-stream",
                 data=data,
             )
         )
