@@ -271,8 +271,12 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
 
 
 def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | None = None) -> None:
+    from bot.outbox.slack_handlers import user_names
+
     p = row.payload
     user = str(p.get("slack_user") or "")
+    # Looked up before the session (no network inside a transaction); cached.
+    name = user_names(ctx.slack, [user]).get(user, "") if user else ""
     with session_scope(ctx.services.session_factory) as session:
         conversation_id = p.get("conversation_id")
         sent_copy = session.scalar(
@@ -302,9 +306,6 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 blocks = [{"type": "context", "elements": [mrkdwn(text)]}]
                 _post(session, row, conv.id, f"compose.partial:{draft.message_id}", text, blocks)
         else:
-            from bot.outbox.slack_handlers import user_names
-
-            name = user_names(ctx.slack, [user]).get(user, "") if user else ""
             text, blocks = cb.sent_post(name, [a.email for a in draft.to], draft.subject)
             if partial:
                 text += f" (some recipients refused: {partial})"

@@ -494,3 +494,30 @@ def test_reply_all_from_the_menu_and_a_trashed_conversation_offers_no_reply(
     shown = blocks_text(parent(m.fake))
     assert "In Trash" in shown and ids.CONV_REPLY not in shown and ids.CONV_FORWARD not in shown
     all_ok(m.fake)
+
+
+def test_posts_stop_waiting_on_a_parent_that_failed_for_good(inbox: Any, dovecot: Any) -> None:
+    from bot.outbox.dispatch import MAX_ATTEMPTS
+    from bot.store.models import utcnow
+
+    m, acc, user = inbox
+    raw, _ = make_email("Lost channel", "first body", to=user.address)
+    dovecot.deliver(user.username, raw)
+    sync_account(m.services, acc.id)
+    m.fake.fail_next("chat.postMessage", error="channel_not_found")
+    m.run_outbox()
+    with m.services.session_factory() as s:
+        assert s.scalar(select(Outbox.status).where(Outbox.kind == "slack.post_parent")) == (
+            OutboxStatus.FAILED
+        )
+        waiting = s.scalars(select(Outbox).where(Outbox.kind == "slack.post_in_thread")).one()
+        # Counted as a failed attempt (not an uncounted wait), with a reason a person can read.
+        assert waiting.status == OutboxStatus.PENDING and waiting.attempts >= 1
+        assert "could not be posted" in (waiting.last_error or "")
+        waiting_id = waiting.id
+    with session_scope(m.services.session_factory) as s:
+        row = s.get_one(Outbox, waiting_id)
+        row.attempts, row.next_attempt_at = MAX_ATTEMPTS, utcnow()
+    m.run_outbox()
+    with m.services.session_factory() as s:
+        assert s.get_one(Outbox, waiting_id).status == OutboxStatus.FAILED
