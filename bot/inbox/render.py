@@ -130,9 +130,11 @@ def with_names(card: ConversationCard, names: Mapping[str, str]) -> Conversation
     )
 
 
-def email_card(message: Message, *, first: bool = False) -> EmailCard:
+def email_card(message: Message, *, first: bool = False, convert_html: bool = True) -> EmailCard:
+    """`convert_html=False` leaves an HTML-only body empty, for callers that convert it with
+    `html_body_text` after their database session (conversion can be slow)."""
     body = message.body_text
-    if not body.strip() and message.body_html:
+    if convert_html and not body.strip() and message.body_html:
         body = html_to_text(message.body_html)
     return EmailCard(
         conversation_id=message.conversation_id,
@@ -147,3 +149,8 @@ def email_card(message: Message, *, first: bool = False) -> EmailCard:
         sent_by=message.sent_by,
         first=first,
     )
+
+
+def html_body_text(html: str) -> str:
+    """The thread text of an HTML-only email: readable text, quoted history trimmed."""
+    return trim_quoted(html_to_text(html))

@@ -39,7 +39,13 @@ from bot.inbox.announce import (
     ensure_parent,
     files_key,
 )
-from bot.inbox.render import card_user_ids, conversation_card, email_card, with_names
+from bot.inbox.render import (
+    card_user_ids,
+    conversation_card,
+    email_card,
+    html_body_text,
+    with_names,
+)
 from bot.mail.attachments import extract_attachments
 from bot.outbox.dispatch import OutboxContext, PermanentFailure, Registry, RetryLater
 from bot.store.db import session_scope
@@ -313,8 +319,12 @@ def post_in_thread(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                 .order_by(Message.date.is_(None), Message.date, Message.id)
                 .limit(1)
             )
-            card = email_card(email, first=first == email.id)
+            card = email_card(email, first=first == email.id, convert_html=False)
+            html = email.body_html if not email.body_text.strip() else None
             has_files = email.has_attachments
+        if html:
+            # HTML to text outside the session: it must not hold the database meanwhile.
+            card = dataclasses.replace(card, body=html_body_text(html))
         if card.sent_by:
             names = user_names(ctx.slack, [card.sent_by])
             card = dataclasses.replace(card, sent_by_name=names.get(card.sent_by, ""))

@@ -521,3 +521,20 @@ def test_posts_stop_waiting_on_a_parent_that_failed_for_good(inbox: Any, dovecot
     m.run_outbox()
     with m.services.session_factory() as s:
         assert s.get_one(Outbox, waiting_id).status == OutboxStatus.FAILED
+
+
+def test_an_html_only_email_is_readable_in_the_thread(inbox: Any, dovecot: Any) -> None:
+    m, acc, user = inbox
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@client.example", user.address, "HTML"
+    msg["Message-ID"] = make_msgid(domain="client.example")
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg.set_content(
+        "<html><body><p>Only <b>HTML</b> here &amp; there.</p></body></html>", subtype="html"
+    )
+    dovecot.deliver(user.username, bytes(msg))
+    sync_account(m.services, acc.id)
+    run_all(m)
+    (post,) = email_posts(m)
+    assert "Only HTML here &amp; there." in blocks_text(post).replace("*", "")
+    all_ok(m.fake)
