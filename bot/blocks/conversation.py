@@ -1,4 +1,7 @@
-"""A conversation in Slack: its parent message, the emails in its thread, state-change notes.
+"""A conversation in Slack: its parent message (the card) and the emails in its thread.
+
+The parent is built from parts other features can extend: `state_parts` (the state line),
+`parent_buttons` and `parent_overflow_options`. People are named as text, never mentioned.
 
 Pure builders: plain data in, Block Kit dicts out. Every piece of email-derived text goes through
 `escape_mrkdwn` (an email must not ping `<!channel>` or show a fake `<https://evil|bank>` link)
