@@ -35,6 +35,7 @@ B_SMTP_USER, B_SMTP_PW = "acc_smtp_user", "acc_smtp_pw"
 B_CHANNEL, B_FREQ, B_FOLDERS, B_AUTOLINK = "acc_channel", "acc_freq", "acc_folders", "acc_autolink"
 B_TEST_RESULT = "acc_test_result"
 B_SIGNATURE = "acc_signature"
+B_BROADCAST = "acc_broadcast"  # Account.config["broadcast_followups"] (bot/inbox/announce.py)
 A = "v"  # action_id of every input element (the block_id tells them apart)
 
 
@@ -65,6 +66,7 @@ class SyncSettingsForm:
     interval: int
     folders: tuple[str, ...]
     auto_link: bool
+    broadcast: bool | None = None  # None: the form had no such field (leave it as it is)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,21 @@ def _autolink_input(auto_link: bool) -> dict[str, Any]:
         "block_id": B_AUTOLINK,
         "optional": True,
         "label": plain("Clients"),
+        "element": el,
+    }
+
+
+def _broadcast_input(broadcast: bool) -> dict[str, Any]:
+    opt = _option("Show new emails in older conversations in the channel too", "on")
+    el: dict[str, Any] = {"type": "checkboxes", "action_id": A, "options": [opt]}
+    if broadcast:
+        el["initial_options"] = [opt]
+    return {
+        "type": "input",
+        "block_id": B_BROADCAST,
+        "optional": True,
+        "label": plain("Follow-ups"),
+        "hint": plain("Off: a customer's follow-up is posted only in its conversation's thread."),
         "element": el,
     }
 
@@ -550,7 +567,10 @@ def read_sync_settings(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dic
         folders = tuple(str(o["value"]) for o in el.get("selected_options") or [])
     else:
         folders = split_folders(str(el.get("value") or ""))
-    return SyncSettingsForm(channel, interval, folders, auto), errors
+    broadcast = (
+        bool(_value(values, B_BROADCAST).get("selected_options")) if B_BROADCAST in values else None
+    )
+    return SyncSettingsForm(channel, interval, folders, auto, broadcast), errors
 
 
 # -- edit, log, remove -------------------------------------------------------------------------
@@ -577,6 +597,7 @@ def edit_modal(
     server_folders: Sequence[str] | None,
     folder_error: str | None = None,
     signature: str | None = None,
+    broadcast: bool = True,
 ) -> dict[str, Any]:
     """Sync settings. Folders are picked from the server's own list when we could fetch it."""
     blocks: list[dict[str, Any]] = [
@@ -629,6 +650,7 @@ def edit_modal(
         )
     blocks.append(_autolink_input(auto_link))
     blocks.append(signature_input(signature or ""))
+    blocks.append(_broadcast_input(broadcast))
     return {
         "type": "modal",
         "callback_id": ids.VIEW_ACCOUNT_EDIT,

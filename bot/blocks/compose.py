@@ -412,8 +412,11 @@ def _recipients(emails: list[str]) -> str:
     return escape_mrkdwn(truncate(", ".join(emails), 1000))
 
 
-def sent_post(user_id: str, to: list[str], subject: str) -> tuple[str, list[dict[str, Any]]]:
-    text = f"Sent by <@{user_id}> to {_recipients(to)}"
+def sent_post(sender_name: str, to: list[str], subject: str) -> tuple[str, list[dict[str, Any]]]:
+    # By name, not <@mention>: the sender needs no notification for their own action.
+    text = (
+        f"Sent by {escape_mrkdwn(truncate(sender_name or 'a teammate', 80))} to {_recipients(to)}"
+    )
     blocks = [
         {
             "type": "context",

@@ -1,4 +1,7 @@
-"""A conversation in Slack: its parent message, the emails in its thread, state-change notes.
+"""A conversation in Slack: its parent message (the card) and the emails in its thread.
+
+The parent is built from parts other features can extend: `state_parts` (the state line),
+`parent_buttons` and `parent_overflow_options`. People are named as text, never mentioned.
 
 Pure builders: plain data in, Block Kit dicts out. Every piece of email-derived text goes through
 `escape_mrkdwn` (an email must not ping `<!channel>` or show a fake `<https://evil|bank>` link)
@@ -15,14 +18,22 @@ from bot.blocks import ids
 from bot.blocks.text import SECTION_LIMIT, escape_mrkdwn, plain
 from bot.blocks.triage import TriageState, triage_blocks
 
-# One in-thread email keeps its body to one section; the rest is one click away (Open).
-THREAD_BODY_LIMIT = 2800
+# An in-thread email shows its (quote-trimmed) body over up to this many sections; the rest is
+# one click away ("Open full email"). 10 x 2,900 characters stays far below Slack's 50 blocks.
+THREAD_SECTION_CHARS = 2900
+THREAD_MAX_SECTIONS = 10
+THREAD_BODY_LIMIT = THREAD_SECTION_CHARS * THREAD_MAX_SECTIONS
 PARENT_SNIPPET_LIMIT = 600
+# Escaped characters kept of a sender's name and address (each part is cut after escaping, so a
+# From header full of "&" cannot push the parent's first section over 3,000 characters).
+NAME_LIMIT = 300
+ADDRESS_LIMIT = 330
 NOTIFICATION_TEXT_LIMIT = 300
 MORE = "…"
 
 # Overflow option values are "<verb>:<conversation id>"; the verbs are the action ids.
 OVERFLOW_VERBS = (
+    ids.CONV_REPLY_ALL,
     ids.CONV_ARCHIVE,
     ids.CONV_UNARCHIVE,
     ids.CONV_MARK_UNREAD,
@@ -36,6 +47,19 @@ OVERFLOW_VERBS = (
 class Person:
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Something a person (or the app) did to a conversation, named on the parent's state line.
+
+    `verb`: "read", "archive", "unarchive", "delete", "link" or "returned" (a new email brought
+    an archived conversation back to the inbox; no person). `name` is the person's display name,
+    shown as plain text: the state line never @-mentions anyone."""
+
+    verb: str
+    user_id: str | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,11 @@ class ConversationCard:
     has_attachments: bool = False
     merged_into_id: int | None = None
     triage: TriageState | None = None  # owner, status, snooze (bot/blocks/triage.py)
+    # The latest of each kind of change, for the state line: read, archive/unarchive/delete/
+    # returned, link.
+    read_by: Activity | None = None
+    state_by: Activity | None = None
+    linked_by: Activity | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,9 @@ class EmailCard:
     body: str = ""  # already trimmed of quoted history by the caller
     attachment_names: list[str] = field(default_factory=list)
     outbound: bool = False
+    sent_by: str | None = None  # Slack user id when it was sent from Slack
+    sent_by_name: str = ""  # their display name (shown as text, never a mention)
+    first: bool = False  # the conversation's first email (the parent shows its start)
 
 
 # -- text helpers ---------------------------------------------------------------------------
@@ -110,10 +142,22 @@ def chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
 
 
 def who(person: Person) -> str:
-    """Escaped 'Name <email>' (the angle brackets escaped too), or just the address."""
+    """Escaped 'Name <email>' (the angle brackets escaped too), or just the address; each part
+    cut after escaping."""
     if person.name and person.email:
-        return f"{escape_mrkdwn(person.name)} &lt;{escape_mrkdwn(person.email)}&gt;"
-    return escape_mrkdwn(person.name or person.email or "(unknown sender)")
+        return f"{fit(person.name, NAME_LIMIT)} &lt;{fit(person.email, ADDRESS_LIMIT)}&gt;"
+    return fit(person.name or person.email or "(unknown sender)", ADDRESS_LIMIT)
+
+
+def cut_escaped(text: str, limit: int, marker: str = MORE) -> str:
+    """Cut already-escaped mrkdwn to `limit` characters without splitting an entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - len(marker))]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + marker
 
 
 def people(persons: list[Person], limit: int = 500) -> str:
@@ -172,62 +216,103 @@ def _option(label: str, value: str) -> dict[str, Any]:
 # -- the parent message ---------------------------------------------------------------------
 
 
-def _state_line(card: ConversationCard) -> str:
-    parts = []
+def _by(activity: Activity | None) -> str:
+    """ " by Ann Lee" (plain text, escaped), or "" when nobody is known."""
+    if activity is None or not activity.user_id:
+        return ""
+    return f" by {fit(activity.name or 'a teammate', 80)}"
+
+
+def state_parts(card: ConversationCard) -> list[str]:
+    """The pieces of the parent's state line, in order. Kept as a list so other features
+    (owner, status, snooze) can add their own piece."""
+    parts: list[str] = []
+    state = card.state_by
     if card.deleted:
-        parts.append(":wastebasket: In Trash")
+        parts.append(
+            ":wastebasket: In Trash" + (_by(state) if state and state.verb == "delete" else "")
+        )
     elif card.archived:
-        parts.append(":file_cabinet: Archived")
-    parts.append(":envelope: Unread" if card.unread else ":white_check_mark: Read")
+        parts.append(
+            ":white_check_mark: Done · Archived"
+            + (_by(state) if state and state.verb == "archive" else "")
+        )
+    elif state is not None and state.verb == "returned":
+        parts.append(":leftwards_arrow_with_hook: *Back in the inbox*: a new email arrived")
+    elif state is not None and state.verb == "unarchive":
+        parts.append(":inbox_tray: Back in the inbox" + _by(state))
+    if card.unread:
+        parts.append(":envelope: Unread")
+    else:
+        read = card.read_by
+        parts.append(":eyes: Read" + (_by(read) if read and read.verb == "read" else ""))
     if card.client_name:
-        parts.append(f":bust_in_silhouette: {fit(card.client_name, 150)}")
+        parts.append(
+            f":bust_in_silhouette: {fit(card.client_name, 150)}"
+            + (f" (linked{_by(card.linked_by)})" if _by(card.linked_by) else "")
+        )
     else:
         parts.append("No client linked")
     if card.message_count > 1:
         parts.append(f"{card.message_count} emails")
     if card.has_attachments:
         parts.append(":paperclip: attachments")
-    return " · ".join(parts)
+    return parts
 
 
-def parent_actions(card: ConversationCard) -> dict[str, Any]:
-    cid = str(card.conversation_id)
+def state_line(card: ConversationCard) -> str:
+    return cut_escaped(" · ".join(state_parts(card)), 2000)
+
+
+def parent_overflow_options(card: ConversationCard) -> list[dict[str, Any]]:
+    """The ⋯ menu: the less common actions (at most 5)."""
+    cid = card.conversation_id
     options = []
-    if card.archived:
-        options.append(
-            _option("Unarchive", overflow_value(ids.CONV_UNARCHIVE, card.conversation_id))
-        )
-    elif not card.deleted:
-        options.append(_option("Archive", overflow_value(ids.CONV_ARCHIVE, card.conversation_id)))
-    if not card.unread:
-        options.append(
-            _option("Mark unread", overflow_value(ids.CONV_MARK_UNREAD, card.conversation_id))
-        )
     if not card.deleted:
-        options.append(_option("Delete", overflow_value(ids.CONV_DELETE, card.conversation_id)))
+        options.append(_option("Reply all", overflow_value(ids.CONV_REPLY_ALL, cid)))
+        if not card.unread:
+            options.append(_option("Mark unread", overflow_value(ids.CONV_MARK_UNREAD, cid)))
+        options.append(_option("Delete", overflow_value(ids.CONV_DELETE, cid)))
     options.append(
         _option(
             "Change client" if card.client_name else "Link to client",
-            overflow_value(ids.CONV_LINK, card.conversation_id),
+            overflow_value(ids.CONV_LINK, cid),
         )
     )
     if card.client_name:
-        options.append(
-            _option("Unlink client", overflow_value(ids.CONV_UNLINK, card.conversation_id))
-        )
-    elements: list[dict[str, Any]] = [
-        button(ids.CONV_OPEN, "Open", cid, style="primary"),
-        button(ids.CONV_REPLY, "Reply", cid),
-        button(ids.CONV_REPLY_ALL, "Reply all", cid),
-        button(ids.CONV_FORWARD, "Forward", cid),
-        {"type": "overflow", "action_id": ids.CONV_MORE, "options": options[:5]},
-    ]
-    return {"type": "actions", "block_id": f"conv_actions_{cid}", "elements": elements}
+        options.append(_option("Unlink client", overflow_value(ids.CONV_UNLINK, cid)))
+    return options[:5]
 
 
-def parent_message(card: ConversationCard) -> dict[str, Any]:
-    """The channel message that heads the conversation's thread: chat.postMessage/update kwargs
-    (text, blocks, unfurl flags)."""
+def parent_buttons(card: ConversationCard) -> list[dict[str, Any]]:
+    """The top-level buttons. A trashed conversation can only be opened (nothing to answer)."""
+    cid = str(card.conversation_id)
+    buttons = [button(ids.CONV_OPEN, "Open", cid, style="primary")]
+    if card.deleted:
+        return buttons
+    buttons.append(button(ids.CONV_REPLY, "Reply", cid))
+    if card.archived:
+        buttons.append(button(ids.CONV_UNARCHIVE, "Move to inbox", cid))
+    else:
+        buttons.append(button(ids.CONV_ARCHIVE, "Done", cid))
+    buttons.append(button(ids.CONV_FORWARD, "Forward", cid))
+    return buttons
+
+
+def parent_actions(card: ConversationCard) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = parent_buttons(card)
+    options = parent_overflow_options(card)
+    if options:
+        elements.append({"type": "overflow", "action_id": ids.CONV_MORE, "options": options})
+    return {
+        "type": "actions",
+        "block_id": f"conv_actions_{card.conversation_id}",
+        "elements": elements[:25],
+    }
+
+
+def parent_head(card: ConversationCard) -> str:
+    """Subject, sender, recipients: each part cut after escaping, and the whole capped."""
     subject = card.subject.strip() or "(no subject)"
     recipients = people(card.to)
     if card.cc:
@@ -235,13 +320,21 @@ def parent_message(card: ConversationCard) -> dict[str, Any]:
     head = f"*{fit(subject, 500)}*\nFrom {who(card.sender)}"
     if recipients:
         head += f"\nTo {recipients}"
-    blocks: list[dict[str, Any]] = [section(head)]
+    return cut_escaped(head, SECTION_LIMIT)
+
+
+def parent_message(card: ConversationCard) -> dict[str, Any]:
+    """The channel message that heads the conversation's thread: chat.postMessage/update kwargs
+    (text, blocks, unfurl flags). It keeps the first email's sender and snippet for good; later
+    emails are in the thread."""
+    subject = card.subject.strip() or "(no subject)"
+    blocks: list[dict[str, Any]] = [section(parent_head(card))]
     if card.snippet.strip():
         blocks.append(section(fit(card.snippet.strip(), PARENT_SNIPPET_LIMIT)))
     blocks.append(
         context(
-            f":inbox_tray: {escape_mrkdwn(card.account_email)} · {when(card.date)}",
-            _state_line(card),
+            f":inbox_tray: {fit(card.account_email, 330)} · {when(card.date)}",
+            state_line(card),
         )
     )
     if card.merged_into_id is not None:
@@ -254,7 +347,27 @@ def parent_message(card: ConversationCard) -> dict[str, Any]:
     return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
-# -- emails and notes in the thread ---------------------------------------------------------
+def minimal_parent_message(conversation_id: int, subject: str) -> dict[str, Any]:
+    """What is posted when Slack refused the full parent: a short subject and the buttons, so
+    the conversation (and every email waiting for its thread) still reaches Slack."""
+    shown = fit(subject.strip() or "(no subject)", 200)
+    blocks = [
+        section(f"*{shown}*\nThis email's headers are too unusual to show here; open it to read."),
+        {
+            "type": "actions",
+            "block_id": f"conv_actions_{conversation_id}",
+            "elements": [button(ids.CONV_OPEN, "Open", str(conversation_id), style="primary")],
+        },
+    ]
+    return {
+        "text": fit(f"New email: {subject}", NOTIFICATION_TEXT_LIMIT),
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+# -- emails in the thread -------------------------------------------------------------------
 
 
 def open_value(conversation_id: int, message_id: int | None = None) -> str:
@@ -269,33 +382,69 @@ def parse_open_value(value: str) -> tuple[int, int | None] | None:
     return int(conv), (int(msg) if msg else None)
 
 
-def thread_email_message(email: EmailCard) -> dict[str, Any]:
-    """An email in the conversation's thread: who, when, the body cut to one section."""
-    arrow = ":outbox_tray: Sent" if email.outbound else ":incoming_envelope:"
-    head = f"{arrow} {who(email.sender)} · {when(email.date)}"
-    if email.to:
-        head += f"\nTo {people(email.to)}"
+def _email_head(email: EmailCard) -> str:
+    if email.outbound:
+        if email.sent_by:
+            # By name, as text: a mention would notify the person for their own action.
+            head = (
+                f":outbox_tray: *Sent by {fit(email.sent_by_name or 'a teammate', 80)}* from Slack"
+            )
+        else:
+            head = f":outbox_tray: *Sent* from a mail client as {who(email.sender)}"
+        head += f" · {when(email.date)}"
+        if email.to:
+            head += f"\nTo {people(email.to)}"
+    else:
+        head = f":incoming_envelope: *{who(email.sender)}* · {when(email.date)}"
+        if email.to:
+            head += f"\nTo {people(email.to)}"
     if email.cc:
         head += f" · cc {people(email.cc)}"
+    return cut_escaped(head, 2900)
+
+
+def email_buttons(email: EmailCard, *, cut: bool) -> dict[str, Any]:
+    """Open, Reply, Reply all and Forward for THIS email (value "<conversation>:<message>")."""
+    value = open_value(email.conversation_id, email.message_id)
+    return {
+        "type": "actions",
+        "block_id": f"email_actions_{email.message_id}",
+        "elements": [
+            button(ids.CONV_OPEN, "Open full email" if cut else "Open", value),
+            button(ids.CONV_REPLY, "Reply", value),
+            button(ids.CONV_REPLY_ALL, "Reply all", value),
+            button(ids.CONV_FORWARD, "Forward", value),
+        ],
+    }
+
+
+def thread_email_message(email: EmailCard) -> dict[str, Any]:
+    """An email in the conversation's thread: who, when, to whom, its text over as many sections
+    as Slack allows (within THREAD_BODY_LIMIT), its attachments' names and its own buttons."""
     body = email.body.strip() or "(no text)"
-    escaped = escape_mrkdwn(body)
-    cut = len(escaped) > THREAD_BODY_LIMIT
-    blocks: list[dict[str, Any]] = [context(head[:3000]), section(fit(body, THREAD_BODY_LIMIT))]
+    # Escaping only grows text, so the first THREAD_BODY_LIMIT raw characters are all that can
+    # be shown (and a megabyte body is not escaped and split for nothing).
+    shown = body[:THREAD_BODY_LIMIT]
+    pieces = chunks(shown, THREAD_SECTION_CHARS)
+    cut = len(shown) < len(body) or len(pieces) > THREAD_MAX_SECTIONS
+    pieces = pieces[:THREAD_MAX_SECTIONS]
+    blocks: list[dict[str, Any]] = [context(_email_head(email))]
+    blocks.extend(section(p) for p in pieces)
+    if cut:
+        blocks.append(
+            context(":scissors: The email continues: *Open full email* to read the rest.")
+        )
     if email.attachment_names:
         names = ", ".join(email.attachment_names)
         blocks.append(context(f":paperclip: {fit(names, 2000)}"))
-    label = "Open full email" if cut else "Open"
-    blocks.append(
-        {
-            "type": "actions",
-            "block_id": f"email_actions_{email.message_id}",
-            "elements": [
-                button(ids.CONV_OPEN, label, open_value(email.conversation_id, email.message_id))
-            ],
-        }
-    )
-    sender = email.sender.name or email.sender.email or "unknown sender"
-    text = fit(f"{sender}: {body}", NOTIFICATION_TEXT_LIMIT)
+    blocks.append(email_buttons(email, cut=cut))
+    if email.outbound:
+        lead = f"Sent by {email.sent_by_name or 'a teammate'}" if email.sent_by else "Sent"
+    elif email.first:
+        lead = email.sender.name or email.sender.email or "unknown sender"
+    else:
+        lead = f"New email from {email.sender.name or email.sender.email or 'unknown sender'}"
+    text = fit(f"{lead}: {body}", NOTIFICATION_TEXT_LIMIT)
     return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
@@ -310,11 +459,14 @@ NOTE_TEXTS = {
 }
 
 
-def state_note(action: str, user_id: str, client_name: str | None = None) -> dict[str, Any]:
-    """A short note in the thread: "@person archived this conversation"."""
+def state_note(action: str, actor_name: str, client_name: str | None = None) -> dict[str, Any]:
+    """A short note naming the person as text (no @-mention, so nobody is notified).
+
+    The app no longer posts these for state changes (the parent's state line shows them); kept
+    for callers that want a one-line note."""
     template = NOTE_TEXTS.get(action, action)
     client = f"*{fit(client_name, 150)}*" if client_name else "a client"
-    text = f"<@{user_id}> {template.format(client=client)}"
+    text = f"{fit(actor_name or 'Someone', 80)} {template.format(client=client)}"
     return {
         "text": text,
         "blocks": [context(text)],
@@ -323,8 +475,14 @@ def state_note(action: str, user_id: str, client_name: str | None = None) -> dic
     }
 
 
-def attachments_note(uploaded: list[str], too_big: list[tuple[str, int]], limit: int) -> str:
-    """The comment under uploaded attachments, naming the ones too large to upload."""
+def attachments_note(
+    uploaded: list[str],
+    too_big: list[tuple[str, int]],
+    limit: int,
+    not_uploaded: list[str] | None = None,
+) -> str:
+    """The comment under uploaded attachments, naming the ones too large to upload and the ones
+    past the per-email file cap (they stay in the mailbox and in the Open modal's list)."""
     lines = []
     if uploaded:
         lines.append(f":paperclip: {fit(', '.join(uploaded), 1500)}")
@@ -335,6 +493,11 @@ def attachments_note(uploaded: list[str], too_big: list[tuple[str, int]], limit:
         )
     if len(too_big) > 20:
         lines.append(f"…and {len(too_big) - 20} more")
+    if not_uploaded:
+        lines.append(
+            f":file_folder: {len(not_uploaded)} more file(s) not uploaded here (too many for "
+            f"one email); they stay in the mailbox: {fit(', '.join(not_uploaded), 1200)}"
+        )
     return "\n".join(lines)
 
 

@@ -12,7 +12,18 @@ from datetime import datetime
 from typing import Any
 
 from bot.blocks import ids
-from bot.blocks.conversation import Person, chunks, context, fit, human_size, people, section, who
+from bot.blocks.conversation import (
+    Person,
+    button,
+    chunks,
+    context,
+    fit,
+    human_size,
+    open_value,
+    people,
+    section,
+    who,
+)
 from bot.blocks.text import plain
 
 MAX_BLOCKS = 100
@@ -46,6 +57,8 @@ class EmailView:
     total: int = 1
     truncated: bool = False  # the stored copy was cut at the size limit
     defects: list[str] = field(default_factory=list)
+    previous_id: int | None = None  # the email before this one in the conversation
+    next_id: int | None = None
 
 
 def _headers(email: EmailView) -> str:
@@ -80,12 +93,22 @@ def _attachment_lines(attachments: list[AttachmentLine]) -> str:
 def email_modal(email: EmailView) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [section(_headers(email))]
     if email.total > 1:
-        blocks.append(
-            context(
-                f"Email {email.position} of {email.total} in this conversation; "
-                "open another from its thread."
+        blocks.append(context(f"Email {email.position} of {email.total} in this conversation"))
+        steps = []
+        if email.previous_id is not None:
+            steps.append(
+                button(
+                    ids.EMAIL_PREV,
+                    "◀ Previous",
+                    open_value(email.conversation_id, email.previous_id),
+                )
             )
-        )
+        if email.next_id is not None:
+            steps.append(
+                button(ids.EMAIL_NEXT, "Next ▶", open_value(email.conversation_id, email.next_id))
+            )
+        if steps:
+            blocks.append({"type": "actions", "block_id": "email_steps", "elements": steps})
     blocks.append({"type": "divider"})
 
     body = email.body if email.body.strip() else "(no text)"

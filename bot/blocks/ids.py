@@ -25,6 +25,8 @@ CONV_DELETE = "conv_delete"
 CONV_LINK = "conv_link"
 CONV_UNLINK = "conv_unlink"
 CONV_MORE = "conv_more"  # overflow menu with the less common actions
+EMAIL_PREV = "email_prev"  # Previous / Next email in the Open modal; value "<conv>:<msg>"
+EMAIL_NEXT = "email_next"
 SEND_RETRY = "send_retry"  # value: outbox id
 SEND_ANYWAY = "send_anyway"
 

@@ -8,7 +8,8 @@ Pure builders: plain data in, Block Kit dicts out. User ids are rendered as Slac
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,12 @@ class TriageState:
     snoozed_until: datetime | None = None
     replying_user: str | None = None
     back_from_snooze: bool = False  # woke, and nothing else changed since
+    # Display names of the people above, looked up outside the database session: the parent
+    # names people as plain text and never @-mentions them (issue 14, quiet by default).
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def user_ids(self) -> set[str]:
+        return {u for u in (self.assignee, self.replying_user) if u}
 
 
 def ago(when: datetime) -> str:
@@ -78,10 +85,17 @@ def mention(user_id: str | None) -> str:
     return f"<@{user_id}>" if user_id else "nobody"
 
 
+def named(user_id: str | None, names: Mapping[str, str]) -> str:
+    """A person by display name, as escaped plain text (no mention, no notification)."""
+    if not user_id:
+        return "nobody"
+    return escape_mrkdwn(truncate(names.get(user_id) or "a teammate", 80))
+
+
 def state_line(state: TriageState) -> str:
     """ ":large_green_circle: Open · Owner @ann · Customer waiting since 3 hours ago"."""
     parts = [STATUS_LABELS.get(state.status, state.status)]
-    parts.append(f"Owner {mention(state.assignee)}" if state.assignee else "Unassigned")
+    parts.append(f"Owner {named(state.assignee, state.names)}" if state.assignee else "Unassigned")
     if state.waiting_since is not None and state.status != "done":
         parts.append(f":alarm_clock: Customer waiting since {ago(state.waiting_since)}")
     if state.snoozed_until is not None:
@@ -89,7 +103,7 @@ def state_line(state: TriageState) -> str:
     elif state.back_from_snooze:
         parts.append(":alarm_clock: *Back from snooze*")
     if state.replying_user:
-        parts.append(f":pencil2: {mention(state.replying_user)} is replying")
+        parts.append(f":pencil2: {named(state.replying_user, state.names)} is replying")
     return " · ".join(parts)
 
 
@@ -109,8 +123,9 @@ def _option(label: str, value: str) -> dict[str, Any]:
 
 
 def triage_blocks(state: TriageState) -> list[dict[str, Any]]:
-    """A context line with the state and an actions row: Take it, Assign…, Done (or Reopen)
-    and a Snooze menu (Slack allows five options per overflow)."""
+    """A context line with the state and an actions row: Take it, Assign… and a Snooze menu
+    (Slack allows five options per overflow). Done is the card's own top-level button (an
+    archived conversation is Done; Move to inbox reopens it)."""
     cid = state.conversation_id
     line = {
         "type": "context",
@@ -138,16 +153,7 @@ def triage_blocks(state: TriageState) -> list[dict[str, Any]]:
             "value": str(cid),
         }
     )
-    # Done / Reopen share the menu's verbs; Unassign is "Nobody" in the Assign… modal.
-    verb, label = (REOPEN, "Reopen") if state.status == "done" else (DONE, "Done")
-    elements.append(
-        {
-            "type": "button",
-            "action_id": STATUS,
-            "text": plain(label),
-            "value": menu_value(verb, cid),
-        }
-    )
+    # Unassign is "Nobody" in the Assign… modal.
     elements.append({"type": "overflow", "action_id": MENU, "options": options[:5]})
     return [line, {"type": "actions", "block_id": f"triage_actions_{cid}", "elements": elements}]
 
@@ -262,30 +268,6 @@ def _note(text: str) -> dict[str, Any]:
         "text": text,
         "blocks": [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}],
     }
-
-
-def assigned_note(actor: str, before: str | None, after: str | None) -> dict[str, Any]:
-    if after is None:
-        return _note(f"{mention(actor)} unassigned this conversation (was {mention(before)})")
-    if actor == after and before is None:
-        return _note(f"{mention(actor)} took this conversation")
-    return _note(f"{mention(actor)} assigned this conversation to {mention(after)}")
-
-
-def status_note(actor: str, after: str) -> dict[str, Any]:
-    label = {"open": "reopened", "waiting": "set to Waiting", "done": "marked Done"}
-    return _note(f"{mention(actor)} {label.get(after, after)} this conversation")
-
-
-def snoozed_note(actor: str, until: datetime) -> dict[str, Any]:
-    return _note(f":zzz: {mention(actor)} snoozed this conversation until {at(until)}")
-
-
-def woke_note(reason: str, until: datetime | None) -> dict[str, Any]:
-    why = "new mail arrived" if reason == "mail" else "its snooze time came"
-    if reason == "manual":
-        why = "it was unsnoozed"
-    return _note(f":alarm_clock: This conversation is back: {why}.")
 
 
 def woke_channel_message(subject: str, url: str | None, reason: str) -> dict[str, Any]:

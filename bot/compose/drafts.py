@@ -93,9 +93,13 @@ def arrived_since(
 
 def _source_message(session: Session, conv: Conversation, message_pk: int | None) -> Message:
     if message_pk is not None:
+        # The email a button named: it must be of this conversation (or one merged into it) and
+        # account; a forged or stale id is refused, never swapped for another email.
         msg = session.get(Message, message_pk)
-        if msg is not None and msg.conversation_id == conv.id:
-            return msg
+        home = live_conversation(session, msg.conversation_id) if msg is not None else None
+        if msg is None or home is None or home.id != conv.id or msg.account_id != conv.account_id:
+            raise DraftError("That email is not part of this conversation.")
+        return msg
     # The newest email from outside is what one replies to; else the newest of any.
     for direction in (Direction.INBOUND, None):
         query = select(Message).where(Message.conversation_id == conv.id)

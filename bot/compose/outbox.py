@@ -27,8 +27,8 @@ from bot.compose.drafts import arrived_since, live_conversation, newest_message_
 from bot.compose.files import DownloadError, download
 from bot.compose.form import addresses_from_json
 from bot.compose.submit import SEND_KIND
+from bot.mail.attachments import extract_attachments
 from bot.mail.compose import Draft, HeaderError, OutgoingAttachment, build_mime, envelope_recipients
-from bot.mail.parse import extract_attachments
 from bot.mail.types import Address
 from bot.outbox.dispatch import (
     MAX_ATTEMPTS,
@@ -128,25 +128,22 @@ def _forward_attachments(session: Session, message_pk: int | None) -> list[Outgo
     ).all()
     if raw is None or not rows:
         return []
-    # One parse and one walk for all of them (one parse per attachment was quadratic).
+    # One parse and one walk for all of them (a re-parse per attachment is O(parts x size)).
     try:
-        found = {
-            info.part_index: (info, data)
-            for info, data in extract_attachments(raw.raw, [a.part_index for a in rows])
-        }
-    except Exception as exc:  # an unreadable message: forward the text without them
-        log.warning("attachments of message %s unreadable: %s", message_pk, exc)
-        return []
+        parts = extract_attachments(raw.raw, [a.part_index for a in rows])
+    except Exception as exc:  # a broken message must not block the forward itself
+        log.warning("attachments of message %s unreadable: %s", message_pk, type(exc).__name__)
+        parts = {}
     out = []
     for att in rows:
-        if att.part_index not in found:
-            log.warning("attachment %s of message %s not found in it", att.id, message_pk)
+        data = parts.get(att.part_index)
+        if data is None:
+            log.warning("attachment %s of message %s unreadable", att.id, message_pk)
             continue
-        info, data = found[att.part_index]
         out.append(
             OutgoingAttachment(
-                filename=info.filename or att.filename or "attachment",
-                content_type=info.content_type or att.content_type,
+                filename=att.filename or "attachment",
+                content_type=att.content_type or "application/octet-stream",
                 data=data,
             )
         )
@@ -338,8 +335,12 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
 
 
 def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | None = None) -> None:
+    from bot.outbox.slack_handlers import user_names
+
     p = row.payload
     user = str(p.get("slack_user") or "")
+    # Looked up before the session (no network inside a transaction); cached.
+    name = user_names(ctx.slack, [user]).get(user, "") if user else ""
     with session_scope(ctx.services.session_factory) as session:
         conversation_id = p.get("conversation_id")
         sent_copy = session.scalar(
@@ -357,11 +358,23 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 from bot.inbox.announce import ensure_parent
 
                 ensure_parent(session, conv, account.channel_id)
-        text, blocks = cb.sent_post(user, [a.email for a in draft.to], draft.subject)
-        if partial:
-            text += f" (some recipients refused: {partial})"
-            blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
-        _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
+        conv = _thread_ready(session, conversation_id)
+        if sent_copy is not None and conv is not None and conv.slack_thread is not None:
+            # The sent email itself, in full, in the thread (the same post the sent copy's
+            # ingest queued: one key, one post).
+            from bot.inbox.announce import enqueue_email_post
+
+            enqueue_email_post(session, conv, sent_copy.id, conv.slack_thread.channel_id)
+            if partial:
+                text = f"Some recipients refused this email: {escape_mrkdwn(partial)}"
+                blocks = [{"type": "context", "elements": [mrkdwn(text)]}]
+                _post(session, row, conv.id, f"compose.partial:{draft.message_id}", text, blocks)
+        else:
+            text, blocks = cb.sent_post(name, [a.email for a in draft.to], draft.subject)
+            if partial:
+                text += f" (some recipients refused: {partial})"
+                blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
+            _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
         audit.record(
             session,
             user or "system",

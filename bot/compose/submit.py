@@ -18,7 +18,7 @@ from bot.compose.drafts import DraftError, arrived_since, build_body, live_conve
 from bot.compose.form import ComposeMeta, Submission, addresses_to_json
 from bot.compose.signature import with_signature
 from bot.store import audit, outbox
-from bot.store.models import Account, Outbox, OutboxStatus, utcnow
+from bot.store.models import Account, Message, Outbox, OutboxStatus, utcnow
 
 SEND_KIND = "mail.send"
 
@@ -62,6 +62,18 @@ def submit(
             return SubmitResult(problem="This conversation no longer exists.")
         conversation_id = conv.id
         arrived = arrived_since(session, conv.id, newest_seen, exclude_message_id=meta.message_id)
+    if meta.source_message is not None and meta.mode != "new":
+        # The email answered or forwarded must belong to the sending account and conversation:
+        # a forged private_metadata must not mail out another account's email.
+        source = session.get(Message, meta.source_message)
+        home = live_conversation(session, source.conversation_id) if source else None
+        if (
+            source is None
+            or source.account_id != account.id
+            or home is None
+            or (conversation_id is not None and home.id != conversation_id)
+        ):
+            return SubmitResult(problem="That email is not part of this conversation.")
     try:
         built = build_body(
             session,

@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.access import AccessDenied
-from bot.blocks.conversation import Person, state_note
+from bot.blocks.conversation import Person
 from bot.blocks.email_modal import AttachmentLine, EmailView
-from bot.inbox.announce import refresh_parent, thread_note
+from bot.inbox.announce import refresh_parent
 from bot.mail.parse import HEADER_ONLY_NOTE, is_header_only
 from bot.services import Services
 from bot.store import audit, clients, outbox
@@ -103,7 +103,10 @@ def _effects(
     client_name: str | None = None,
     record: bool = True,
 ) -> None:
-    """Audit row, mailbox write-back, thread note and parent refresh for one state change."""
+    """Audit row, mailbox write-back and parent refresh for one state change.
+
+    Quiet by design: nothing is posted in the thread (a note there would notify everyone
+    following it). The parent's state line names who read, archived or linked it."""
     if record:
         row = audit.record(
             session,
@@ -130,15 +133,6 @@ def _effects(
             conversation_id=conversation.id,
             created_by=user_id,
         )
-    note = state_note(action, user_id, client_name)
-    thread_note(
-        session,
-        conversation,
-        key=f"slack.note:{conversation.id}:{stamp}",
-        text=str(note["text"]),
-        blocks=note["blocks"],
-        created_by=user_id,
-    )
     refresh_parent(session, conversation.id)
 
 
@@ -226,6 +220,7 @@ def _email_view(
     body = message.body_text  # converted once at parse: never again per Open
     if not body.strip() and is_header_only(message.parse_defects):
         body = HEADER_ONLY_NOTE
+    at = ordered.index(message.id) if message.id in ordered else 0
     return EmailView(
         conversation_id=conversation.id,
         message_id=message.id,
@@ -242,10 +237,12 @@ def _email_view(
             for a in message.attachments
             if not a.inline
         ],
-        position=ordered.index(message.id) + 1 if message.id in ordered else 1,
+        position=at + 1,
         total=len(ordered),
         truncated=message.truncated,
         defects=list(message.parse_defects or []),
+        previous_id=ordered[at - 1] if at > 0 and message.id in ordered else None,
+        next_id=ordered[at + 1] if at + 1 < len(ordered) and message.id in ordered else None,
     )
 
 

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.store import outbox
+from bot.store import audit, outbox
 from bot.store.models import (
     Account,
     Conversation,
+    Direction,
     Message,
     Outbox,
     OutboxStatus,
@@ -76,12 +77,87 @@ def ensure_parent(session: Session, conversation: Conversation, channel_id: str)
     return thread
 
 
+# Account.config key: post follow-ups in the thread *and* the channel (default on).
+BROADCAST_SETTING = "broadcast_followups"
+UNARCHIVE_KIND = "mail.unarchive"
+
+
+def broadcasts_followups(account: Account) -> bool:
+    return bool((account.config or {}).get(BROADCAST_SETTING, True))
+
+
+def enqueue_email_post(
+    session: Session,
+    conversation: Conversation,
+    message_pk: int,
+    channel_id: str,
+    *,
+    broadcast: bool = False,
+) -> None:
+    """Queue one email's post in the conversation's thread (idempotent by the message)."""
+    key = email_key(message_pk)
+    payload: dict[str, object] = {
+        "conversation_id": conversation.id,
+        "message_id": message_pk,
+        "key": key,
+    }
+    if broadcast:
+        payload["broadcast"] = True
+    outbox.enqueue(
+        session,
+        kind=POST_IN_THREAD,
+        key=key,
+        payload=payload,
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        channel_id=channel_id,
+    )
+
+
+def _first_message(session: Session, conversation_id: int) -> int | None:
+    return session.scalar(
+        select(Message.id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.date.is_(None), Message.date, Message.id)
+        .limit(1)
+    )
+
+
+def return_to_inbox(session: Session, conversation: Conversation, message_pk: int) -> bool:
+    """A new email in an archived conversation brings it back to the inbox, in the store and in
+    the mailbox (the usual unarchive write-back), and the parent says why. Once per email."""
+    if not conversation.archived or conversation.deleted:
+        return False
+    conversation.archived = False
+    audit.record(
+        session,
+        "system",
+        "conversation.returned",
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        message_id=message_pk,
+    )
+    outbox.enqueue(
+        session,
+        kind=UNARCHIVE_KIND,
+        key=f"{UNARCHIVE_KIND}:{conversation.id}:returned:{message_pk}",
+        payload={"conversation_id": conversation.id},
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+    )
+    return True
+
+
 def announce_ingested(session: Session, account: Account, result: IngestResult) -> None:
     """Queue the Slack posts for a newly ingested message.
 
-    A new conversation gets a parent message (the first email is the parent); a later email goes
-    into the thread. Nothing for a message seen before, for history older than
-    `account.announce_after`, or for a copy of a reply sent from Slack (its own post shows it).
+    A new conversation gets a parent message (its card) and every email, the first included, is
+    posted in the thread with its text. An email from outside in a conversation whose parent is
+    already in the channel is a follow-up: it is also shown in the channel (reply_broadcast,
+    unless the account turned that off) and, if the conversation was archived, brings it back
+    to the inbox. Sent mail (from Slack or a mail client) is posted in the thread, never
+    broadcast. Nothing for a message seen before or for history older than
+    `account.announce_after`.
     """
     if not result.created or not account.channel_id:
         return
@@ -98,36 +174,30 @@ def announce_ingested(session: Session, account: Account, result: IngestResult) 
         from bot.inbox.triage import on_ingested
 
         on_ingested(session, conversation, result.message_pk, message)
-    if _is_history(account, message) or message.sent_by:
+    if _is_history(account, message):
         if conversation.slack_thread is not None and conversation.slack_thread.ts is not None:
-            refresh_parent(session, conversation.id)  # counts and snippet moved on
+            refresh_parent(session, conversation.id)  # counts and dates moved on
         return
-    had_thread = conversation.slack_thread is not None
-    thread = ensure_parent(session, conversation, account.channel_id)
-    first = session.scalar(
-        select(Message.id)
-        .where(Message.conversation_id == conversation.id)
-        .order_by(Message.date.is_(None), Message.date, Message.id)
-        .limit(1)
-    )
     pk = result.message_pk
-    if not had_thread and first == pk:
-        # The parent shows this email; its attachments follow in the thread.
-        if message.has_attachments:
-            enqueue_attachments(session, conversation, pk, thread.channel_id)
-        return
-    outbox.enqueue(
+    existing = conversation.slack_thread
+    had_thread = existing is not None
+    parent_posted = existing is not None and existing.ts is not None
+    thread = ensure_parent(session, conversation, account.channel_id)
+    first = _first_message(session, conversation.id)
+    if not had_thread and first is not None and first != pk:
+        # The thread starts now for a conversation whose start was history: its first email
+        # heads the thread too.
+        enqueue_email_post(session, conversation, first, thread.channel_id)
+    direction = session.scalar(select(Message.direction).where(Message.id == pk))
+    followup = parent_posted and direction == Direction.INBOUND and not message.sent_by
+    if followup:
+        return_to_inbox(session, conversation, pk)
+    enqueue_email_post(
         session,
-        kind=POST_IN_THREAD,
-        key=email_key(pk),
-        payload={
-            "conversation_id": conversation.id,
-            "message_id": pk,
-            "key": email_key(pk),
-        },
-        account_id=conversation.account_id,
-        conversation_id=conversation.id,
-        channel_id=thread.channel_id,
+        conversation,
+        pk,
+        thread.channel_id,
+        broadcast=followup and broadcasts_followups(account),
     )
     if had_thread:
         refresh_parent(session, conversation.id)

@@ -22,7 +22,7 @@ from bot.access import AccessDenied
 from bot.blocks import triage as tb
 from bot.blocks.search import thread_url
 from bot.inbox import actions
-from bot.inbox.announce import DM, POST_IN_THREAD, refresh_parent, thread_note
+from bot.inbox.announce import DM, POST_IN_THREAD, refresh_parent
 from bot.services import Services
 from bot.store import outbox
 from bot.store import triage as st
@@ -145,19 +145,6 @@ def add_history(services: Services, modal: dict[str, Any], conversation_id: int)
 # -- effects -----------------------------------------------------------------------------------
 
 
-def _note(
-    session: Session, conversation: Conversation, change: st.Change, message: dict[str, Any]
-) -> None:
-    thread_note(
-        session,
-        conversation,
-        key=f"slack.note:{conversation.id}:t{change.audit_id}",
-        text=str(message["text"]),
-        blocks=message["blocks"],
-        created_by=None,
-    )
-
-
 def _url(conversation: Conversation) -> str | None:
     thread = conversation.slack_thread
     return thread_url(thread.channel_id, thread.ts) if thread is not None else None
@@ -243,7 +230,6 @@ def assign(
         if change is None:
             return Outcome(False, f"Conversation #{info.conversation_id} already is so.")
         conversation = session.get_one(Conversation, info.conversation_id)
-        _note(session, conversation, change, tb.assigned_note(actor, change.before, assignee))
         _dm_new_owner(session, conversation, change, actor)
         refresh_parent(session, conversation.id)
     who = f"<@{assignee}>" if assignee else "nobody"
@@ -268,15 +254,12 @@ def mark_done(services: Services, slack: WebClient, user_id: str, conversation_i
 
 def reopen(services: Services, slack: WebClient, user_id: str, conversation_id: int) -> bool:
     info = _checked(services, slack, user_id, conversation_id)
-    # Unarchiving notes the thread itself; a note of our own only when nothing else says so.
+    # The parent's state line says it; the Open modal's history says who (quiet by default).
     unarchived = actions.unarchive(services, slack, user_id, info.conversation_id)
     with session_scope(services.session_factory) as session:
         conversation, _ = actions._load(session, info.conversation_id)
         change = st.set_status(session, conversation, user_id, st.OPEN)
         if change is not None:
-            conversation = session.get_one(Conversation, info.conversation_id)
-            if not unarchived:
-                _note(session, conversation, change, tb.status_note(user_id, st.OPEN))
             refresh_parent(session, conversation.id)
     return change is not None or unarchived
 
@@ -291,7 +274,6 @@ def snooze(
         if change is None:
             return False
         conversation = session.get_one(Conversation, info.conversation_id)
-        _note(session, conversation, change, tb.snoozed_note(user_id, until))
         refresh_parent(session, conversation.id)
         return True
 
@@ -304,7 +286,6 @@ def unsnooze(services: Services, slack: WebClient, user_id: str, conversation_id
         if change is None:
             return False
         conversation = session.get_one(Conversation, info.conversation_id)
-        _note(session, conversation, change, tb.woke_note("manual", None))
         refresh_parent(session, conversation.id)
         return True
 

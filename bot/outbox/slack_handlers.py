@@ -9,17 +9,26 @@ channel by the dispatcher; a 429 or a 5xx becomes RetryLater, so a row is delaye
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.blocks.conversation import attachments_note, parent_message, thread_email_message
+from bot.blocks.conversation import (
+    ConversationCard,
+    attachments_note,
+    minimal_parent_message,
+    parent_message,
+    thread_email_message,
+)
 from bot.inbox.announce import (
     DM,
     POST_IN_THREAD,
@@ -30,8 +39,13 @@ from bot.inbox.announce import (
     ensure_parent,
     files_key,
 )
-from bot.inbox.render import conversation_card, email_card
-from bot.mail.parse import extract_attachment
+from bot.inbox.render import (
+    card_user_ids,
+    conversation_card,
+    email_card,
+    with_names,
+)
+from bot.mail.attachments import extract_attachments
 from bot.outbox.dispatch import OutboxContext, PermanentFailure, Registry, RetryLater
 from bot.store.db import session_scope
 from bot.store.models import (
@@ -51,6 +65,9 @@ log = logging.getLogger(__name__)
 # Attachments above this are listed by name and size instead of uploaded.
 UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
 FILES_PER_UPLOAD = 10
+# Files uploaded into the thread per email; the rest are listed by name (2,000 tiny parts must
+# not become 2,000 files in the channel).
+MAX_FILES_PER_EMAIL = 20
 PARENT_WAIT_SECONDS = 2.0
 # Slack errors that a later try can get past.
 TRANSIENT_ERRORS = {
@@ -61,6 +78,9 @@ TRANSIENT_ERRORS = {
     "internal_error",
     "request_timeout",
 }
+# Errors meaning Slack refused the payload itself: a simpler rendering can get through.
+PAYLOAD_ERRORS = {"invalid_blocks", "invalid_blocks_format", "invalid_arguments", "msg_too_long"}
+NAME_TTL_SECONDS = 600.0
 
 
 def register(registry: Registry) -> None:
@@ -85,6 +105,14 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+class SlackRefused(PermanentFailure):
+    """Slack answered with an error a retry cannot fix; `error` is Slack's error code."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"Slack refused: {error}")
+        self.error = error
+
+
 def call_slack(fn: Callable[..., Any], **kwargs: Any) -> Any:
     """Call a WebClient method, sorting failures into RetryLater and PermanentFailure."""
     try:
@@ -99,10 +127,51 @@ def call_slack(fn: Callable[..., Any], **kwargs: Any) -> Any:
             ) from exc
         if status >= 500 or error in TRANSIENT_ERRORS:
             raise RetryLater(f"Slack {status} {error}") from exc
-        raise PermanentFailure(f"Slack refused: {error}") from exc
+        raise SlackRefused(error) from exc
     except (OSError, TimeoutError, ValueError) as exc:
         # Connection trouble, or an HTML error page where JSON was expected (a Slack outage).
         raise RetryLater(f"Slack unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+_names: dict[str, tuple[str, float]] = {}
+_names_lock = threading.Lock()
+
+
+def user_names(slack: Any, user_ids: Iterable[str]) -> dict[str, str]:
+    """Display names of Slack users (cached for a while), shown as plain text where the app
+    says who did something: a mention would notify them of their own action. A user Slack
+    cannot describe right now is left out (the builders say "a teammate")."""
+    out: dict[str, str] = {}
+    now = time.monotonic()
+    for uid in sorted(set(user_ids)):
+        with _names_lock:
+            cached = _names.get(uid)
+        if cached is not None and cached[1] > now:
+            out[uid] = cached[0]
+            continue
+        try:
+            user = slack.users_info(user=uid)["user"]
+        except (SlackApiError, KeyError, TypeError, OSError, ValueError) as exc:
+            log.info("no name for %s: %s", uid, type(exc).__name__)
+            continue
+        profile = user.get("profile") or {}
+        name = str(
+            profile.get("real_name")
+            or user.get("real_name")
+            or profile.get("display_name")
+            or user.get("name")
+            or ""
+        )
+        if name:
+            out[uid] = name
+            with _names_lock:
+                _names[uid] = (name, now + NAME_TTL_SECONDS)
+    return out
+
+
+def _named(ctx: OutboxContext, card: ConversationCard) -> ConversationCard:
+    ids = card_user_ids(card)
+    return with_names(card, user_names(ctx.slack, ids)) if ids else card
 
 
 def rendering_hash(message: dict[str, Any]) -> str:
@@ -147,7 +216,11 @@ def _thread_ready(session: Session, conversation: Conversation) -> SlackThread:
     raise _NotReady()
 
 
-def _wait_for_parent() -> RetryLater:
+def _wait_for_parent(parent_status: OutboxStatus | None = None) -> RetryLater:
+    if parent_status == OutboxStatus.FAILED:
+        # A parent Slack refused even in its minimal form (or a channel the app left): wait
+        # like any failure, so the row ends FAILED after its attempts instead of never.
+        return RetryLater("the thread's parent message could not be posted")
     return RetryLater(
         "the thread's parent message is not posted yet", PARENT_WAIT_SECONDS, counts=False
     )
@@ -173,9 +246,21 @@ def post_parent(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
             return {"ts": thread.ts, "already_posted": True}
         if conversation.merged_into_id is not None:
             return {"skipped": "merged before it was posted"}
-        message = parent_message(conversation_card(session, conversation))
+        card = conversation_card(session, conversation)
         channel = thread.channel_id
-    resp = call_slack(ctx.slack.chat_postMessage, channel=channel, **message)
+    message = parent_message(_named(ctx, card))
+    try:
+        resp = call_slack(ctx.slack.chat_postMessage, channel=channel, **message)
+    except SlackRefused as exc:
+        if exc.error not in PAYLOAD_ERRORS:
+            raise
+        # Something in the email made the card unpostable: post the bare card, so the
+        # conversation and every email waiting for its thread still reach Slack.
+        log.warning(
+            "parent of conversation %s refused (%s); posting it minimal", conversation_id, exc.error
+        )
+        message = minimal_parent_message(conversation_id, card.subject)
+        resp = call_slack(ctx.slack.chat_postMessage, channel=channel, **message)
     ts = str(resp["ts"])
     with session_scope(ctx.services.session_factory) as session:
         thread = session.scalar(
@@ -203,8 +288,10 @@ def _thread_or_wait(
         try:
             return conversation, _thread_ready(session, conversation)
         except _NotReady:
-            pass
-    raise _wait_for_parent()
+            status = session.scalar(
+                select(Outbox.status).where(Outbox.key == f"{POST_PARENT}:{conversation.id}")
+            )
+    raise _wait_for_parent(status)
 
 
 def post_in_thread(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
@@ -225,8 +312,22 @@ def post_in_thread(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
             email = session.get(Message, int(message_id))
             if email is None:
                 return {"skipped": "message gone"}
-            message = thread_email_message(email_card(email))
+            first = session.scalar(
+                select(Message.id)
+                .where(Message.conversation_id == email.conversation_id)
+                .order_by(Message.date.is_(None), Message.date, Message.id)
+                .limit(1)
+            )
+            # The stored text (an HTML mail's was converted once, at parse): no conversion here.
+            card = email_card(email, first=first == email.id)
             has_files = email.has_attachments
+        if card.sent_by:
+            names = user_names(ctx.slack, [card.sent_by])
+            card = dataclasses.replace(card, sent_by_name=names.get(card.sent_by, ""))
+        message = thread_email_message(card)
+        if payload.get("broadcast"):
+            # A follow-up: shown in the channel too, so nobody has to follow the thread.
+            message["reply_broadcast"] = True
     else:
         message = {
             "text": str(payload.get("text") or " "),
@@ -270,18 +371,31 @@ def update_parent(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                     "the parent message is not posted yet", PARENT_WAIT_SECONDS, counts=False
                 )
             return {"skipped": "parent never posted"}
-        message = parent_message(conversation_card(session, conversation))
-        digest = rendering_hash(message)
-        if digest == thread.rendered_hash:
-            return {"unchanged": True}
-        channel, ts = thread.channel_id, thread.ts
-    call_slack(
-        ctx.slack.chat_update,
-        channel=channel,
-        ts=ts,
-        text=message["text"],
-        blocks=message["blocks"],
-    )
+        card = conversation_card(session, conversation)
+        rendered_hash, channel, ts = thread.rendered_hash, thread.channel_id, thread.ts
+    message = parent_message(_named(ctx, card))
+    digest = rendering_hash(message)
+    if digest == rendered_hash:
+        return {"unchanged": True}
+    try:
+        call_slack(
+            ctx.slack.chat_update,
+            channel=channel,
+            ts=ts,
+            text=message["text"],
+            blocks=message["blocks"],
+        )
+    except SlackRefused as exc:
+        if exc.error not in PAYLOAD_ERRORS:
+            raise
+        minimal = minimal_parent_message(conversation_id, card.subject)
+        call_slack(
+            ctx.slack.chat_update,
+            channel=channel,
+            ts=ts,
+            text=minimal["text"],
+            blocks=minimal["blocks"],
+        )
     with session_scope(ctx.services.session_factory) as session:
         stored = session.scalar(
             select(SlackThread).where(SlackThread.conversation_id == conversation_id)
@@ -292,12 +406,21 @@ def update_parent(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     return {"updated": ts}
 
 
+def _record_progress(ctx: OutboxContext, row_id: int, progress: dict[str, Any]) -> None:
+    """Write what is done so far into the row's result, in its own transaction: a retry after a
+    429 part-way skips the batches that are already in Slack."""
+    with session_scope(ctx.services.session_factory) as session:
+        fresh = session.get(Outbox, row_id)
+        if fresh is not None:
+            fresh.result = {**(fresh.result or {}), **progress}
+
+
 def upload_attachments(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
-    """Upload an email's attachments into its thread; larger ones are listed by name and size."""
+    """Upload an email's attachments into its thread: one parse of the message for all of them,
+    at most MAX_FILES_PER_EMAIL files (the rest, and those over the size limit, are listed by
+    name), in batches recorded in the row's result as they go."""
     message_id = int(row.payload["message_id"])
     key = files_key(message_id)
-    uploads: list[dict[str, Any]] = []
-    too_big: list[tuple[str, int]] = []
     with session_scope(ctx.services.session_factory) as session:
         if session.scalar(select(SlackPost.ts).where(SlackPost.key == key)) is not None:
             return {"already_posted": True}
@@ -305,43 +428,60 @@ def upload_attachments(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None
         if email is None:
             return {"skipped": "message gone"}
         email_conversation = email.conversation_id
+        fresh = session.get(Outbox, row.id)
+        progress: dict[str, Any] = dict((fresh.result if fresh is not None else row.result) or {})
     live, thread = _thread_or_wait(ctx, email_conversation)
     if live is None or thread is None:
         return {"skipped": "conversation gone"}
     channel, thread_ts, conversation_id = thread.channel_id, thread.ts, live.id
+    too_big: list[tuple[str, int]] = []
+    over_cap: list[str] = []
+    wanted: list[tuple[int, str]] = []  # (part index, file name)
     with session_scope(ctx.services.session_factory) as session:
         email = session.get(Message, message_id)
         if email is None:
             return {"skipped": "message gone"}
         raw_row = session.get(MessageRaw, message_id)
         raw = raw_row.raw if raw_row is not None else None
-        for att in email.attachments:
+        for att in sorted(email.attachments, key=lambda a: a.part_index):
             if att.inline:
                 continue
             name = att.filename or f"attachment-{att.part_index}"
             if att.size > UPLOAD_LIMIT_BYTES or raw is None:
                 too_big.append((name, att.size))
-                continue
-            try:
-                _info, data = extract_attachment(raw, att.part_index)
-            except (LookupError, ValueError) as exc:
-                log.warning(
-                    "attachment %s of message %s unreadable: %s", att.part_index, message_id, exc
-                )
-                too_big.append((name, att.size))
-                continue
-            if len(data) > UPLOAD_LIMIT_BYTES:
-                too_big.append((name, len(data)))
-                continue
+            elif len(wanted) >= MAX_FILES_PER_EMAIL:
+                over_cap.append(name)
+            else:
+                wanted.append((att.part_index, name))
+    # One parse, one walk, outside any database session.
+    try:
+        parts = extract_attachments(raw, [i for i, _ in wanted]) if raw and wanted else {}
+    except Exception as exc:  # a broken message must not block the rest of the thread
+        log.warning("attachments of message %s unreadable: %s", message_id, type(exc).__name__)
+        parts = {}
+    uploads: list[dict[str, Any]] = []
+    for index, name in wanted:
+        data = parts.get(index)
+        if data is None:
+            too_big.append((name, 0))
+        elif len(data) > UPLOAD_LIMIT_BYTES:
+            too_big.append((name, len(data)))
+        else:
             uploads.append({"content": data, "filename": name, "title": name})
-    if not uploads and not too_big:
+    if not uploads and not too_big and not over_cap:
         return {"skipped": "no attachments"}
-    file_ids: list[str] = []
-    for start in range(0, max(len(uploads), 1), FILES_PER_UPLOAD):
+    done: set[int] = {int(b) for b in progress.get("batches_done") or []}
+    file_ids: list[str] = [str(f) for f in progress.get("files") or []]
+    for batch_no, start in enumerate(range(0, max(len(uploads), 1), FILES_PER_UPLOAD)):
+        if batch_no in done:
+            continue
         batch = uploads[start : start + FILES_PER_UPLOAD]
-        first = start == 0
+        first = batch_no == 0
         note = attachments_note(
-            [u["filename"] for u in batch], too_big if first else [], UPLOAD_LIMIT_BYTES
+            [u["filename"] for u in batch],
+            too_big if first else [],
+            UPLOAD_LIMIT_BYTES,
+            over_cap if first else None,
         )
         if batch:
             resp = call_slack(
@@ -361,6 +501,8 @@ def upload_attachments(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None
                 unfurl_links=False,
                 unfurl_media=False,
             )
+        done.add(batch_no)
+        _record_progress(ctx, row.id, {"batches_done": sorted(done), "files": file_ids})
     with session_scope(ctx.services.session_factory) as session:
         session.add(
             SlackPost(
@@ -371,7 +513,11 @@ def upload_attachments(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None
                 ts=str(thread_ts),
             )
         )
-    return {"files": file_ids, "not_uploaded": [n for n, _ in too_big]}
+    return {
+        "files": file_ids,
+        "batches_done": sorted(done),
+        "not_uploaded": [n for n, _ in too_big] + over_cap,
+    }
 
 
 def dm(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:

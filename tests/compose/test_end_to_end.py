@@ -163,7 +163,7 @@ def test_reply_reaches_the_mailbox_once_with_threading_headers(
     assert "We are sending a new one." in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "> My widget is broken." in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
     texts = _thread_texts(mailroom, box)
-    assert sum("Sent by <@UMEMBER>" in t for t in texts) == 1
+    assert sum("Sent by Max Member: We are sending a new one." in t for t in texts) == 1
     assert mailroom.fake.ack_problems == []
 
 
@@ -216,7 +216,7 @@ def test_failed_send_shows_retry_and_retry_works(mailroom: Any, box: dict[str, A
     _wait_row(mailroom, OutboxStatus.PENDING)
     mailroom.run_outbox()
     assert len(_inbox(box)) == 1
-    assert any("Sent by <@UMEMBER>" in t for t in _thread_texts(mailroom, box))
+    assert any("Sent by Max Member" in t for t in _thread_texts(mailroom, box))
 
 
 def test_new_mail_after_opening_holds_the_send(mailroom: Any, box: dict[str, Any]) -> None:
@@ -378,4 +378,4 @@ def test_new_mail_from_the_shortcut(mailroom: Any, box: dict[str, Any]) -> None:
     parents = [m for m in mailroom.fake.top_level("CINBOX") if m["ts"] != box["parent"]["ts"]]
     assert len(parents) == 1  # the new conversation got its parent post
     replies = mailroom.fake.thread("CINBOX", parents[0]["ts"])
-    assert any("Sent by <@UMEMBER>" in m.get("text", "") for m in replies)
+    assert any("Sent by Max Member: Hello from Slack." in m.get("text", "") for m in replies)

@@ -9,11 +9,13 @@ from typing import Any
 from bot.blocks import ids
 from bot.blocks.confirm import confirm_delete_modal, confirm_unlink_modal, parse_metadata
 from bot.blocks.conversation import (
+    Activity,
     ConversationCard,
     EmailCard,
     Person,
     chunks,
     fit,
+    minimal_parent_message,
     parent_message,
     parse_open_value,
     parse_overflow_value,
@@ -96,26 +98,28 @@ def test_parent_message_is_valid_and_offers_the_actions() -> None:
     assert validate_message(msg) == (None, [])
     assert msg["unfurl_links"] is False and msg["unfurl_media"] is False
     ids_ = action_ids(msg["blocks"])
+    # Archive ("Done") is a top-level button; Reply all moved to the overflow.
     assert ids_ == [
         ids.CONV_OPEN,
         ids.CONV_REPLY,
-        ids.CONV_REPLY_ALL,
+        ids.CONV_ARCHIVE,
         ids.CONV_FORWARD,
         ids.CONV_MORE,
     ]
     overflow = msg["blocks"][-1]["elements"][-1]
     values = [o["value"] for o in overflow["options"]]
-    assert values == ["conv_archive:7", "conv_delete:7", "conv_link:7"]
+    assert values == ["conv_reply_all:7", "conv_delete:7", "conv_link:7"]
     text = all_text(msg)
     assert "Invoice 42" in text and "support@example.com" in text and "Unread" in text
 
 
 def test_parent_shows_state_and_switches_menu_entries() -> None:
     msg = parent_message(card(archived=True, unread=False, client_name="Acme Ltd"))
+    assert ids.CONV_UNARCHIVE in action_ids(msg["blocks"])
     overflow = msg["blocks"][-1]["elements"][-1]
     values = [o["value"] for o in overflow["options"]]
     assert values == [
-        "conv_unarchive:7",
+        "conv_reply_all:7",
         "conv_mark_unread:7",
         "conv_delete:7",
         "conv_link:7",
@@ -146,7 +150,9 @@ def test_long_bodies_fit_sections_and_offer_open() -> None:
     body = "line with & and <tag>\n" * 5000  # ~110k chars, entities everywhere
     email = thread_email_message(EmailCard(7, 9, Person("A", "a@x"), body=body))
     assert validate_message(email) == (None, [])
-    assert email["blocks"][1]["text"]["text"].endswith("…")
+    sections = [b for b in email["blocks"] if b["type"] == "section"]
+    assert len(sections) == 10 and all(len(b["text"]["text"]) <= 3000 for b in sections)
+    assert "Open full email" in all_text(email["blocks"][-2])
     assert email["blocks"][-1]["elements"][0]["text"]["text"] == "Open full email"
     assert parse_open_value(email["blocks"][-1]["elements"][0]["value"]) == (7, 9)
 
@@ -186,8 +192,8 @@ def test_overflow_and_open_values_round_trip() -> None:
 
 
 def test_state_note_and_confirmations_are_valid() -> None:
-    note = state_note("archive", "U1")
-    assert note["text"] == "<@U1> archived this conversation"
+    note = state_note("archive", "Max Member")
+    assert note["text"] == "Max Member archived this conversation"
     assert validate_message(note) == (None, [])
     linked = state_note("link", "U1", "<!here> Co")
     assert_no_injection({"blocks": linked["blocks"]})
@@ -224,3 +230,88 @@ def test_link_modal_and_options() -> None:
     }
     assert selected_client_id(view) == 5
     assert selected_client_id({"state": {"values": {}}}) is None
+
+
+def test_parent_head_is_capped_after_escaping() -> None:
+    """Finding #7: a From name and address full of "&" grow 5x when escaped."""
+    amp = Person("&" * 2000, "&" * 1000 + "@x.example")
+    msg = parent_message(card(sender=amp, to=[amp] * 20, cc=[amp] * 20, subject="&" * 3000))
+    assert validate_message(msg) == (None, [])
+    assert len(msg["blocks"][0]["text"]["text"]) <= 3000
+
+
+def test_state_line_names_people_without_mentions() -> None:
+    msg = parent_message(
+        card(
+            archived=True,
+            unread=False,
+            client_name="Acme",
+            read_by=Activity("read", "UMAX", "Max <Member>"),
+            state_by=Activity("archive", "UANN", "Ann Lee"),
+            linked_by=Activity("link", "UBOB", "Bob"),
+        )
+    )
+    text = all_text(msg)
+    assert "Read by Max &lt;Member&gt;" in text and "Archived by Ann Lee" in text
+    assert "(linked by Bob)" in text and "<@" not in text
+    back = parent_message(card(state_by=Activity("returned")))
+    assert "Back in the inbox" in all_text(back)
+
+
+def test_trashed_conversation_offers_no_reply() -> None:
+    msg = parent_message(card(deleted=True))
+    found = action_ids(msg["blocks"])
+    assert ids.CONV_REPLY not in found and ids.CONV_FORWARD not in found
+    assert ids.CONV_ARCHIVE not in found and ids.CONV_OPEN in found
+    overflow = msg["blocks"][-1]["elements"][-1]
+    assert [o["value"] for o in overflow["options"]] == ["conv_link:7"]
+    assert validate_message(msg) == (None, [])
+
+
+def test_each_thread_email_has_its_own_buttons_and_sender_by_name() -> None:
+    sent = thread_email_message(
+        EmailCard(
+            7,
+            9,
+            Person("Support", "support@example.com"),
+            [Person("Ann", "ann@client.example")],
+            body="We fixed it.",
+            outbound=True,
+            sent_by="UMAX",
+            sent_by_name="Max Member",
+        )
+    )
+    assert validate_message(sent) == (None, [])
+    buttons = sent["blocks"][-1]["elements"]
+    assert [b["action_id"] for b in buttons] == [
+        ids.CONV_OPEN,
+        ids.CONV_REPLY,
+        ids.CONV_REPLY_ALL,
+        ids.CONV_FORWARD,
+    ]
+    assert {b["value"] for b in buttons} == {"7:9"}
+    text = all_text(sent)
+    assert "Sent by Max Member" in text and "<@" not in text and "We fixed it." in text
+
+
+def test_minimal_parent_is_valid() -> None:
+    msg = minimal_parent_message(7, "&" * 5000)
+    assert validate_message(msg) == (None, [])
+    assert action_ids(msg["blocks"]) == [ids.CONV_OPEN]
+
+
+def test_modal_steps_to_previous_and_next() -> None:
+    view = email_modal(
+        EmailView(
+            7, 9, "s", Person("A", "a@x"), body="b", position=2, total=3, previous_id=4, next_id=11
+        )
+    )
+    assert validate_view(view) == []
+    steps = next(b for b in view["blocks"] if b.get("block_id") == "email_steps")["elements"]
+    assert [(b["action_id"], b["value"]) for b in steps] == [
+        (ids.EMAIL_PREV, "7:4"),
+        (ids.EMAIL_NEXT, "7:11"),
+    ]
+    first = email_modal(EmailView(7, 4, "s", Person("A", "a@x"), total=3, next_id=9))
+    steps = next(b for b in first["blocks"] if b.get("block_id") == "email_steps")["elements"]
+    assert [b["value"] for b in steps] == ["7:9"]

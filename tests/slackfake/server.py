@@ -73,6 +73,7 @@ class Fault:
     retry_after: int | None
     json_body: bool
     remaining: int
+    skip: int = 0  # calls that pass before the fault starts
 
 
 @dataclass
@@ -242,8 +243,10 @@ class FakeSlack:
         retry_after: int | None = 1,
         times: int = 1,
         json_body: bool = False,
+        after: int = 0,
     ) -> None:
-        """Fail the next ``times`` calls to ``method`` ("*" for any).
+        """Fail the next ``times`` calls to ``method`` ("*" for any), once ``after`` calls
+        have passed.
 
         - default: HTTP 429, ``Retry-After: retry_after``, ``{"ok":false,"error":"ratelimited"}``;
         - ``status=500/503``: a 5xx with an HTML body (``json_body=True``: ``fatal_error`` JSON);
@@ -252,11 +255,16 @@ class FakeSlack:
         if status is None:
             status = 200 if error is not None else 429
         with self.ws.lock:
-            self._faults.append(Fault(method, status, error, retry_after, json_body, times))
+            self._faults.append(
+                Fault(method, status, error, retry_after, json_body, times, skip=after)
+            )
 
     def _take_fault(self, method: str) -> Fault | None:
         for fault in self._faults:
             if fault.remaining > 0 and fault.method in (method, "*"):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self._faults.remove(fault)

@@ -1,7 +1,9 @@
-"""Buttons and the overflow menu on a conversation's messages.
+"""Buttons and the overflow menu on a conversation's messages, and Previous / Next in the Open
+modal.
 
-Ack first; Open, Delete, Unlink and Link then open their modal at once (a trigger_id lives
-about 3 s). Delete and Unlink only ask here: the change happens when the modal is submitted.
+Ack first; Open, Delete, Unlink, Link and Reply all (from the ⋯ menu) then open their modal at
+once (a trigger_id lives about 3 s). Delete and Unlink only ask here: the change happens when the
+modal is submitted.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.access import AccessDenied
+from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.confirm import confirm_delete_modal, confirm_unlink_modal
 from bot.blocks.conversation import parse_open_value, parse_overflow_value
 from bot.blocks.email_modal import email_modal, notice_modal
 from bot.blocks.link_client import ClientChoice, link_client_modal
+from bot.compose.modal import ComposeRefused, conversation_view
 from bot.handlers.middleware import services_of
 from bot.inbox import actions
 
@@ -29,6 +33,8 @@ REFUSAL = "You can act on this mailbox's email only as a member of its channel."
 def register(app: Any) -> None:
     app.action(ids.CONV_OPEN)(open_clicked)
     app.action(ids.CONV_MORE)(more_selected)
+    app.action(ids.EMAIL_PREV)(step_clicked)
+    app.action(ids.EMAIL_NEXT)(step_clicked)
     for action_id in (
         ids.CONV_ARCHIVE,
         ids.CONV_UNARCHIVE,
@@ -86,6 +92,27 @@ def open_clicked(
     show_modal(body, client, add_history(services_of(context), modal, view.conversation_id))
 
 
+def step_clicked(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
+    """Previous / Next in the Open modal: the same modal shows the other email (which the
+    service checks belongs to the conversation, for a person in its channel)."""
+    ack()
+    parsed = parse_open_value(str(body["actions"][0].get("value") or ""))
+    modal = body.get("view") or {}
+    if parsed is None or parsed[1] is None or not modal.get("id"):
+        return
+    try:
+        view = actions.open_email(services_of(context), client, body["user"]["id"], *parsed)
+    except AccessDenied:
+        new = notice_modal("Not allowed", REFUSAL)
+    except actions.NotFound:
+        new = notice_modal("Email not found", "This email is no longer in the mailbox.")
+    else:
+        new = email_modal(view)
+    client.views_update(view_id=modal["id"], view=new)
+
+
 def more_selected(
     ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
 ) -> None:
@@ -138,6 +165,12 @@ def run(
                 else None
             )
             view = link_client_modal(info.conversation_id, info.subject, current, channel_id)
+            show_modal(body, client, view)
+        elif verb == ids.CONV_REPLY_ALL:
+            try:
+                view = conversation_view(services, client, user_id, "reply_all", conversation_id)
+            except ComposeRefused as exc:
+                view = cb.notice_view(cb.TITLES["reply_all"], str(exc))
             show_modal(body, client, view)
         elif verb == ids.CONV_ARCHIVE:
             actions.archive(services, client, user_id, conversation_id)

@@ -296,6 +296,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
             server_folders=names,
             folder_error=error,
             signature=account.signature,
+            broadcast=bool((account.config or {}).get("broadcast_followups", True)),
         )
     try:
         client.views_update(view_id=view_id, hash=view_hash, view=view)

@@ -124,6 +124,8 @@ def save_sync_settings(
         account.sync_interval_seconds = form.interval
         account.folders = list(form.folders)
         account.auto_link = form.auto_link
+        if form.broadcast is not None:
+            account.config = {**(account.config or {}), "broadcast_followups": form.broadcast}
         account.next_sync_at = utcnow()
         session.add(
             AuditLog(
