@@ -18,13 +18,14 @@ from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn
 from bot.compose.drafts import DraftError, start_from_conversation, template_variables
-from bot.compose.form import ComposeMeta, format_addresses
+from bot.compose.form import ComposeMeta, body_value, format_addresses
 from bot.mail.compose import HeaderError, make_message_id, parse_address_list
+from bot.mail.richtext import mention_ids, plain_to_rich_text, rich_text_append
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, AccountStatus, Attachment
 from bot.store.templates import get_template, list_templates
-from bot.templates import TemplateProblem, render
+from bot.templates import TemplateProblem, render, render_rich
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,33 @@ def agent_name(client: WebClient, user_id: str) -> str:
     return str(
         profile.get("real_name") or user.get("real_name") or profile.get("display_name") or ""
     )
+
+
+MAX_MENTION_LOOKUPS = 10  # users.info / conversations.info calls within one 3 s ack
+
+
+def mention_names(client: WebClient, value: Any) -> dict[str, str]:
+    """Names for the people and channels mentioned in a rich text value (an email shows
+    "@Jane Doe", not a Slack id). Unknown ones are left out; the text then shows the id."""
+    users, channels = mention_ids(value)
+    names: dict[str, str] = {}
+    for uid in sorted(users)[:MAX_MENTION_LOOKUPS]:
+        try:
+            user = client.users_info(user=uid)["user"]
+        except (SlackApiError, KeyError, TypeError):
+            continue
+        profile = user.get("profile") or {}
+        name = profile.get("real_name") or user.get("real_name") or profile.get("display_name")
+        if name:
+            names[uid] = str(name)
+    for cid in sorted(channels)[: max(0, MAX_MENTION_LOOKUPS - len(users))]:
+        try:
+            channel = client.conversations_info(channel=cid)["channel"]
+        except (SlackApiError, KeyError, TypeError):
+            continue
+        if channel.get("name"):
+            names[cid] = str(channel["name"])
+    return names
 
 
 def _message_id_for(email: str) -> str:
@@ -198,7 +226,7 @@ def with_template(
             agent_name=name,
             contact=contact,
         )
-        tpl = (template.subject, template.body) if template else None
+        tpl = (template.subject, template.body, template.body_rich) if template else None
         templates = [(t.id, t.name) for t in list_templates(session)]
         forward_names: list[str] = []
         if meta.mode == "forward" and meta.source_message is not None:
@@ -211,18 +239,21 @@ def with_template(
                 )
             ]
     subject = _state_text(values, cb.subject_block(meta.rotation))
-    body = _state_text(values, cb.body_block(meta.rotation))
+    # What was typed stays; the template's text is added after it (as rich text).
+    body = body_value(values, cb.body_block(meta.rotation))
     error: str | None = None
     if tpl is None:
         error = "That template was deleted."
     else:
-        result = render(tpl[0], tpl[1], variables)
+        rich = render_rich(tpl[0], tpl[2], variables) if tpl[2] else None
+        result = rich if rich is not None else render(tpl[0], tpl[1], variables)
         if isinstance(result, TemplateProblem):
             error = f"The template could not be used: {result}"
         else:
             if result[0]:
                 subject = result[0]
-            body = result[1]
+            added = result[1] if isinstance(result[1], dict) else plain_to_rich_text(result[1])
+            body = rich_text_append(body, added)
     meta.rotation += 1
     form = cb.ComposeForm(
         mode=meta.mode,
@@ -231,7 +262,7 @@ def with_template(
         cc=_state_text(values, cb.CC_BLOCK),
         bcc=_state_text(values, cb.BCC_BLOCK),
         subject=subject,
-        body=body[: cb.BODY_MAX],
+        body_rich=body,
         rotation=meta.rotation,
         context=_context_of(view),
         templates=templates,

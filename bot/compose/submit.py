@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.blocks.compose import Arrived
 from bot.compose.drafts import DraftError, arrived_since, build_body, live_conversation
 from bot.compose.form import ComposeMeta, Submission, addresses_to_json
+from bot.mail.richtext import rich_text_to_html_fragment, rich_text_to_mrkdwn, rich_text_to_text
 from bot.store import audit, outbox
 from bot.store.models import Account, Outbox, OutboxStatus, utcnow
 
@@ -64,8 +65,9 @@ def submit(
             session,
             meta.mode,
             meta.source_message,
-            sub.body,
+            rich_text_to_text(sub.body_rich, sub.names),
             quote=sub.quote,
+            typed_html=rich_text_to_html_fragment(sub.body_rich, sub.names),
         )
     except DraftError as exc:
         return SubmitResult(problem=str(exc))
@@ -83,6 +85,9 @@ def submit(
         "bcc": addresses_to_json(sub.bcc),
         "subject": sub.subject,
         "body": built.text,
+        "html": built.html,
+        # What was typed, for the "sent" post in the thread (same formatting, as mrkdwn).
+        "mrkdwn": rich_text_to_mrkdwn(sub.body_rich, sub.names),
         "in_reply_to": built.in_reply_to,
         "references": built.references,
         "slack_files": [

@@ -626,7 +626,7 @@ def text_block_html(text: str, *, head: str = "", quoted: bool = False) -> str:
     body = _esc_lines(text.replace("\r\n", "\n").rstrip("\n"))
     if quoted:
         return out + f'<blockquote style="{S_QUOTE}">{body}</blockquote>\n'
-    return out + f'<div style="margin:0">{body}</div>\n'
+    return out + f'<div style="margin:12px 0 0 0">{body}</div>\n'
 
 
 def html_document(fragment: str) -> str:

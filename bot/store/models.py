@@ -425,6 +425,8 @@ class Template(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
+    # The body as cleaned Slack rich text (bot/mail/richtext.py); None: a plain-text template.
+    body_rich: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(32))
     updated_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,7 +12,7 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.compose.form import ComposeMeta, read_submission
-from bot.compose.modal import sendable_accounts
+from bot.compose.modal import mention_names, sendable_accounts
 from bot.compose.submit import submit
 from bot.handlers.middleware import services_of
 from bot.store.db import session_scope
@@ -63,6 +63,7 @@ def compose_submitted(
             ),
         )
         return
+    sub.names = mention_names(client, sub.body_rich)
     with session_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id)
         assert account is not None
