@@ -296,7 +296,8 @@ def _without_marks(value: Any) -> Any:
 
 
 def _rich_problem(problem: TemplateProblem) -> TemplateProblem:
-    if richtext.MARK_OPEN in problem.message or richtext.MARK_CLOSE in problem.message:
+    marks = (richtext.MARK_OPEN, richtext.MARK_CLOSE, "\\ue000", "\\ue001")
+    if any(m in problem.message for m in marks):
         return TemplateProblem(
             problem.field,
             "a {{ … }} or {% … %} changes formatting (or a link, emoji or mention) midway; "

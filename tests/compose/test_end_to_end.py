@@ -130,7 +130,7 @@ def _parts(mail: EmailMsg) -> tuple[str, str]:
     for part in alternative.get_payload():  # type: ignore[union-attr]
         payload = part.get_payload(decode=True)
         charset = part.get_content_charset() or "utf-8"
-        found[part.get_content_type()] = payload.decode(charset)
+        found[part.get_content_type()] = payload.decode(charset).replace("\r\n", "\n")
     return found["text/plain"], found["text/html"]
 
 
