@@ -219,6 +219,7 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         in_reply_to=p.get("in_reply_to"),
         references=list(p.get("references") or []),
         attachments=attachments,
+        html_body=p.get("html") or None,
     )
     try:
         raw = build_mime(draft)
@@ -285,7 +286,9 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 from bot.inbox.announce import ensure_parent
 
                 ensure_parent(session, conv, account.channel_id)
-        text, blocks = cb.sent_post(user, [a.email for a in draft.to], draft.subject)
+        text, blocks = cb.sent_post(
+            user, [a.email for a in draft.to], draft.subject, str(p.get("mrkdwn") or "")
+        )
         if partial:
             text += f" (some recipients refused: {partial})"
             blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})

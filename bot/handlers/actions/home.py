@@ -296,6 +296,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
             server_folders=names,
             folder_error=error,
             signature=account.signature,
+            signature_rich=account.signature_rich,
         )
     try:
         client.views_update(view_id=view_id, hash=view_hash, view=view)
