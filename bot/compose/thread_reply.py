@@ -5,7 +5,8 @@ the event's rich_text blocks, files, author, channel + ts) and its author is ask
 what it is: a reply (sent through the same durable "mail.send" row as the modal, so threading
 headers, the held-send guard and "sent only once the server accepted it" are the same), a reply
 with edits (the modal, pre-filled), or an internal note. The prompt's buttons carry the draft id
-only; what is sent is what was stored.
+only; what is sent is what was stored. A reply goes out as the modal's does: the message's rich
+text as an HTML part plus a plain-text part (bot/mail/richtext.py), signature below.
 
 Queries only: the caller owns the session and checks that the person is still in the channel.
 """
