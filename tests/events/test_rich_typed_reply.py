@@ -22,7 +22,7 @@ from bot.store.models import Account, ComposeDraft
 from tests.compose.test_end_to_end import _inbox, _open, _parts
 from tests.events.test_typed_reply import _click, _prompt, _replaced, _type
 from tests.mail.htmlcheck import html_hrefs, html_problems, html_tags
-from tests.mail.richsamples import rich, rlist, section, t
+from tests.mail.richsamples import every_element, rich, rlist, section, t
 
 pytestmark = pytest.mark.dovecot
 
@@ -89,6 +89,35 @@ def test_typed_reply_with_formatting_arrives_as_html_and_text(
     assert "*the fix is out*" in body and "1. Update to `v2.1`" in body
     assert "Ask @Max Member if it &lt;still&gt; fails." in body and "<@" not in body
     assert mailroom.fake.ack_problems == []
+
+
+def test_typed_reply_with_every_formatting_element_reads_as_the_modal_sends_it(
+    mailroom: Any, box: dict[str, Any]
+) -> None:
+    # Issue #20: a reply typed in the thread goes out exactly as the modal's would (the same
+    # message as tests/compose/test_richtext_end_to_end.py sends through the modal).
+    _type(mailroom, box, "(Slack's mrkdwn of the same message)", rich=every_element()["elements"])
+    prompt = _prompt(mailroom)
+    _click(mailroom, prompt, ids.TYPED_SEND)
+    _replaced(mailroom, prompt["ts"])
+    mailroom.run_outbox()
+    (mail,) = _inbox(box)
+    text, html = _parts(mail)
+    assert html_problems(html) == []
+    tags = set(html_tags(html))
+    assert {"strong", "em", "s", "code", "pre", "blockquote", "ul", "ol", "li", "a", "br"} <= tags
+    assert html_hrefs(html) == ["https://example.com/help?a=1&b=2", "mailto:help@example.com"]
+    assert "@Max Member" in html and "#inbox" in html and "👋🎉" in html
+    assert text.startswith(
+        "Hello @Max Member, here is *the fix* for _your_ ~old~ widget `v2.1`. See our guide "
+        "<https://example.com/help?a=1&b=2> or write to help@example.com 👋🎉\n"
+        "Second line, from #inbox.\n\n"
+        "1. Unplug it\n2. Wait *ten* seconds\n   - really wait\n   - no cheating\n"
+        "3. Plug it back in\n\n- Tea\n- Coffee\n\n"
+        "    $ widget --reset\n    ok <done>\n\n"
+        "> It works again\n> said everyone\n\nThanks,\nSam\n\n"
+    )
+    assert text.rstrip().endswith("> My widget is broken.")
 
 
 def _edit_settings(mailroom: Any, box: dict[str, Any]) -> dict[str, Any]:
