@@ -6,7 +6,8 @@ and a budget keeps it from burning CPU or memory (`range`, `*` and `**` are boun
 variable names are errors (typos must not silently send "Hi ,"), while a known variable whose value
 is missing renders empty, and `| default('there')` treats empty as missing.
 
-Pure: no I/O. Output is plain text (email bodies), so there is no HTML autoescaping.
+Pure: no I/O. Output is text (the body's text nodes, see render_rich), so there is no HTML
+autoescaping: the HTML is generated from the text later, escaped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
+
+from bot.mail import richtext
 
 # A template must fit the compose modal's body box (plain_text_input max_length).
 MAX_BODY_SOURCE = 3000
@@ -270,4 +273,65 @@ def validate(name: str, subject: str, body: str) -> dict[str, str]:
         result = _render_one(field, source, sample_variables())
         if isinstance(result, TemplateProblem):
             errors[field] = str(result)
+    return errors
+
+
+# -- rich text templates ---------------------------------------------------------------------
+# A rich template body is a Slack rich_text value (bot/mail/richtext.py). The whole body is one
+# Jinja2 source in the same sandbox, with a private-use marker before each inline element; what
+# renders after a marker becomes that element's text. Variables and expressions therefore only
+# ever produce text nodes, which are escaped when the HTML is generated: a value can never turn
+# into markup, a link or a style.
+
+MAX_RICH_BODY_TEXT = 10_000  # characters of text in a rich template body
+
+
+def _without_marks(value: Any) -> Any:
+    """Variable values with the node markers removed: a value cannot move text between nodes."""
+    if isinstance(value, str):
+        return richtext.strip_marks(value)
+    if isinstance(value, Mapping):
+        return {k: _without_marks(v) for k, v in value.items()}
+    return value
+
+
+def _rich_problem(problem: TemplateProblem) -> TemplateProblem:
+    marks = (richtext.MARK_OPEN, richtext.MARK_CLOSE, "\\ue000", "\\ue001")
+    if any(m in problem.message for m in marks):
+        return TemplateProblem(
+            problem.field,
+            "a {{ … }} or {% … %} changes formatting (or a link, emoji or mention) midway; "
+            "write each one in a single style",
+            problem.line,
+        )
+    return problem
+
+
+def render_rich(
+    subject: str, body_rich: Mapping[str, Any], variables: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]] | TemplateProblem:
+    """Render a rich text template: (one-line subject, rendered rich_text value)."""
+    rendered_subject = _render_one("subject", subject or "", variables)
+    if isinstance(rendered_subject, TemplateProblem):
+        return rendered_subject
+    source, slots = richtext.template_source(body_rich)
+    clean_vars = _without_marks(variables)
+    out = _render_one("body", source, clean_vars)
+    if isinstance(out, TemplateProblem):
+        return _rich_problem(out)
+    return " ".join(rendered_subject.split()), richtext.from_rendered(out, slots)
+
+
+def validate_rich(name: str, subject: str, body_rich: Mapping[str, Any]) -> dict[str, str]:
+    """Like validate(), for a template whose body is rich text."""
+    plain = richtext.rich_text_to_text(body_rich)
+    errors = {k: v for k, v in validate(name, subject, plain or " ").items() if k != "body"}
+    if richtext.text_length(body_rich) > MAX_RICH_BODY_TEXT:
+        errors["body"] = f"Keep the body under {MAX_RICH_BODY_TEXT:,} characters."
+    elif richtext.is_blank(body_rich):
+        errors["body"] = "The body is empty."
+    else:
+        result = render_rich("", body_rich, sample_variables())
+        if isinstance(result, TemplateProblem):
+            errors["body"] = str(result)
     return errors

@@ -15,6 +15,7 @@ from typing import Any
 from bot.blocks import ids
 from bot.blocks.search import slack_date
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text
 
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "plain": "None (unencrypted)"}
 FREQUENCIES: tuple[tuple[int, str], ...] = (
@@ -597,6 +598,7 @@ def edit_modal(
     server_folders: Sequence[str] | None,
     folder_error: str | None = None,
     signature: str | None = None,
+    signature_rich: dict[str, Any] | None = None,
     broadcast: bool = True,
 ) -> dict[str, Any]:
     """Sync settings. Folders are picked from the server's own list when we could fetch it."""
@@ -649,7 +651,7 @@ def edit_modal(
             }
         )
     blocks.append(_autolink_input(auto_link))
-    blocks.append(signature_input(signature or ""))
+    blocks.append(signature_input(signature_rich, signature or ""))
     blocks.append(_broadcast_input(broadcast))
     return {
         "type": "modal",
@@ -662,21 +664,33 @@ def edit_modal(
     }
 
 
-def signature_input(signature: str) -> dict[str, Any]:
-    """The mailbox's signature (a template: the email template variables work here)."""
-    return _text_input(
-        B_SIGNATURE,
-        "Signature",
-        initial=signature,
-        optional=True,
-        multiline=True,
-        hint="Added below every email sent from Slack. Template variables work, e.g. "
-        "{{ agent.name }} or {{ account.email }}.",
-    )
+def signature_input(rich: dict[str, Any] | None, text: str = "") -> dict[str, Any]:
+    """The mailbox's signature: rich text (bold, links… are kept in the email) and a template
+    (the email template variables work here). `text`: a signature stored as plain text only."""
+    value = clean_rich_text(rich if rich is not None else plain_to_rich_text(text))
+    element: dict[str, Any] = {"type": "rich_text_input", "action_id": A}
+    if not is_blank(value):
+        element["initial_value"] = value
+    return {
+        "type": "input",
+        "block_id": B_SIGNATURE,
+        "label": plain("Signature"),
+        "optional": True,
+        "hint": plain(
+            "Added below every email sent from Slack, formatting included. Template variables "
+            "work, e.g. {{ agent.name }} or {{ account.email }}; write each {{ … }} in one style."
+        ),
+        "element": element,
+    }
 
 
-def read_signature(values: Mapping[str, Any]) -> str:
-    return _str(values, B_SIGNATURE).strip()
+def read_signature(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The signature as cleaned rich text (known elements only, safe link targets); the
+    `value` of a plain input (a modal opened before the update) as one paragraph."""
+    entry = _value(values, B_SIGNATURE)
+    if isinstance(entry.get("rich_text_value"), dict):
+        return clean_rich_text(entry["rich_text_value"])
+    return plain_to_rich_text(str(entry.get("value") or "").strip())
 
 
 def _duration(run: RunSummary) -> str:

@@ -1,10 +1,10 @@
 """The compose modal (new mail, reply, reply all, forward) and the send-result posts.
 
-Body: a multiline `plain_text_input` (max 3000 characters), not `rich_text_input`. Email goes out
-as text/plain, so rich text would have to be flattened anyway, and a plain input round-trips a
-template exactly. The 3000-character cap is for what the person writes: the quoted original (reply)
-or the forwarded message (forward) is added when the mail is built, not put in the box, so a long
-thread never overflows the input.
+Body: a `rich_text_input`, Slack's own editor (bold, italic, strike, code, links, lists, quotes,
+emoji), sent as multipart/alternative: styled HTML plus a plain-text copy (bot/mail/richtext.py).
+Slack documents no length limit for rich_text_input (the plain_text_input it replaces stopped at
+3,000 characters); the quoted original (reply) or the forwarded message (forward) is added when
+the mail is built, not put in the box, so a long thread never fills the input.
 
 Inputs whose initial value a template replaces (subject, body) carry a rotation number in their
 block_id: Slack keeps what was typed in a block_id it has seen, so a new id makes the new initial
@@ -19,8 +19,14 @@ from typing import Any
 
 from bot.blocks import ids
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text
 
-BODY_MAX = 3000
+BODY_HINT = (
+    "Formatting (bold, lists, links, quotes, code, emoji) is sent as formatted email with a "
+    "plain-text copy. No 3,000-character limit here: Slack sets none for this box."
+)
+SIGNATURE_HINT = " The mailbox's signature is added below."
+SENT_BODY_MAX = 2900  # of the mrkdwn shown in the "sent" post (a section holds 3,000)
 TO_BLOCK = "to"
 CC_BLOCK = "cc"
 BCC_BLOCK = "bcc"
@@ -54,7 +60,8 @@ class ComposeForm:
     cc: str = ""
     bcc: str = ""
     subject: str = ""
-    body: str = ""
+    body: str = ""  # plain text; used when body_rich is None
+    body_rich: dict[str, Any] | None = None  # a rich_text value for the body input
     rotation: int = 0
     context: str = ""  # mrkdwn line above the form, already escaped
     from_options: list[tuple[int, str]] = field(default_factory=list)  # (account id, label)
@@ -134,6 +141,23 @@ def _text_input(
     return block
 
 
+def _body_input(form: ComposeForm, label: str) -> dict[str, Any]:
+    value = clean_rich_text(
+        form.body_rich if form.body_rich is not None else plain_to_rich_text(form.body)
+    )
+    element: dict[str, Any] = {"type": "rich_text_input", "action_id": VALUE}
+    if not is_blank(value):
+        element["initial_value"] = value
+    return {
+        "type": "input",
+        "block_id": body_block(form.rotation),
+        "optional": form.mode == "forward",
+        "label": plain(label, 2000),
+        "hint": plain(BODY_HINT + (SIGNATURE_HINT if form.signature else ""), 2000),
+        "element": element,
+    }
+
+
 def compose_view(form: ComposeForm) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = []
     if form.context:
@@ -195,17 +219,7 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
         _text_input(subject_block(form.rotation), "Subject", form.subject, max_length=998)
     )
     body_label = "Note" if form.mode == "forward" else "Message"
-    blocks.append(
-        _text_input(
-            body_block(form.rotation),
-            body_label,
-            form.body,
-            multiline=True,
-            max_length=BODY_MAX,
-            optional=form.mode == "forward",
-            hint="The mailbox's signature is added below." if form.signature else None,
-        )
-    )
+    blocks.append(_body_input(form, body_label))
     if form.mode in ("reply", "reply_all"):
         include = _option(QUOTE_OPTION, "Quote the original message below my reply")
         blocks.append(
@@ -256,16 +270,6 @@ def compose_view(form: ComposeForm) -> dict[str, Any]:
         "notify_on_close": form.mode != "new",
         "blocks": blocks,
     }
-
-
-def with_typed(typed: str, inserted: str, limit: int = BODY_MAX) -> str:
-    """A template's text added below what was typed, never replacing it (pure)."""
-    typed = typed.rstrip()
-    if not typed:
-        return inserted[:limit]
-    if not inserted.strip():
-        return typed[:limit]
-    return (typed + "\n\n" + inserted)[:limit]
 
 
 # -- typing in the thread: the author's ephemeral prompt --------------------------------------
@@ -412,17 +416,31 @@ def _recipients(emails: list[str]) -> str:
     return escape_mrkdwn(truncate(", ".join(emails), 1000))
 
 
-def sent_post(sender_name: str, to: list[str], subject: str) -> tuple[str, list[dict[str, Any]]]:
-    # By name, not <@mention>: the sender needs no notification for their own action.
+def _cut_mrkdwn(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a line end so no link or mark is left half open."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip() + "\n…"
+
+
+def sent_post(
+    sender_name: str, to: list[str], subject: str, body_mrkdwn: str = ""
+) -> tuple[str, list[dict[str, Any]]]:
+    """The thread post for a sent email; `body_mrkdwn` (from rich_text_to_mrkdwn, already
+    escaped) shows what was written with the same formatting. By name, not <@mention>: the
+    sender needs no notification for their own action."""
     text = (
         f"Sent by {escape_mrkdwn(truncate(sender_name or 'a teammate', 80))} to {_recipients(to)}"
     )
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {
             "type": "context",
             "elements": [mrkdwn(f":outbox_tray: {text} · {escape_mrkdwn(truncate(subject, 500))}")],
         }
     ]
+    if body_mrkdwn.strip():
+        blocks.append({"type": "section", "text": mrkdwn(_cut_mrkdwn(body_mrkdwn, SENT_BODY_MAX))})
     return text, blocks
 
 

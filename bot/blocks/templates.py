@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from bot.blocks import ids
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text
 
 NAME_BLOCK = "tpl_name"
 SUBJECT_BLOCK = "tpl_subject"
@@ -21,8 +22,10 @@ VARIABLE_HELP = (
     "`{{ agent.name }}` `{{ agent.first_name }}` · "
     "`{{ account.email }}` `{{ account.name }}` · `{{ thread.subject }}` · `{{ today }}`\n"
     "A fallback for a missing value: `{{ contact.first_name | default('there') }}`. "
-    "Conditions: `{% if client.company %}…{% endif %}`."
+    "Conditions: `{% if client.company %}…{% endif %}`.\n"
+    "Bold, lists, links and quotes are kept in the email. Write each `{{ … }}` in one style."
 )
+BODY_HINT = "Formatting is sent as formatted email with a plain-text copy; up to 10,000 characters."
 
 
 class TemplateLike(Protocol):
@@ -127,8 +130,27 @@ def _input(
     return block
 
 
+def _rich_input(value: dict[str, Any] | None, body: str) -> dict[str, Any]:
+    rich = clean_rich_text(value if value is not None else plain_to_rich_text(body))
+    element: dict[str, Any] = {"type": "rich_text_input", "action_id": VALUE}
+    if not is_blank(rich):
+        element["initial_value"] = rich
+    return {
+        "type": "input",
+        "block_id": BODY_BLOCK,
+        "label": plain("Body"),
+        "hint": plain(BODY_HINT, 2000),
+        "element": element,
+    }
+
+
 def template_edit_view(
-    template_id: int | None, *, name: str = "", subject: str = "", body: str = ""
+    template_id: int | None,
+    *,
+    name: str = "",
+    subject: str = "",
+    body: str = "",
+    body_rich: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     meta = {"t": template_id} if template_id is not None else {}
     return {
@@ -148,7 +170,7 @@ def template_edit_view(
                 max_length=500,
                 hint="Leave empty to keep the subject of the reply.",
             ),
-            _input(BODY_BLOCK, "Body", body, multiline=True, max_length=3000),
+            _rich_input(body_rich, body),
             {"type": "section", "text": mrkdwn("*Variables*\n" + VARIABLE_HELP)},
         ],
     }

@@ -18,11 +18,13 @@ from bot.mail.compose import (
     forward_body,
     forward_subject,
     quote_for_reply,
+    reply_attribution,
     reply_recipients,
     reply_references,
     reply_subject,
 )
 from bot.mail.parse import parse_message
+from bot.mail.richtext import html_document, text_block_html
 from bot.mail.types import Address, ParsedMessage
 from bot.store.models import (
     Account,
@@ -189,30 +191,50 @@ class BuiltBody:
     text: str
     in_reply_to: str | None
     references: list[str]
+    html: str | None = None  # the HTML part, when the typed part came as HTML
 
 
 def build_body(
-    session: Session, mode: str, source_pk: int | None, typed: str, *, quote: bool
+    session: Session,
+    mode: str,
+    source_pk: int | None,
+    typed: str,
+    *,
+    quote: bool,
+    typed_html: str | None = None,
 ) -> BuiltBody:
-    """The text that goes out: what was typed, plus the quote (reply) or original (forward)."""
+    """What goes out: what was typed, plus the quote (reply) or original (forward).
+
+    `typed_html` is the HTML fragment of what was typed (bot/mail/richtext.py); with it the
+    result has an HTML part too, where a quoted original is a blockquote."""
     if mode == "new" or source_pk is None:
-        return BuiltBody(typed, None, [])
+        html = html_document(typed_html) if typed_html is not None else None
+        return BuiltBody(typed, None, [], html)
     source = session.get(Message, source_pk)
     if source is None:
         raise DraftError("The message you were answering is gone.")
     original = parsed_original(session, source)
     typed = typed.rstrip()
     if mode == "forward":
-        text = (typed + "\n\n" if typed else "") + forward_body(original)
-        return BuiltBody(text, None, [])
+        forwarded = forward_body(original)
+        text = (typed + "\n\n" if typed else "") + forwarded
+        html = None
+        if typed_html is not None:
+            html = html_document(typed_html + text_block_html(forwarded))
+        return BuiltBody(text, None, [], html)
     text = typed + "\n"
+    html_parts = [typed_html] if typed_html is not None else None
     if quote:
         text += "\n" + quote_for_reply(original.text, original.from_, original.date)
+        if html_parts is not None:
+            head = reply_attribution(original.from_, original.date)
+            html_parts.append(text_block_html(original.text, head=head, quoted=True))
+    html = html_document("".join(html_parts)) if html_parts is not None else None
     if source.message_id_synthetic:
         # The original had no Message-ID: ours is meaningless to other servers.
-        return BuiltBody(text, None, list(original.references))
+        return BuiltBody(text, None, list(original.references), html)
     refs = reply_references(original.references, source.message_id)
-    return BuiltBody(text, source.message_id, refs)
+    return BuiltBody(text, source.message_id, refs, html)
 
 
 def template_variables(

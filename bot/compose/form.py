@@ -9,6 +9,7 @@ from typing import Any
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.mail.compose import parse_address_list
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text, rich_text_to_text
 from bot.mail.types import Address
 
 MODES = ("new", "reply", "reply_all", "forward")
@@ -79,10 +80,12 @@ class Submission:
     cc: list[Address]
     bcc: list[Address]
     subject: str
-    body: str
+    body: str  # the plain-text form of body_rich (names unresolved: for checks, not sending)
     quote: bool
     from_account: int | None
     files: list[SlackFile] = field(default_factory=list)
+    body_rich: dict[str, Any] = field(default_factory=lambda: plain_to_rich_text(""))
+    names: dict[str, str] = field(default_factory=dict)  # mention id → name (the handler's)
 
 
 def _value(values: dict[str, Any], block_id: str, action_id: str = cb.VALUE) -> Any:
@@ -91,6 +94,15 @@ def _value(values: dict[str, Any], block_id: str, action_id: str = cb.VALUE) -> 
 
 def _text(values: dict[str, Any], block_id: str) -> str:
     return str(_value(values, block_id).get("value") or "")
+
+
+def body_value(values: dict[str, Any], block_id: str) -> dict[str, Any]:
+    """The body as a cleaned rich_text value: `rich_text_value` from a rich_text_input, or the
+    `value` of a plain input (an older modal still open when the app was updated)."""
+    entry = _value(values, block_id)
+    if isinstance(entry.get("rich_text_value"), dict):
+        return clean_rich_text(entry["rich_text_value"])
+    return plain_to_rich_text(str(entry.get("value") or ""))
 
 
 def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submission, dict[str, str]]:
@@ -108,8 +120,9 @@ def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submissi
     subject = _text(values, subject_block)
     if "\r" in subject or "\n" in subject:
         errors[subject_block] = "The subject must be one line."
-    body = _text(values, cb.body_block(meta.rotation))
-    if meta.mode != "forward" and not body.strip():
+    body_rich = body_value(values, cb.body_block(meta.rotation))
+    body = rich_text_to_text(body_rich)
+    if meta.mode != "forward" and is_blank(body_rich):
         errors[cb.body_block(meta.rotation)] = "Write a message."
     quote_state = _value(values, cb.QUOTE_BLOCK)
     quote = any(
@@ -142,6 +155,7 @@ def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submissi
             quote=quote,
             from_account=from_account,
             files=files,
+            body_rich=body_rich,
         ),
         errors,
     )

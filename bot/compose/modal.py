@@ -17,15 +17,16 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn
-from bot.compose import saved
+from bot.compose import saved, signature
 from bot.compose.drafts import DraftError, start_from_conversation, template_variables
-from bot.compose.form import ComposeMeta, format_addresses
+from bot.compose.form import ComposeMeta, body_value, format_addresses
 from bot.mail.compose import HeaderError, make_message_id, parse_address_list
+from bot.mail.richtext import mention_ids, plain_to_rich_text, rich_text_append
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, AccountStatus, Attachment
 from bot.store.templates import get_template, list_templates
-from bot.templates import TemplateProblem, render
+from bot.templates import TemplateProblem, render, render_rich
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,33 @@ def agent_name(client: WebClient, user_id: str) -> str:
     return str(
         profile.get("real_name") or user.get("real_name") or profile.get("display_name") or ""
     )
+
+
+MAX_MENTION_LOOKUPS = 10  # users.info / conversations.info calls within one 3 s ack
+
+
+def mention_names(client: WebClient, value: Any) -> dict[str, str]:
+    """Names for the people and channels mentioned in a rich text value (an email shows
+    "@Jane Doe", not a Slack id). Unknown ones are left out; the text then shows the id."""
+    users, channels = mention_ids(value)
+    names: dict[str, str] = {}
+    for uid in sorted(users)[:MAX_MENTION_LOOKUPS]:
+        try:
+            user = client.users_info(user=uid)["user"]
+        except (SlackApiError, KeyError, TypeError):
+            continue
+        profile = user.get("profile") or {}
+        name = profile.get("real_name") or user.get("real_name") or profile.get("display_name")
+        if name:
+            names[uid] = str(name)
+    for cid in sorted(channels)[: max(0, MAX_MENTION_LOOKUPS - len(users))]:
+        try:
+            channel = client.conversations_info(channel=cid)["channel"]
+        except (SlackApiError, KeyError, TypeError):
+            continue
+        if channel.get("name"):
+            names[cid] = str(channel["name"])
+    return names
 
 
 def _message_id_for(email: str) -> str:
@@ -112,15 +140,15 @@ def conversation_view(
     conversation_id: int,
     message_pk: int | None = None,
     *,
-    body: str = "",
+    body_rich: dict[str, Any] | None = None,
     thread_draft: int | None = None,
     message_id: str | None = None,
     rotation: int = 0,
 ) -> dict[str, Any]:
     """The reply / reply-all / forward modal; ComposeRefused when the person may not.
 
-    `body`, `thread_draft`, `message_id`: "Edit first" on a message typed in the thread (the
-    draft's Message-ID, so the button and the modal can never both send it). Otherwise a draft
+    `body_rich`, `thread_draft`, `message_id`: "Edit first" on a message typed in the thread
+    (its rich text, and the draft's Message-ID, so the button and the modal can never both send it). Otherwise a draft
     this person closed unsent in this conversation is filled in, with a way to discard it."""
     with session_scope(services.session_factory) as session:
         try:
@@ -129,7 +157,7 @@ def conversation_view(
             raise ComposeRefused(str(exc)) from exc
         channel = start.account.channel_id
         account_email = start.account.email
-        has_signature = bool((start.account.signature or "").strip())
+        has_signature = signature.has_signature(start.account)
         conv_id = start.conversation.id if start.conversation else None
         source_pk = start.source.id if start.source else None
         source = start.source
@@ -147,7 +175,15 @@ def conversation_view(
             )
         kept = saved.get(session, user_id, conv_id) if conv_id and thread_draft is None else None
         kept_fields = (
-            (kept.id, kept.mode, kept.to, kept.cc, kept.subject, kept.body, kept.updated_at)
+            (
+                kept.id,
+                kept.mode,
+                kept.to,
+                kept.cc,
+                kept.subject,
+                saved.rich_body(kept),
+                kept.updated_at,
+            )
             if kept is not None
             else None
         )
@@ -170,7 +206,7 @@ def conversation_view(
         to=format_addresses(start.to),
         cc=format_addresses(start.cc),
         subject=start.subject,
-        body=body[: cb.BODY_MAX],
+        body_rich=body_rich,
         rotation=rotation,
         context=f"{verb} {escape_mrkdwn(sender)} · from {escape_mrkdwn(account_email)}",
         templates=_templates(services),
@@ -182,7 +218,7 @@ def conversation_view(
         draft_id, kept_mode, to, cc, subject, kept_body, saved_at = kept_fields
         if kept_mode == mode:  # the addresses and subject belong to that kind of answer
             form.to, form.cc, form.subject = to, cc, subject or form.subject
-        form.body = kept_body[: cb.BODY_MAX]
+        form.body_rich = kept_body
         form.draft_id = draft_id
         form.draft_saved = saved_at.strftime("%d %b %H:%M UTC")
     return cb.compose_view(form)
@@ -233,7 +269,7 @@ def with_template(
             agent_name=name,
             contact=contact,
         )
-        tpl = (template.subject, template.body) if template else None
+        tpl = (template.subject, template.body, template.body_rich) if template else None
         templates = [(t.id, t.name) for t in list_templates(session)]
         forward_names: list[str] = []
         if meta.mode == "forward" and meta.source_message is not None:
@@ -246,18 +282,21 @@ def with_template(
                 )
             ]
     subject = _state_text(values, cb.subject_block(meta.rotation))
-    body = _state_text(values, cb.body_block(meta.rotation))
+    # What was typed stays; the template's text is added after it (as rich text).
+    body = body_value(values, cb.body_block(meta.rotation))
     error: str | None = None
     if tpl is None:
         error = "That template was deleted."
     else:
-        result = render(tpl[0], tpl[1], variables)
+        rich = render_rich(tpl[0], tpl[2], variables) if tpl[2] else None
+        result = rich if rich is not None else render(tpl[0], tpl[1], variables)
         if isinstance(result, TemplateProblem):
             error = f"The template could not be used: {result}"
         else:
             if result[0]:
                 subject = result[0]
-            body = cb.with_typed(body, result[1])  # what was typed stays
+            added = result[1] if isinstance(result[1], dict) else plain_to_rich_text(result[1])
+            body = rich_text_append(body, added, blank_line=True)
     meta.rotation += 1
     form = cb.ComposeForm(
         mode=meta.mode,
@@ -266,7 +305,7 @@ def with_template(
         cc=_state_text(values, cb.CC_BLOCK),
         bcc=_state_text(values, cb.BCC_BLOCK),
         subject=subject,
-        body=body[: cb.BODY_MAX],
+        body_rich=body,
         rotation=meta.rotation,
         context=_context_of(view),
         templates=templates,
@@ -297,7 +336,7 @@ def _section_text(view: dict[str, Any], block_id: str) -> str:
 
 def _has_signature_hint(view: dict[str, Any]) -> bool:
     return any(
-        "signature" in str((b.get("hint") or {}).get("text") or "")
+        cb.SIGNATURE_HINT.strip() in str((b.get("hint") or {}).get("text") or "")
         for b in view.get("blocks") or []
         if str(b.get("block_id") or "").startswith("body_")
     )

@@ -263,6 +263,7 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         in_reply_to=p.get("in_reply_to"),
         references=list(p.get("references") or []),
         attachments=attachments,
+        html_body=p.get("html") or None,
     )
     try:
         raw = build_mime(draft)
@@ -370,9 +371,11 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 blocks = [{"type": "context", "elements": [mrkdwn(text)]}]
                 _post(session, row, conv.id, f"compose.partial:{draft.message_id}", text, blocks)
         else:
-            text, blocks = cb.sent_post(name, [a.email for a in draft.to], draft.subject)
+            text, blocks = cb.sent_post(
+                name, [a.email for a in draft.to], draft.subject, str(p.get("mrkdwn") or "")
+            )
             if partial:
-                text += f" (some recipients refused: {partial})"
+                text += f" (some recipients refused: {escape_mrkdwn(partial)})"
                 blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
             _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
         audit.record(

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.blocks import compose as cb
-from bot.compose.form import ComposeMeta
+from bot.compose.form import ComposeMeta, body_value
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text, rich_text_to_text
 from bot.store.models import ComposeDraft, utcnow
 
 
@@ -25,9 +26,10 @@ def keep(session: Session, user_id: str, meta: ComposeMeta, values: dict[str, An
     """Save what the closed modal held; an emptied body drops the draft. True if one is kept."""
     if meta.conversation_id is None:
         return False
-    body = _text(values, cb.body_block(meta.rotation))
+    # The rich text as typed (cleaned: known elements, safe links), so it comes back formatted.
+    rich = body_value(values, cb.body_block(meta.rotation))
     existing = get(session, user_id, meta.conversation_id)
-    if not body.strip():
+    if is_blank(rich):
         if existing is not None:
             session.delete(existing)
         return False
@@ -36,7 +38,8 @@ def keep(session: Session, user_id: str, meta: ComposeMeta, values: dict[str, An
         "to": _text(values, cb.TO_BLOCK),
         "cc": _text(values, cb.CC_BLOCK),
         "subject": _text(values, cb.subject_block(meta.rotation)),
-        "body": body[: cb.BODY_MAX],
+        "body": rich_text_to_text(rich),
+        "body_rich": rich,
     }
     if existing is not None:
         for key, value in fields.items():
@@ -52,6 +55,13 @@ def keep(session: Session, user_id: str, meta: ComposeMeta, values: dict[str, An
     except IntegrityError:  # two closes at once: the other one kept it
         pass
     return True
+
+
+def rich_body(draft: ComposeDraft) -> dict[str, Any]:
+    """The draft's body as rich text (a draft kept as plain text before rich text: one paragraph)."""
+    if draft.body_rich:
+        return clean_rich_text(draft.body_rich)
+    return plain_to_rich_text(draft.body)
 
 
 def get(session: Session, user_id: str, conversation_id: int) -> ComposeDraft | None:

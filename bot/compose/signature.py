@@ -1,5 +1,10 @@
-"""A mailbox's signature: a Jinja2 template (the same sandbox as email templates) rendered for
-the person sending and added below what they wrote, above any quote or forwarded message.
+"""A mailbox's signature: a rich text template (the same Jinja2 sandbox as email templates)
+rendered for the person sending and added below what they wrote, above any quote or forwarded
+message, so it lands in both the HTML and the text part.
+
+Stored as cleaned Slack rich text (`accounts.signature_rich`, see bot/mail/richtext.py) beside
+its plain text (`accounts.signature`); a signature saved as plain text only still works, as one
+paragraph. Variables only ever render into text nodes, which are escaped when the HTML is made.
 
 Queries only (the caller owns the session); the agent's name comes from the caller, who asks
 Slack for it outside any transaction.
@@ -7,20 +12,36 @@ Slack for it outside any transaction.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from bot.compose.drafts import template_variables
+from bot.mail.richtext import (
+    clean_rich_text,
+    is_blank,
+    plain_to_rich_text,
+    rich_text_append,
+    text_length,
+)
 from bot.store.models import Account
-from bot.templates import MAX_BODY_SOURCE, TemplateProblem, render, sample_variables
+from bot.templates import TemplateProblem, render, render_rich, sample_variables
 
 SEPARATOR = "-- "  # RFC 3676 signature separator: mail clients fold or dim what follows
+MAX_TEXT = 3000  # characters of text in a signature
 
 
-def check(source: str) -> str | None:
-    """Why an admin's signature cannot be saved, or None."""
-    if len(source) > MAX_BODY_SOURCE:
-        return f"Keep the signature under {MAX_BODY_SOURCE} characters."
-    result = render("", source, sample_variables())
+def has_signature(account: Account) -> bool:
+    return not is_blank(account.signature_rich) or bool((account.signature or "").strip())
+
+
+def check(rich: dict[str, Any]) -> str | None:
+    """Why an admin's signature cannot be saved, or None (an empty one clears it)."""
+    if is_blank(rich):
+        return None
+    if text_length(rich) > MAX_TEXT:
+        return f"Keep the signature under {MAX_TEXT:,} characters."
+    result = render_rich("", rich, sample_variables())
     if isinstance(result, TemplateProblem):
         return str(result).replace("Body, ", "", 1)
     return None
@@ -33,12 +54,11 @@ def rendered(
     conversation_id: int | None,
     source_pk: int | None,
     agent_name: str,
-) -> str:
-    """The account's signature for this send; "" when there is none or it no longer renders
-    (a broken signature must not block a reply: the admin form refuses broken ones)."""
-    source = (account.signature or "").strip()
-    if not source:
-        return ""
+) -> dict[str, Any] | None:
+    """The account's signature for this send, as rich text; None when there is none or it no
+    longer renders (a broken signature must not block a reply: the admin form refuses them)."""
+    if not has_signature(account):
+        return None
     variables = template_variables(
         session,
         account_id=account.id,
@@ -46,15 +66,37 @@ def rendered(
         source_pk=source_pk,
         agent_name=agent_name,
     )
-    result = render("", source, variables)
-    if isinstance(result, TemplateProblem):
-        return ""
-    return result[1].strip()
+    if not is_blank(account.signature_rich):
+        rich = render_rich("", clean_rich_text(account.signature_rich), variables)
+        if isinstance(rich, TemplateProblem):
+            return None
+        value = rich[1]
+    else:
+        plain = render("", (account.signature or "").strip(), variables)
+        if isinstance(plain, TemplateProblem):
+            return None
+        value = plain_to_rich_text(plain[1].strip())
+    return None if is_blank(value) else value
 
 
-def with_signature(body: str, signature: str) -> str:
-    if not signature:
-        return body
-    if not body.strip():  # e.g. a forward without a note
-        return f"{SEPARATOR}\n{signature}"
-    return f"{body.rstrip()}\n\n{SEPARATOR}\n{signature}"
+def with_signature(body: dict[str, Any], signature: dict[str, Any] | None) -> dict[str, Any]:
+    """`body` (rich text) with the signature below it, after the "-- " line.
+
+    A blank line separates them when the body ends with a paragraph (paragraphs otherwise
+    follow one another line by line); a signature alone (a forward without a note) starts
+    with the separator, no blank lines above it."""
+    if signature is None or is_blank(signature):
+        return clean_rich_text(body)
+    elements = clean_rich_text(body)["elements"]
+    ends_in_paragraph = (
+        not is_blank(body) and bool(elements) and elements[-1]["type"] == "rich_text_section"
+    )
+    separator = ("\n" if ends_in_paragraph else "") + SEPARATOR
+    signed = {
+        "type": "rich_text",
+        "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": separator}]},
+            *clean_rich_text(signature)["elements"],
+        ],
+    }
+    return rich_text_append(body, signed)

@@ -17,6 +17,7 @@ from bot.blocks.compose import Arrived
 from bot.compose.drafts import DraftError, arrived_since, build_body, live_conversation
 from bot.compose.form import ComposeMeta, Submission, addresses_to_json
 from bot.compose.signature import with_signature
+from bot.mail.richtext import rich_text_to_html_fragment, rich_text_to_mrkdwn, rich_text_to_text
 from bot.store import audit, outbox
 from bot.store.models import Account, Message, Outbox, OutboxStatus, utcnow
 
@@ -42,10 +43,11 @@ def submit(
     *,
     user_id: str,
     account: Account,
-    signature: str = "",
+    signature: dict[str, Any] | None = None,
 ) -> SubmitResult:
     """Write the send row (idempotent by Message-ID). Access was checked by the caller.
-    `signature` (rendered, bot/compose/signature.py) goes below the typed text."""
+    `signature` (rendered rich text, bot/compose/signature.py) goes below the typed text, in
+    both the HTML and the text part."""
     key = send_key(meta.message_id)
     existing = session.scalar(select(Outbox).where(Outbox.key == key))
     if existing is not None:  # a double submit or a Slack retry: the first one stands
@@ -74,13 +76,15 @@ def submit(
             or (conversation_id is not None and home.id != conversation_id)
         ):
             return SubmitResult(problem="That email is not part of this conversation.")
+    signed = with_signature(sub.body_rich, signature)
     try:
         built = build_body(
             session,
             meta.mode,
             meta.source_message,
-            with_signature(sub.body, signature),
+            rich_text_to_text(signed, sub.names),
             quote=sub.quote,
+            typed_html=rich_text_to_html_fragment(signed, sub.names),
         )
     except DraftError as exc:
         return SubmitResult(problem=str(exc))
@@ -98,6 +102,10 @@ def submit(
         "bcc": addresses_to_json(sub.bcc),
         "subject": sub.subject,
         "body": built.text,
+        "html": built.html,
+        # What was typed, for the "sent" post in the thread (same formatting, as mrkdwn; the
+        # signature, the same on every email, is left out).
+        "mrkdwn": rich_text_to_mrkdwn(sub.body_rich, sub.names),
         "in_reply_to": built.in_reply_to,
         "references": built.references,
         "slack_files": [

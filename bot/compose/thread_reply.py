@@ -5,7 +5,8 @@ the event's rich_text blocks, files, author, channel + ts) and its author is ask
 what it is: a reply (sent through the same durable "mail.send" row as the modal, so threading
 headers, the held-send guard and "sent only once the server accepted it" are the same), a reply
 with edits (the modal, pre-filled), or an internal note. The prompt's buttons carry the draft id
-only; what is sent is what was stored.
+only; what is sent is what was stored. A reply goes out as the modal's does: the message's rich
+text as an HTML part plus a plain-text part (bot/mail/richtext.py), signature below.
 
 Queries only: the caller owns the session and checks that the person is still in the channel.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from bot.compose.drafts import (
 from bot.compose.form import ComposeMeta, SlackFile, Submission
 from bot.compose.submit import SubmitResult, submit
 from bot.mail.compose import HeaderError, make_message_id
+from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text, rich_text_to_text
 from bot.mail.types import Address
 from bot.store import audit
 from bot.store.models import (
@@ -105,6 +108,16 @@ def plain_text(slack_text: str) -> str:
         return "@" + (m.group(2) or m.group(1))
 
     return html.unescape(_SPECIAL.sub(special, _LINK.sub(link, slack_text)))
+
+
+def typed_rich(draft: ThreadDraft) -> dict[str, Any]:
+    """What was typed, as rich text: the event's rich_text blocks (cleaned: known elements,
+    safe link targets), or, for a message without them (an older client, a file share with a
+    caption only in `text`), its text as one paragraph."""
+    rich = clean_rich_text(draft.rich_text or [])
+    if not is_blank(rich):
+        return rich
+    return plain_to_rich_text(plain_text(draft.text))
 
 
 def _message_id_for(email: str) -> str:
@@ -195,10 +208,19 @@ class Outcome:
 
 
 def send(
-    session: Session, draft_id: int, mode: str, *, user_id: str, agent_name: str = ""
+    session: Session,
+    draft_id: int,
+    mode: str,
+    *,
+    user_id: str,
+    agent_name: str = "",
+    names: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Enqueue the draft as a reply (or reply all) from its author. Idempotent: the Message-ID
-    was chosen with the draft, so a second click (or a Slack retry) sends nothing more."""
+    was chosen with the draft, so a second click (or a Slack retry) sends nothing more.
+
+    It goes out as the modal's does: the typed rich text as HTML plus a plain-text part;
+    `names` (mention id → name, resolved by the caller) spell out mentioned people."""
     draft = session.get(ThreadDraft, draft_id)
     if draft is None or mode not in MODES:
         return Outcome(False, "", problem="This message is no longer waiting to be sent.")
@@ -222,15 +244,18 @@ def send(
         source_message=start.source.id,
         newest_seen=draft.newest_seen,
     )
+    rich = typed_rich(draft)
     sub = Submission(
         to=start.to,
         cc=start.cc,
         bcc=[],
         subject=start.subject,
-        body=plain_text(draft.text),
+        body=rich_text_to_text(rich, names),
         quote=True,
         from_account=None,
         files=files_of(draft),
+        body_rich=rich,
+        names=dict(names or {}),
     )
     sig = signature.rendered(
         session,
@@ -282,7 +307,14 @@ def sent_from_modal(session: Session, draft_id: int, outbox_id: int | None) -> N
             draft.outbox_id = outbox_id
 
 
-def keep_as_note(session: Session, draft_id: int, *, user_id: str, author_name: str) -> Outcome:
+def keep_as_note(
+    session: Session,
+    draft_id: int,
+    *,
+    user_id: str,
+    author_name: str,
+    names: Mapping[str, str] | None = None,
+) -> Outcome:
     """The message stays in Slack as an internal note on the conversation; nothing is sent."""
     draft = session.get(ThreadDraft, draft_id)
     if draft is None:
@@ -295,7 +327,7 @@ def keep_as_note(session: Session, draft_id: int, *, user_id: str, author_name: 
             conversation_id=draft.conversation_id,
             author=draft.user_id,
             author_name=author_name[:300],
-            text=plain_text(draft.text),
+            text=rich_text_to_text(typed_rich(draft), names).strip(),
             thread_draft_id=draft.id,
         )
     )

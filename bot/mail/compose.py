@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
 
+from bot.mail.html_safe import sanitize_html
 from bot.mail.subject import forward_subject, reply_subject
 from bot.mail.types import Address, ParsedMessage
 
@@ -28,6 +29,7 @@ __all__ = [
     "make_message_id",
     "parse_address_list",
     "quote_for_reply",
+    "reply_attribution",
     "reply_recipients",
     "reply_references",
     "reply_subject",
@@ -251,7 +253,10 @@ def build_mime(draft: Draft) -> bytes:
     # Quoted-printable for non-ASCII text: 8bit needs 8BITMIME end to end, which is not a given.
     msg.set_content(draft.body, cte=_cte(draft.body))
     if draft.html_body is not None:
-        msg.add_alternative(draft.html_body, subtype="html", cte=_cte(draft.html_body))
+        # multipart/alternative: text first, HTML last (the one clients prefer). The HTML is
+        # generated escaped; the allow-list pass is the second lock on what leaves.
+        html_part = sanitize_html(draft.html_body)
+        msg.add_alternative(html_part, subtype="html", cte=_cte(html_part))
     for att in draft.attachments:
         _check("attachment filename", att.filename)
         maintype, _, subtype = (att.content_type or "").lower().partition("/")
@@ -283,10 +288,15 @@ def _when(date: datetime) -> str:
     return date.strftime("%a, %-d %b %Y at %H:%M %Z").strip()
 
 
+def reply_attribution(sender: Address | None, date: datetime | None) -> str:
+    """'On <date>, <sender> wrote:' (the line above a quoted original)."""
+    who = sender.formatted() if sender else "the sender"
+    return f"On {_when(date)}, {who} wrote:" if date else f"{who} wrote:"
+
+
 def quote_for_reply(original_text: str, sender: Address | None, date: datetime | None) -> str:
     """'On <date>, <sender> wrote:' followed by the original, every line quoted."""
-    who = sender.formatted() if sender else "the sender"
-    head = f"On {_when(date)}, {who} wrote:" if date else f"{who} wrote:"
+    head = reply_attribution(sender, date)
     lines = original_text.replace("\r\n", "\n").rstrip("\n").split("\n")
     quoted = [
         (">" + line) if line.startswith(">") else ("> " + line if line else ">") for line in lines

@@ -171,7 +171,10 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Added below what is sent from Slack; Jinja2 (bot/templates.py sandbox). Set by admins.
+    # `signature` is its plain text; `signature_rich` the cleaned Slack rich text that is sent
+    # (bot/mail/richtext.py). None: no signature (or, rich None, a plain one).
     signature: Mapped[str | None] = mapped_column(Text)
+    signature_rich: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
     folder_states: Mapped[list[FolderState]] = relationship(
         back_populates="account", cascade="all, delete-orphan"
@@ -442,6 +445,8 @@ class Template(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
+    # The body as cleaned Slack rich text (bot/mail/richtext.py); None: a plain-text template.
+    body_rich: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(32))
     updated_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -660,7 +665,9 @@ class ComposeDraft(Base):
     to: Mapped[str] = mapped_column(Text, default="")
     cc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")
-    body: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")  # plain text of body_rich
+    # What the rich text input held (cleaned): the draft comes back with its formatting.
+    body_rich: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -40,12 +41,23 @@ def _name_taken(session: Session, name: str, except_id: int | None) -> bool:
 
 
 def create_template(
-    session: Session, *, name: str, subject: str, body: str, user_id: str | None
+    session: Session,
+    *,
+    name: str,
+    subject: str,
+    body: str,
+    user_id: str | None,
+    body_rich: dict[str, Any] | None = None,
 ) -> Template:
     if _name_taken(session, name, None):
         raise DuplicateName(name)
     row = Template(
-        name=name.strip(), subject=subject, body=body, created_by=user_id, updated_by=user_id
+        name=name.strip(),
+        subject=subject,
+        body=body,
+        body_rich=body_rich,
+        created_by=user_id,
+        updated_by=user_id,
     )
     try:
         with session.begin_nested():
@@ -57,7 +69,14 @@ def create_template(
 
 
 def update_template(
-    session: Session, template_id: int, *, name: str, subject: str, body: str, user_id: str | None
+    session: Session,
+    template_id: int,
+    *,
+    name: str,
+    subject: str,
+    body: str,
+    user_id: str | None,
+    body_rich: dict[str, Any] | None = None,
 ) -> Template | None:
     row = session.get(Template, template_id)
     if row is None:
@@ -67,6 +86,7 @@ def update_template(
     row.name = name.strip()
     row.subject = subject
     row.body = body
+    row.body_rich = body_rich
     row.updated_by = user_id
     try:
         with session.begin_nested():

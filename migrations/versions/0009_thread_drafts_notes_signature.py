@@ -4,7 +4,9 @@ Why: a message typed in a conversation's Slack thread is kept server-side as a d
 author chooses what it is (`thread_drafts`; unique by Slack event id and by channel + ts, since
 Slack delivers at least once); a note stays on the conversation (`conversation_notes`); a modal
 closed unsent is offered back (`compose_drafts`, one per person and conversation); and each
-mailbox may have a signature added to what is sent from Slack (`accounts.signature`).
+mailbox may have a signature added to what is sent from Slack (`accounts.signature`, its plain
+text, and `accounts.signature_rich`, the cleaned Slack rich text that is sent; a closed draft
+keeps its rich text in `compose_drafts.body_rich` too).
 
 Revision ID: 0009
 Revises: 0005
@@ -32,6 +34,7 @@ def upgrade() -> None:
     # A plain ADD COLUMN (no batch copy): SQLite would otherwise rebuild `accounts`, which
     # every other table references.
     op.add_column("accounts", sa.Column("signature", sa.Text(), nullable=True))
+    op.add_column("accounts", sa.Column("signature_rich", _JSON, nullable=True))
 
     op.create_table(
         "thread_drafts",
@@ -111,6 +114,7 @@ def upgrade() -> None:
         sa.Column("cc", sa.Text(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("body_rich", _JSON, nullable=True),
         sa.Column("updated_at", _UTC, nullable=False),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
@@ -134,6 +138,9 @@ def downgrade() -> None:
     op.drop_table("conversation_notes")
     op.drop_table("thread_drafts")
     if op.get_bind().dialect.name == "sqlite":
-        op.execute("ALTER TABLE accounts DROP COLUMN signature")  # SQLite 3.35+, no rebuild
+        # SQLite 3.35+, no rebuild
+        op.execute("ALTER TABLE accounts DROP COLUMN signature_rich")
+        op.execute("ALTER TABLE accounts DROP COLUMN signature")
     else:
+        op.drop_column("accounts", "signature_rich")
         op.drop_column("accounts", "signature")

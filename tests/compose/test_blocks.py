@@ -8,6 +8,7 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.templates import template_edit_view, template_section
 from bot.compose.form import ComposeMeta, format_addresses, read_submission
+from bot.mail.richtext import rich_text_to_text
 from bot.mail.types import Address
 from bot.store.templates import TemplateSummary
 from tests.slackfake import validate_message_blocks, validate_view
@@ -37,8 +38,10 @@ def test_compose_views_are_valid_in_every_mode() -> None:
         assert validate_view(view) == [], mode
         assert len(view["private_metadata"]) < 3000
         body = next(b for b in view["blocks"] if b.get("block_id") == cb.body_block(2))
-        assert body["element"]["max_length"] == 3000
-        assert len(body["element"]["initial_value"]) == 3000
+        # A rich text input: no 3,000-character cap, the whole text is kept.
+        assert body["element"]["type"] == "rich_text_input"
+        assert rich_text_to_text(body["element"]["initial_value"]) == long_body + "\n"
+        assert "3,000" in body["hint"]["text"]
 
 
 def test_template_picker_dispatches_and_rotation_changes_block_ids() -> None:

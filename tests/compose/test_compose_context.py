@@ -12,9 +12,11 @@ from sqlalchemy import select
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.accounts import B_CHANNEL, B_SIGNATURE
+from bot.mail.richtext import rich_text_to_text
 from bot.store.db import session_scope
 from bot.store.models import Account, ComposeDraft, Template
-from tests.compose.test_end_to_end import _inbox, _open
+from tests.compose.test_end_to_end import _inbox, _open, _parts
+from tests.mail.htmlcheck import html_problems
 from tests.slackfake import validate_view
 
 pytestmark = pytest.mark.dovecot
@@ -57,7 +59,8 @@ def test_template_picked_after_typing_keeps_the_typed_text(
     filled = mailroom.fake.view(view["id"])
     assert filled is not None
     body = _block(filled, "body_1")["element"]["initial_value"]
-    assert body == "I sent a new widget today.\n\nThanks Casey!"
+    # Below what was typed, after a blank line (in the text and, as <br>, in the HTML).
+    assert rich_text_to_text(body) == "I sent a new widget today.\n\nThanks Casey!\n"
     assert "My widget is broken." in _block(filled, cb.ANSWERING_BLOCK)["text"]["text"]
     _valid(filled)
 
@@ -107,12 +110,15 @@ def test_signature_set_by_an_admin_is_in_the_sent_mail(mailroom: Any, box: dict[
     assert resp.status == 200
     mailroom.run_outbox()
     (mail,) = _inbox(box)
-    text = mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    text, html = _parts(mail)
     signature = f"A new one is on its way.\n\n-- \nCheers,\nMax Member\n{box['acc'].email}\n"
-    assert signature in text.replace("\r\n", "\n")
+    assert signature in text
     assert text.index("Cheers,") < text.index("> My widget is broken.")
+    assert "Cheers,<br>\nMax Member" in html and html.index("Cheers,") < html.index("<blockquote")
+    assert html_problems(html) == []
     with session_scope(mailroom.services.session_factory) as s:
-        assert s.get_one(Account, acc_id).signature is not None
+        account = s.get_one(Account, acc_id)
+        assert account.signature is not None and account.signature_rich is not None
 
 
 def test_closed_modal_keeps_a_draft_offered_on_the_next_reply(
@@ -125,13 +131,14 @@ def test_closed_modal_keeps_a_draft_offered_on_the_next_reply(
         "body_0": {cb.VALUE: "Half-written answer"},
     }
     assert mailroom.driver.view_closed("UMEMBER", view["id"], values=typed).status == 200
-    mailroom.fake.wait_until(lambda: _drafts(mailroom) == ["Half-written answer"], timeout=10)
+    mailroom.fake.wait_until(lambda: _drafts(mailroom) == ["Half-written answer\n"], timeout=10)
     # Someone else replying there gets a clean modal.
     other = _open(mailroom, box, ids.CONV_REPLY, user="UADMIN")
     assert "initial_value" not in _block(other, "body_0")["element"]
     mailroom.fake.reset_calls()
     again = _open(mailroom, box, ids.CONV_REPLY)
-    assert _block(again, "body_0")["element"]["initial_value"] == "Half-written answer"
+    offered = _block(again, "body_0")["element"]["initial_value"]
+    assert rich_text_to_text(offered) == "Half-written answer\n"
     assert ids.COMPOSE_DISCARD_DRAFT in json.dumps(_block(again, cb.DRAFT_BLOCK))
     _valid(again)
     draft_id = _block(again, cb.DRAFT_BLOCK)["accessory"]["value"]

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.inbox.announce import announce_ingested
+from bot.mail.richtext import rich_text_to_text
 from bot.store.db import session_scope
 from bot.store.ingest import ingest_message
 from bot.store.models import Account, Outbox, OutboxStatus
@@ -122,6 +123,17 @@ def _inbox(box: dict[str, Any]) -> list[EmailMsg]:
         conn.logout()
 
 
+def _parts(mail: EmailMsg) -> tuple[str, str]:
+    """(text/plain, text/html) of a received multipart/alternative email."""
+    alternative = next(p for p in mail.walk() if p.get_content_type() == "multipart/alternative")
+    found: dict[str, str] = {}
+    for part in alternative.get_payload():  # type: ignore[union-attr]
+        payload = part.get_payload(decode=True)
+        charset = part.get_content_charset() or "utf-8"
+        found[part.get_content_type()] = payload.decode(charset).replace("\r\n", "\n")
+    return found["text/plain"], found["text/html"]
+
+
 def _wait_row(mailroom: Any, status: OutboxStatus) -> None:
     def ready() -> bool:
         with session_scope(mailroom.services.session_factory) as s:
@@ -160,8 +172,10 @@ def test_reply_reaches_the_mailbox_once_with_threading_headers(
     mail = received[0]
     assert mail["In-Reply-To"] == "<first@customer.test>"
     assert mail["References"].split() == ["<root@customer.test>", "<first@customer.test>"]
-    assert "We are sending a new one." in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
-    assert "> My widget is broken." in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    text, html = _parts(mail)
+    assert "We are sending a new one." in text and "We are sending a new one." in html
+    assert "> My widget is broken." in text
+    assert "<blockquote" in html and "My widget is broken." in html
     texts = _thread_texts(mailroom, box)
     assert sum("Sent by Max Member: We are sending a new one." in t for t in texts) == 1
     assert mailroom.fake.ack_problems == []
@@ -332,7 +346,7 @@ def test_broken_template_is_refused_and_good_one_fills_the_modal(
     filled = mailroom.fake.view(view["id"])
     assert filled is not None
     body = next(b for b in filled["blocks"] if b.get("block_id") == "body_1")
-    assert body["element"]["initial_value"] == "Hi Casey, thanks!"
+    assert rich_text_to_text(body["element"]["initial_value"]) == "Hi Casey, thanks!\n"
     assert (
         validate_view(
             {

@@ -141,3 +141,25 @@ def test_new_mail_after_open_holds_the_send(session_factory: SessionFactory) -> 
         count = s.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == "mail.send"))
         assert count == 1
     assert cb.held_view(result.held, outbox_id)["blocks"]
+
+
+def test_html_part_quotes_and_forwards_as_html(session_factory: SessionFactory) -> None:
+    from tests.mail.htmlcheck import html_problems
+
+    _, _, msg_id = _thread(session_factory)
+    typed = "<div><strong>Shipped</strong> today.</div>"
+    with session_scope(session_factory) as s:
+        reply = build_body(s, "reply", msg_id, "*Shipped* today.", quote=True, typed_html=typed)
+        assert reply.html is not None and html_problems(reply.html) == []
+        head, _, quoted = reply.html.partition("<blockquote")
+        assert typed in head and "wrote:" in head
+        assert "Any news?<br>\n&gt; old quote</blockquote>" in quoted
+        bare = build_body(s, "reply", msg_id, "x", quote=False, typed_html=typed)
+        assert bare.html is not None and "<blockquote" not in bare.html
+        fwd = build_body(s, "forward", msg_id, "FYI", quote=False, typed_html="<div>FYI</div>")
+        assert fwd.html is not None and "Forwarded message" in fwd.html
+        assert fwd.html.index("FYI") < fwd.html.index("Any news?")
+        new = build_body(s, "new", None, "Hello", quote=False, typed_html="<div>Hello</div>")
+        assert new.html is not None and new.html.startswith("<!DOCTYPE html>")
+        plain = build_body(s, "reply", msg_id, "x", quote=True)
+        assert plain.html is None  # no HTML given: a text-only email, as before

@@ -11,6 +11,12 @@ from sqlalchemy.orm import Session
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.compose import thread_reply as tr
+from bot.mail.richtext import (
+    plain_to_rich_text,
+    rich_text_append,
+    rich_text_to_html_fragment,
+    rich_text_to_text,
+)
 from bot.store.models import ConversationNote, SlackThread, ThreadDraft
 from tests.compose import seed
 
@@ -98,7 +104,21 @@ def test_prompt_offers_reply_all_only_when_it_writes_to_more_people() -> None:
 
 
 def test_template_text_goes_below_what_was_typed() -> None:
-    assert cb.with_typed("", "Thanks!") == "Thanks!"
-    assert cb.with_typed("Typed\n\n", "Thanks!") == "Typed\n\nThanks!"
-    assert cb.with_typed("Typed", "  ") == "Typed"
-    assert len(cb.with_typed("x" * 2990, "y" * 50)) == cb.BODY_MAX
+    typed = {
+        "type": "rich_text",
+        "elements": [
+            {
+                "type": "rich_text_section",
+                "elements": [{"type": "text", "text": "Typed", "style": {"bold": True}}],
+            }
+        ],
+    }
+    added = plain_to_rich_text("Thanks!")
+    both = rich_text_append(typed, added, blank_line=True)
+    assert rich_text_to_text(both) == "*Typed*\n\nThanks!\n"  # the bold is kept
+    assert "<strong>Typed</strong><br>\n<br>\nThanks!" in rich_text_to_html_fragment(both)
+    assert rich_text_append(plain_to_rich_text(""), added, blank_line=True) == added
+    assert rich_text_append(typed, plain_to_rich_text("  "), blank_line=True) == typed
+    # Typed text ending in a line break gets just one more.
+    ends = plain_to_rich_text("Typed\n")
+    assert rich_text_to_text(rich_text_append(ends, added, blank_line=True)) == "Typed\n\nThanks!\n"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from html import unescape
 from typing import Any
 
 import pytest
@@ -19,15 +20,27 @@ from bot.store.models import (
     SlackPost,
     ThreadDraft,
 )
-from tests.compose.test_end_to_end import _inbox
+from tests.compose.test_end_to_end import _inbox, _parts
 
 pytestmark = pytest.mark.dovecot
 
 
 def _type(
-    mailroom: Any, box: dict[str, Any], text: str, *, user: str = "UMEMBER", **extra: Any
+    mailroom: Any,
+    box: dict[str, Any],
+    text: str,
+    *,
+    user: str = "UMEMBER",
+    rich: list[dict[str, Any]] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A person posts in the conversation's thread; Slack sends the message event."""
+    """A person posts in the conversation's thread; Slack sends the message event: `text` as
+    Slack writes it (mrkdwn, escaped) and its rich_text block (`rich`: its elements; by default
+    one paragraph holding the text, unescaped as Slack's rich text is)."""
+    if rich is None:
+        rich = [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": unescape(text)}]}
+        ]
     msg = mailroom.fake.add_message("CINBOX", user, text, thread_ts=box["parent"]["ts"])
     event = {
         "type": "message",
@@ -37,15 +50,7 @@ def _type(
         "text": text,
         "ts": msg["ts"],
         "thread_ts": box["parent"]["ts"],
-        "blocks": [
-            {
-                "type": "rich_text",
-                "block_id": "rt",
-                "elements": [
-                    {"type": "rich_text_section", "elements": [{"type": "text", "text": text}]}
-                ],
-            }
-        ],
+        "blocks": [{"type": "rich_text", "block_id": "rt", "elements": rich}],
         **extra,
     }
     assert mailroom.driver.event(event).status == 200
@@ -108,7 +113,7 @@ def test_typed_reply_sent_once_with_threading_headers(mailroom: Any, box: dict[s
     (mail,) = _inbox(box)
     assert mail["In-Reply-To"] == "<first@customer.test>"
     assert mail["References"].split() == ["<root@customer.test>", "<first@customer.test>"]
-    text = mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    text, _html = _parts(mail)
     assert "Hi Casey & team, a new widget is on its way." in text
     assert "> My widget is broken." in text
     # "Sent" shows in the thread, once, after the server accepted it.
@@ -212,15 +217,33 @@ def test_bots_edits_and_other_messages_prompt_nobody(
 def test_edit_first_opens_the_reply_with_the_text_and_sends_it_once(
     mailroom: Any, box: dict[str, Any]
 ) -> None:
-    _type(mailroom, box, "Hi Casey, <https://example.com/track|track it here>.")
+    link = {"type": "link", "url": "https://example.com/track", "text": "track it here"}
+    _type(
+        mailroom,
+        box,
+        "*Hi Casey*, <https://example.com/track|track it here>.",
+        rich=[
+            {
+                "type": "rich_text_section",
+                "elements": [
+                    {"type": "text", "text": "Hi Casey", "style": {"bold": True}},
+                    {"type": "text", "text": ", "},
+                    link,
+                    {"type": "text", "text": "."},
+                ],
+            }
+        ],
+    )
     prompt = _prompt(mailroom)
     _click(mailroom, prompt, ids.TYPED_EDIT)
     mailroom.fake.wait_until(lambda: mailroom.fake.modal_stack("UMEMBER"), timeout=10)
     view = mailroom.fake.modal_stack("UMEMBER")[-1]
     body = next(b for b in view["blocks"] if b.get("block_id") == "body_0")
-    assert (
-        body["element"]["initial_value"] == "Hi Casey, track it here <https://example.com/track>."
-    )
+    # The rich text editor opens with what was typed, formatting and link included.
+    assert body["element"]["type"] == "rich_text_input"
+    (section,) = body["element"]["initial_value"]["elements"]
+    assert section["elements"][0] == {"type": "text", "text": "Hi Casey", "style": {"bold": True}}
+    assert link in section["elements"]
     to = next(b for b in view["blocks"] if b.get("block_id") == "to")["element"]["initial_value"]
     resp = mailroom.driver.view_submission(
         "UMEMBER",
@@ -236,7 +259,7 @@ def test_edit_first_opens_the_reply_with_the_text_and_sends_it_once(
     assert "already sent" in _replaced(mailroom, prompt["ts"])["text"]
     mailroom.run_outbox()
     (mail,) = _inbox(box)
-    assert "tracking: https://example.com/track" in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "tracking: https://example.com/track" in _parts(mail)[0]
     with session_scope(mailroom.services.session_factory) as s:
         (draft,) = s.scalars(select(ThreadDraft)).all()
         assert draft.status == "sent" and mail["Message-ID"] == f"<{draft.message_id}>"
@@ -282,5 +305,6 @@ def test_typed_reply_carries_the_mailbox_signature(mailroom: Any, box: dict[str,
     _replaced(mailroom, prompt["ts"])
     mailroom.run_outbox()
     (mail,) = _inbox(box)
-    text = mail.get_payload(decode=True).decode().replace("\r\n", "\n")  # type: ignore[union-attr]
+    text, html = _parts(mail)
     assert "Fixed on our side.\n\n-- \nBest, Max (for Casey)\n" in text
+    assert "-- </div>" in html and "Best, Max (for Casey)" in html

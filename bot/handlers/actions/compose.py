@@ -18,9 +18,15 @@ from sqlalchemy.orm import Session
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.text import mrkdwn
-from bot.compose import saved, thread_reply
+from bot.compose import saved, signature, thread_reply
 from bot.compose.form import ComposeMeta
-from bot.compose.modal import ComposeRefused, agent_name, conversation_view, with_template
+from bot.compose.modal import (
+    ComposeRefused,
+    agent_name,
+    conversation_view,
+    mention_names,
+    with_template,
+)
 from bot.compose.submit import release_held, retry_failed
 from bot.handlers.middleware import services_of
 from bot.services import Services
@@ -189,9 +195,10 @@ def typed_clicked(
         draft = session.get(ThreadDraft, draft_id)
         owner = (draft.user_id, draft.channel_id, draft.conversation_id) if draft else None
         signed = False
+        typed = thread_reply.typed_rich(draft) if draft is not None else None
         if draft is not None:
             account = session.get(Account, draft.account_id)
-            signed = bool(account and (account.signature or "").strip())
+            signed = account is not None and signature.has_signature(account)
     if owner is None:
         _replace_prompt(respond, "This message is gone from the conversation.")
         return
@@ -206,15 +213,20 @@ def typed_clicked(
     if kind == ids.TYPED_EDIT:
         _edit_first(services, client, body, draft_id, conversation_id)
         return
+    # Slack calls before the transaction: the sender's name (signature, note author) and the
+    # names of people and channels mentioned in the message (an email shows "@Jane Doe").
     name = agent_name(client, user_id) if signed or kind == ids.TYPED_NOTE else ""
+    names = mention_names(client, typed)
     with session_scope(services.session_factory) as session:
         if kind == ids.TYPED_NOTE:
             outcome = thread_reply.keep_as_note(
-                session, draft_id, user_id=user_id, author_name=name
+                session, draft_id, user_id=user_id, author_name=name, names=names
             )
         else:
             mode = "reply_all" if kind == ids.TYPED_SEND_ALL else "reply"
-            outcome = thread_reply.send(session, draft_id, mode, user_id=user_id, agent_name=name)
+            outcome = thread_reply.send(
+                session, draft_id, mode, user_id=user_id, agent_name=name, names=names
+            )
     _tell_outcome(respond, outcome)
 
 
@@ -259,7 +271,7 @@ def _edit_first(
         draft = session.get(ThreadDraft, draft_id)
         if draft is None:
             return
-        text, message_id = thread_reply.plain_text(draft.text), draft.message_id
+        typed, message_id = thread_reply.typed_rich(draft), draft.message_id
     try:
         view = conversation_view(
             services,
@@ -267,7 +279,7 @@ def _edit_first(
             user_id,
             "reply",
             conversation_id,
-            body=text,
+            body_rich=typed,
             thread_draft=draft_id,
             message_id=message_id,
         )

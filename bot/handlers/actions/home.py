@@ -296,6 +296,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
             server_folders=names,
             folder_error=error,
             signature=account.signature,
+            signature_rich=account.signature_rich,
             broadcast=bool((account.config or {}).get("broadcast_followups", True)),
         )
     try:

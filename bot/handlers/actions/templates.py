@@ -64,7 +64,9 @@ def edit_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     with session_scope(services.session_factory) as session:
         tpl = get_template(session, template_id) if template_id is not None else None
         view = (
-            template_edit_view(tpl.id, name=tpl.name, subject=tpl.subject, body=tpl.body)
+            template_edit_view(
+                tpl.id, name=tpl.name, subject=tpl.subject, body=tpl.body, body_rich=tpl.body_rich
+            )
             if tpl is not None
             else cb.notice_view("Templates", "That template was deleted.")
         )

@@ -18,6 +18,7 @@ from bot.blocks import compose as cb
 from bot.compose import thread_reply
 from bot.compose.form import format_addresses
 from bot.handlers.middleware import services_of
+from bot.mail.richtext import rich_text_to_text
 from bot.store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ def message_posted(
     extra = [
         a for a in who.reply_all if a.email.lower() not in {r.email.lower() for r in who.reply}
     ]
+    # The preview reads as the email will (links spelled out, Slack's escapes undone).
+    preview = rich_text_to_text(typed.rich_text) or thread_reply.plain_text(typed.text)
     text, blocks = cb.typed_prompt(
-        draft_id, typed.text, reply_to, format_addresses(who.reply_all) if extra else None
+        draft_id, preview, reply_to, format_addresses(who.reply_all) if extra else None
     )
     try:
         client.chat_postEphemeral(

@@ -33,6 +33,7 @@ from bot.blocks.text import truncate
 from bot.compose.signature import check as signature_check
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
+from bot.mail.richtext import is_blank, rich_text_to_text
 from bot.providers.types import ImapSettings, SmtpSettings
 from bot.services import Services
 from bot.store.db import session_scope
@@ -138,13 +139,21 @@ def save_sync_settings(
         return True
 
 
-def save_signature(services: Services, account_id: int, text: str, user_id: str) -> None:
-    """The signature added below mail sent from Slack (checked by the caller)."""
+def save_signature(services: Services, account_id: int, rich: dict[str, Any], user_id: str) -> None:
+    """The signature added below mail sent from Slack (checked by the caller): the cleaned
+    rich text that is sent, and its plain text."""
+    blank = is_blank(rich)
+    text = "" if blank else rich_text_to_text(rich).strip()
     with session_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
-        if account is None or (account.signature or "") == text:
+        if account is None:
+            return
+        if (account.signature or "") == text and (account.signature_rich or None) == (
+            None if blank else rich
+        ):
             return
         account.signature = text or None
+        account.signature_rich = None if blank else rich
         session.add(AuditLog(actor=user_id, action="account.signature", account_id=account.id))
 
 

@@ -13,7 +13,7 @@ from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.compose import saved, signature, thread_reply
 from bot.compose.form import ComposeMeta, read_submission
-from bot.compose.modal import agent_name, sendable_accounts
+from bot.compose.modal import agent_name, mention_names, sendable_accounts
 from bot.compose.submit import submit
 from bot.handlers.middleware import services_of
 from bot.store.db import session_scope
@@ -79,7 +79,7 @@ def compose_submitted(
     with session_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id) if meta.account_id else None
         channel = account.channel_id if account else None
-        signed = bool(account and (account.signature or "").strip())
+        signed = account is not None and signature.has_signature(account)
     if account is None or not services.access.can_see_channel(client, user_id, channel):
         ack(
             response_action="update",
@@ -88,7 +88,10 @@ def compose_submitted(
             ),
         )
         return
-    name = agent_name(client, user_id) if signed else ""  # Slack, before the transaction
+    # Slack calls before the transaction: the sender's name (signature variables) and the
+    # names of people and channels mentioned in the body.
+    name = agent_name(client, user_id) if signed else ""
+    sub.names = mention_names(client, sub.body_rich)
     with session_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id)
         assert account is not None

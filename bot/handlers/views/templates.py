@@ -12,12 +12,14 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks import templates as tb
 from bot.blocks.state import state_values
+from bot.compose.form import body_value
 from bot.handlers.actions.templates import ADMINS_ONLY, refresh_home
 from bot.handlers.middleware import services_of
+from bot.mail.richtext import rich_text_to_text
 from bot.store import audit
 from bot.store.db import session_scope
 from bot.store.templates import DuplicateName, create_template, update_template
-from bot.templates import validate
+from bot.templates import validate_rich
 
 FIELD_BLOCKS = {"name": tb.NAME_BLOCK, "subject": tb.SUBJECT_BLOCK, "body": tb.BODY_BLOCK}
 
@@ -40,12 +42,11 @@ def template_submitted(
         ack(response_action="update", view=cb.notice_view("Templates", ADMINS_ONLY))
         return
     values = state_values(view)
-    name, subject, text = (
-        _text(values, tb.NAME_BLOCK).strip(),
-        _text(values, tb.SUBJECT_BLOCK),
-        _text(values, tb.BODY_BLOCK),
-    )
-    problems = validate(name, subject, text)
+    name, subject = _text(values, tb.NAME_BLOCK).strip(), _text(values, tb.SUBJECT_BLOCK)
+    # Stored as cleaned rich text (known elements only, safe link targets) plus its plain text.
+    rich = body_value(values, tb.BODY_BLOCK)
+    text = rich_text_to_text(rich)
+    problems = validate_rich(name, subject, rich)
     if problems:
         ack(
             response_action="errors",
@@ -57,15 +58,26 @@ def template_submitted(
         with session_scope(services.session_factory) as session:
             if template_id is None:
                 row = create_template(
-                    session, name=name, subject=subject, body=text, user_id=user_id
+                    session, name=name, subject=subject, body=text, user_id=user_id, body_rich=rich
                 )
             else:
                 found = update_template(
-                    session, template_id, name=name, subject=subject, body=text, user_id=user_id
+                    session,
+                    template_id,
+                    name=name,
+                    subject=subject,
+                    body=text,
+                    user_id=user_id,
+                    body_rich=rich,
                 )
                 if found is None:
                     row = create_template(
-                        session, name=name, subject=subject, body=text, user_id=user_id
+                        session,
+                        name=name,
+                        subject=subject,
+                        body=text,
+                        user_id=user_id,
+                        body_rich=rich,
                     )
                 else:
                     row = found
