@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -34,7 +35,10 @@ from bot.store.models import (
     Conversation,
     ConversationLink,
     Message,
+    Provider,
+    RunStatus,
     SlackThread,
+    SyncRun,
 )
 
 log = logging.getLogger(__name__)
@@ -175,7 +179,21 @@ def result_items(session: Session, conversations: Sequence[Conversation]) -> lis
     return items
 
 
-def _account_summary(a: Account) -> AccountSummary:
+def _last_error_times(session: Session, account_ids: list[int]) -> dict[int, datetime]:
+    """When each account's newest failed sync run started (one query for the page)."""
+    if not account_ids:
+        return {}
+    rows = session.execute(
+        select(SyncRun.account_id, func.max(SyncRun.started_at))
+        .where(SyncRun.account_id.in_(account_ids), SyncRun.status == RunStatus.ERROR)
+        .group_by(SyncRun.account_id)
+    )
+    return {int(a): t for a, t in rows if t is not None}
+
+
+def _account_summary(a: Account, last_error_at: datetime | None = None) -> AccountSummary:
+    from bot.blocks.connection import connection_lines
+
     return AccountSummary(
         id=a.id,
         email=a.email,
@@ -188,6 +206,8 @@ def _account_summary(a: Account) -> AccountSummary:
         next_sync_at=a.next_sync_at,
         sync_interval_seconds=a.sync_interval_seconds,
         folders=tuple(a.folders or ()),
+        servers=connection_lines(a.config or {}) if a.provider == Provider.IMAP else (),
+        last_error_at=last_error_at,
     )
 
 
@@ -254,6 +274,7 @@ def home_data(
             .limit(ACCOUNTS_PAGE_SIZE)
             .offset(acc_page * ACCOUNTS_PAGE_SIZE)
         ).all()
+        errors_at = _last_error_times(session, [a.id for a in accounts])
         clients_total = int(session.scalar(select(func.count(Client.id))) or 0)
         cl_page = min(pages.clients, max(0, (clients_total - 1) // CLIENTS_PAGE_SIZE))
         from bot.store.clients import list_clients
@@ -265,7 +286,7 @@ def home_data(
             recent=recent,
             visible_accounts=len(account_ids),
             connected_accounts=connected,
-            accounts=[_account_summary(a) for a in accounts],
+            accounts=[_account_summary(a, errors_at.get(a.id)) for a in accounts],
             accounts_total=accounts_total,
             clients=_client_summaries(session, clients),
             clients_total=clients_total,

@@ -43,6 +43,9 @@ class AccountSummary:
     next_sync_at: datetime | None = None
     sync_interval_seconds: int = 300
     folders: tuple[str, ...] = ()
+    # Where an IMAP account connects, ready mrkdwn (bot/blocks/connection.py); never a password.
+    servers: tuple[str, ...] = ()
+    last_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ def account_text(acc: AccountSummary) -> str:
     ]
     if acc.status in {"error", "needs_reauth"} and acc.last_error:
         lines[-1] += f": {escape_mrkdwn(truncate(acc.last_error, 500))}"
+    health = [
+        "Last successful sync: "
+        + (slack_date(acc.last_success_at) if acc.last_success_at else "never")
+    ]
+    if acc.last_error_at:
+        health.append(f"last error: {slack_date(acc.last_error_at)}")
+    lines.append(" · ".join(health))
     sync = f"Last sync: {slack_date(acc.last_sync_at) if acc.last_sync_at else 'never'}"
     if acc.status == "paused":
         sync += " · Next sync: paused"
@@ -117,20 +127,17 @@ def account_text(acc: AccountSummary) -> str:
     lines.append(sync)
     if acc.folders:
         lines.append("Folders: " + escape_mrkdwn(truncate(", ".join(acc.folders), 300)))
+    lines += acc.servers
     return "\n".join(lines)
 
 
 def account_menu(acc: AccountSummary) -> dict[str, Any]:
-    """Overflow (at most 5 options): edit, sync now, pause|resume, log, remove.
-    Gmail / Microsoft 365 rows start with Reconnect, always there (peers.md §3 row 14); it
-    takes the place of Sync now, since Slack allows 5 options and a reconnect syncs at once.
-    IMAP rows get Reconnect (a new password) in Sync now's place while they fail."""
-    opts = [("Edit sync settings", "edit"), ("Sync now", "sync_now")]
-    if acc.provider == "imap" and acc.status in {"needs_reauth", "error"}:
-        # A failing IMAP account needs its password more than a sync that would fail again.
-        opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
-    if acc.provider in {"gmail", "graph"}:
-        opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
+    """Overflow (at most 5 options): edit, pause|resume, log, remove; Sync now and Edit
+    connection are buttons beside it (`account_buttons`). Gmail / Microsoft 365 rows start with
+    Reconnect, always there (peers.md §3 row 14); failing IMAP rows too (a new password)."""
+    opts = [("Edit sync settings", "edit")]
+    if acc.provider in {"gmail", "graph"} or acc.status in {"needs_reauth", "error"}:
+        opts.insert(0, ("Reconnect…", "reconnect"))
     opts.append(("Resume", "resume") if acc.status == "paused" else ("Pause", "pause"))
     opts += [("View sync log", "log"), ("Remove…", "remove")]
     return {
@@ -140,6 +147,29 @@ def account_menu(acc: AccountSummary) -> dict[str, Any]:
             {"text": plain(label, 75), "value": f"{value}:{acc.id}"} for label, value in opts
         ],
     }
+
+
+def account_buttons(acc: AccountSummary) -> dict[str, Any]:
+    """Sync now for every kind of account; Edit connection for IMAP (OAuth accounts' servers
+    are the provider's)."""
+    elements: list[dict[str, Any]] = [
+        {
+            "type": "button",
+            "action_id": ids.HOME_ACCOUNT_SYNC_NOW,
+            "text": plain("Sync now"),
+            "value": str(acc.id),
+        }
+    ]
+    if acc.provider == "imap":
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ids.HOME_ACCOUNT_EDIT_CONNECTION,
+                "text": plain("Edit connection…"),
+                "value": str(acc.id),
+            }
+        )
+    return {"type": "actions", "block_id": f"account_buttons_{acc.id}", "elements": elements}
 
 
 def _nav(section: str, page: int, total: int, size: int) -> list[dict[str, Any]]:
@@ -246,6 +276,7 @@ def accounts_blocks(data: HomeData) -> list[dict[str, Any]]:
                 "accessory": account_menu(acc),
             }
         )
+        blocks.append(account_buttons(acc))
     elements: list[dict[str, Any]] = [
         {
             "type": "button",

@@ -4,7 +4,7 @@
 HOME_ADD_ACCOUNT = "home_add_account"
 HOME_SEARCH = "home_search"
 HOME_FILTER = "home_filter"  # value: all|unread|archived|linked|unlinked
-HOME_ACCOUNT_MENU = "home_account_menu"  # overflow: edit|sync_now|pause|resume|remove|log
+HOME_ACCOUNT_MENU = "home_account_menu"  # overflow: edit|reconnect|pause|resume|log|remove
 HOME_TEMPLATES = "home_templates"
 HOME_TEMPLATE_NEW = "home_template_new"
 HOME_TEMPLATE_EDIT = "home_template_edit"  # value: template id
@@ -71,3 +71,7 @@ ACCOUNT_OAUTH_OPEN = "account_oauth_open"  # the URL button; the listener only a
 
 # IMAP accounts: re-entering a password (the way out of Needs re-authorisation)
 VIEW_ACCOUNT_PASSWORD = "view_account_password"
+# App Home, under each account: Sync now (every provider) and Edit connection (IMAP).
+HOME_ACCOUNT_SYNC_NOW = "home_account_sync_now"
+HOME_ACCOUNT_EDIT_CONNECTION = "home_account_edit_connection"
+VIEW_ACCOUNT_CONNECTION = "view_account_connection"  # servers, ports, security, logins

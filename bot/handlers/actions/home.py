@@ -332,6 +332,46 @@ def account_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     publish_home(services, client, user_id, _pages(body))
 
 
+def account_sync_now(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """Sync now, for every kind of account: the worker's next tick runs it."""
+    ack()
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body):
+        return
+    raw_id = _value(body)
+    if raw_id.isdigit():
+        request_sync(services, int(raw_id), _user(body))
+    publish_home(services, client, _user(body), _pages(body))
+
+
+def account_edit_connection(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """The connection modal, pre-filled from the stored settings (never a password)."""
+    ack()
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body):
+        return
+    from bot.blocks.connection import connection_modal, connection_prefill
+
+    raw_id = _value(body)
+    account_id = int(raw_id) if raw_id.isdigit() else 0
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        found = (account.email, dict(account.config or {})) if account is not None else None
+        imap = account is not None and account.provider.value == "imap"
+    if found is None or not imap:
+        view = notice("Edit connection", "This account no longer exists, or signs in with OAuth.")
+    else:
+        email, config = found
+        view = connection_modal(
+            account_id=account_id, email=email, values=connection_prefill(email, config)
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
 def _pages(body: dict[str, Any]) -> HomePages:
     return HomePages.from_metadata((body.get("view") or {}).get("private_metadata"))
 
@@ -387,5 +427,7 @@ def register(app: Any) -> None:
     app.action(ids.ACCOUNT_TEST_CONNECTION)(test_connection)
     app.action(ids.ACCOUNT_OAUTH_OPEN)(oauth_link_opened)
     app.action(ids.HOME_ACCOUNT_MENU)(account_menu)
+    app.action(ids.HOME_ACCOUNT_SYNC_NOW)(account_sync_now)
+    app.action(ids.HOME_ACCOUNT_EDIT_CONNECTION)(account_edit_connection)
     app.action(ids.HOME_CLIENT_NEW)(new_client)
     app.action(ids.HOME_CLIENT_EDIT)(client_menu)

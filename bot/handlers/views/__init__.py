@@ -7,6 +7,7 @@ from slack_bolt import App
 from bot.handlers.views import accounts as account_views
 from bot.handlers.views import clients as client_views
 from bot.handlers.views import compose as compose_views
+from bot.handlers.views import connection as connection_views
 from bot.handlers.views import conversation as conversation_views
 from bot.handlers.views import home as home_views
 from bot.handlers.views import templates as template_views
@@ -17,5 +18,6 @@ def register(app: App) -> None:
     compose_views.register(app)
     template_views.register(app)
     account_views.register(app)
+    connection_views.register(app)
     client_views.register(app)
     home_views.register(app)
