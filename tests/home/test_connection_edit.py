@@ -275,7 +275,7 @@ def test_an_smtp_relay_without_login_is_added_and_sends(
     mailroom: Any, dovecot: Any, smtp_relay: Any
 ) -> None:
     support, support_pw = dovecot.new_user("relayed")
-    customer, customer_pw = dovecot.new_user("relaycust")
+    customer, _customer_pw = dovecot.new_user("relaycust")
     support_addr, customer_addr = dovecot.address(support), dovecot.address(customer)
     home = open_home(mailroom, "UADMIN")
     mailroom.driver.block_action("UADMIN", ids.HOME_ADD_ACCOUNT, view=home["id"])
