@@ -202,7 +202,8 @@ def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
             "type": "section",
             "text": mrkdwn(
                 "Your team's shared inbox. Every email conversation is a thread in its "
-                "account's channel. Use `/inbox help` for commands."
+                "account's channel. Use `/inbox help` for commands, and the *Compose email* "
+                "shortcut to write from anywhere."
             ),
         },
     ]
@@ -232,6 +233,10 @@ def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
             "style": "primary",
         }
     )
+    if data.visible_accounts:
+        filters.append(
+            {"type": "button", "action_id": ids.HOME_NEW_EMAIL, "text": plain(":email: New email")}
+        )
     blocks.append({"type": "actions", "block_id": "home_filters", "elements": filters})
     if data.recent:
         blocks.append({"type": "header", "text": plain("Recent conversations", 150)})

@@ -75,3 +75,4 @@ VIEW_ACCOUNT_PASSWORD = "view_account_password"
 HOME_ACCOUNT_SYNC_NOW = "home_account_sync_now"
 HOME_ACCOUNT_EDIT_CONNECTION = "home_account_edit_connection"
 VIEW_ACCOUNT_CONNECTION = "view_account_connection"  # servers, ports, security, logins
+HOME_NEW_EMAIL = "home_new_email"  # the compose modal, from the App Home

@@ -109,7 +109,8 @@ def result_blocks(item: ResultItem) -> list[dict[str, Any]]:
     ]
     if item.snippet:
         lines.append(f"_{escape_mrkdwn(truncate(' '.join(item.snippet.split()), 280))}_")
-    context = [f":inbox_tray: {escape_mrkdwn(item.account_email)}"]
+    # The id `/inbox link|unlink #42` accepts: shown here, where people find conversations.
+    context = [f"#{item.conversation_id}", f":inbox_tray: {escape_mrkdwn(item.account_email)}"]
     context.append(
         f":bust_in_silhouette: {escape_mrkdwn(truncate(item.client_name, 80))}"
         if item.client_name

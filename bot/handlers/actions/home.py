@@ -332,6 +332,13 @@ def account_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     publish_home(services, client, user_id, _pages(body))
 
 
+def new_email(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    from bot.compose import open_compose
+
+    open_compose(client, body["trigger_id"], _user(body), services_of(context))
+
+
 def account_sync_now(
     ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
@@ -428,6 +435,7 @@ def register(app: Any) -> None:
     app.action(ids.ACCOUNT_OAUTH_OPEN)(oauth_link_opened)
     app.action(ids.HOME_ACCOUNT_MENU)(account_menu)
     app.action(ids.HOME_ACCOUNT_SYNC_NOW)(account_sync_now)
+    app.action(ids.HOME_NEW_EMAIL)(new_email)
     app.action(ids.HOME_ACCOUNT_EDIT_CONNECTION)(account_edit_connection)
     app.action(ids.HOME_CLIENT_NEW)(new_client)
     app.action(ids.HOME_CLIENT_EDIT)(client_menu)

@@ -315,6 +315,7 @@ def run_command(
     text: str,
     trigger_id: str,
     respond: Callable[..., Any],
+    channel_id: str | None = None,
 ) -> None:
     cmd: Command = parse_command(text)
     if cmd.error:
@@ -334,7 +335,7 @@ def run_command(
     if cmd.name == "compose":
         from bot.compose import open_compose
 
-        open_compose(client, trigger_id, user_id, services)
+        open_compose(client, trigger_id, user_id, services, channel_id=channel_id)
         return
     try:
         if cmd.name == "search":
@@ -373,6 +374,7 @@ def inbox_command(
             command.get("text") or "",
             command.get("trigger_id") or "",
             respond,
+            channel_id=command.get("channel_id"),
         )
     except Exception:
         log.exception("/inbox failed")
