@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -211,7 +212,7 @@ def _account_summary(a: Account, last_error_at: datetime | None = None) -> Accou
     )
 
 
-def _client_summaries(session: Session, clients: Sequence[Client]) -> list[ClientSummary]:
+def client_summaries(session: Session, clients: Sequence[Client]) -> list[ClientSummary]:
     ids = [c.id for c in clients]
     counts = dict(
         session.execute(
@@ -247,6 +248,19 @@ def _template_blocks(session: Session) -> list[dict[str, Any]]:
         return []
 
 
+def _clients_page(session: Session, pages: HomePages) -> tuple[list[ClientSummary], int, HomePages]:
+    """The page of clients the person is on (narrowed by their search), for everyone."""
+    from bot.store.clients import count_clients, list_clients
+
+    query = pages.client_query or None
+    total = count_clients(session, query=query)
+    page = min(pages.clients, max(0, (total - 1) // CLIENTS_PAGE_SIZE))
+    rows = list_clients(
+        session, query=query, limit=CLIENTS_PAGE_SIZE, offset=page * CLIENTS_PAGE_SIZE
+    )
+    return client_summaries(session, rows), total, replace(pages, clients=page)
+
+
 def home_data(
     services: Services, client: WebClient, user_id: str, pages: HomePages | None = None
 ) -> HomeData:
@@ -257,6 +271,7 @@ def home_data(
         connected = int(session.scalar(select(func.count(Account.id))) or 0)
         counts = filter_counts(session, account_ids)
         recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))
+        clients, clients_total, pages = _clients_page(session, pages)
         if not is_admin:
             return HomeData(
                 is_admin=False,
@@ -264,6 +279,8 @@ def home_data(
                 recent=recent,
                 visible_accounts=len(account_ids),
                 connected_accounts=connected,
+                clients=clients,
+                clients_total=clients_total,
                 pages=pages,
             )
         accounts_total = int(session.scalar(select(func.count(Account.id))) or 0)
@@ -275,11 +292,6 @@ def home_data(
             .offset(acc_page * ACCOUNTS_PAGE_SIZE)
         ).all()
         errors_at = _last_error_times(session, [a.id for a in accounts])
-        clients_total = int(session.scalar(select(func.count(Client.id))) or 0)
-        cl_page = min(pages.clients, max(0, (clients_total - 1) // CLIENTS_PAGE_SIZE))
-        from bot.store.clients import list_clients
-
-        clients = list_clients(session, limit=CLIENTS_PAGE_SIZE, offset=cl_page * CLIENTS_PAGE_SIZE)
         return HomeData(
             is_admin=True,
             counts=counts,
@@ -288,10 +300,10 @@ def home_data(
             connected_accounts=connected,
             accounts=[_account_summary(a, errors_at.get(a.id)) for a in accounts],
             accounts_total=accounts_total,
-            clients=_client_summaries(session, clients),
+            clients=clients,
             clients_total=clients_total,
             template_blocks=_template_blocks(session),
-            pages=HomePages(acc_page, cl_page),
+            pages=replace(pages, accounts=acc_page),
         )
 
 

@@ -76,3 +76,9 @@ HOME_ACCOUNT_SYNC_NOW = "home_account_sync_now"
 HOME_ACCOUNT_EDIT_CONNECTION = "home_account_edit_connection"
 VIEW_ACCOUNT_CONNECTION = "view_account_connection"  # servers, ports, security, logins
 HOME_NEW_EMAIL = "home_new_email"  # the compose modal, from the App Home
+# Clients in the App Home (everyone) and their admin extras.
+HOME_CLIENT_SEARCH = "home_client_search"  # the search box (dispatches on Enter)
+HOME_CLIENT_SEARCH_CLEAR = "home_client_search_clear"
+HOME_CLIENT_IMPORT = "home_client_import"  # admins: the CSV upload modal
+VIEW_CLIENT_IMPORT = "view_client_import"
+VIEW_CLIENT_DELETE = "view_client_delete"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
@@ -28,7 +29,7 @@ from bot.blocks.accounts import (
     read_imap_form,
 )
 from bot.blocks.clients import client_modal
-from bot.blocks.home import HomePages
+from bot.blocks.home import CLIENT_QUERY_MAX, HomePages
 from bot.blocks.search import PAGE_SIZE
 from bot.blocks.state import state_values
 from bot.blocks.text import mrkdwn, plain
@@ -111,9 +112,9 @@ def home_page(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCo
     section, _, number = _value(body).partition(":")
     page = int(number) if number.isdigit() else 0
     if section == "accounts":
-        pages = HomePages(page, current.clients)
+        pages = replace(current, accounts=page)
     elif section == "clients":
-        pages = HomePages(current.accounts, page)
+        pages = replace(current, clients=page)
     else:
         pages = current
     publish_home(services_of(context), client, _user(body), pages)
@@ -397,6 +398,16 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     verb, _, raw_id = _value(body).partition(":")
     if not raw_id.isdigit():
         return
+    if verb == "delete":
+        from bot.handlers.views.client_admin import delete_view
+
+        if not services.access.is_admin(client, _user(body)):
+            client.views_open(
+                trigger_id=body["trigger_id"], view=notice("Not allowed", NOT_CLIENT_ADMIN)
+            )
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=delete_view(services, int(raw_id)))
+        return
     with services.session_factory() as session:
         target = session.get(Client, int(raw_id))
         if target is None:
@@ -425,6 +436,39 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
+NOT_CLIENT_ADMIN = "Only Mailroom admins can delete or import clients."
+
+
+def client_search(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """The clients search box (Enter): the list shows the matches, from their first page."""
+    ack()
+    current = _pages(body)
+    query = str(body["actions"][0].get("value") or "").strip()[:CLIENT_QUERY_MAX]
+    pages = replace(current, clients=0, client_query=query)
+    publish_home(services_of(context), client, _user(body), pages)
+
+
+def client_search_clear(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    pages = replace(_pages(body), clients=0, client_query="")
+    publish_home(services_of(context), client, _user(body), pages)
+
+
+def client_import(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    services = services_of(context)
+    if not services.access.is_admin(client, _user(body)):
+        client.views_open(
+            trigger_id=body["trigger_id"], view=notice("Not allowed", NOT_CLIENT_ADMIN)
+        )
+        return
+    from bot.blocks.clients import import_modal
+
+    client.views_open(trigger_id=body["trigger_id"], view=import_modal())
+
+
 def register(app: Any) -> None:
     app.action(re.compile(rf"^{ids.HOME_FILTER}(:.*)?$"))(open_filter)
     app.action(ids.HOME_SEARCH)(open_search)
@@ -439,3 +483,6 @@ def register(app: Any) -> None:
     app.action(ids.HOME_ACCOUNT_EDIT_CONNECTION)(account_edit_connection)
     app.action(ids.HOME_CLIENT_NEW)(new_client)
     app.action(ids.HOME_CLIENT_EDIT)(client_menu)
+    app.action(ids.HOME_CLIENT_SEARCH)(client_search)
+    app.action(ids.HOME_CLIENT_SEARCH_CLEAR)(client_search_clear)
+    app.action(ids.HOME_CLIENT_IMPORT)(client_import)

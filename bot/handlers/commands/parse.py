@@ -13,6 +13,7 @@ HELP = """*Mailroom: `/inbox` commands* (only you see the answers)
 • `/inbox link ADDRESS-OR-THREAD CLIENT`: link a conversation (its `#42` from search and list results, or a Slack thread link) to a client, or add an address to a client and link its conversations
 • `/inbox unlink ADDRESS-OR-THREAD`: remove a conversation's link, or an address from its client
 • `/inbox client NAME`: a client's timeline
+• `/inbox clients [QUERY]`: browse clients, or find them by name, company, address or domain; each with Edit and Timeline
 • `/inbox clients add`: add a client
 • `/inbox compose`: write a new email (in an account's channel, from that account)
 • `/inbox help`: this help
@@ -22,7 +23,7 @@ You see the mail of an account only if you are a member of its channel."""
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # help|search|list|link|unlink|client|clients_add|compose|unknown
+    name: str  # help|search|list|link|unlink|client|clients|clients_add|compose|unknown
     args: tuple[str, ...] = ()
     error: str | None = None
 
@@ -78,7 +79,7 @@ def parse_command(text: str) -> Command:
     if verb == "clients":
         if rest.lower() in {"add", "new"}:
             return Command("clients_add")
-        return Command("clients_add", error="Usage: `/inbox clients add`.")
+        return Command("clients", (rest,))  # browse, or find by name/company/address/domain
     if verb in {"compose", "new", "write"}:
         return Command("compose")
     return Command("unknown", (text,))

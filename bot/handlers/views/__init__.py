@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.handlers.views import accounts as account_views
+from bot.handlers.views import client_admin as client_admin_views
 from bot.handlers.views import clients as client_views
 from bot.handlers.views import compose as compose_views
 from bot.handlers.views import connection as connection_views
@@ -20,4 +21,5 @@ def register(app: App) -> None:
     account_views.register(app)
     connection_views.register(app)
     client_views.register(app)
+    client_admin_views.register(app)
     home_views.register(app)
