@@ -266,15 +266,14 @@ def client_summaries(session: Session, clients: Sequence[Client]) -> list[Client
     ]
 
 
-def _template_blocks(session: Session) -> list[dict[str, Any]]:
-    """The templates helper's section, when it is installed; nothing otherwise."""
+def _template_blocks(session: Session, user_id: str, is_admin: bool) -> list[dict[str, Any]]:
+    """The templates the person may use (shared and their own), with what they may change."""
+    from bot.blocks.templates import template_section
+    from bot.store.templates import list_templates
+
     try:
-        from bot.blocks.templates import template_section
-        from bot.store.templates import list_templates
-    except ImportError:
-        return []
-    try:
-        return list(template_section(list_templates(session)))
+        templates = list_templates(session, user_id=user_id)
+        return list(template_section(templates, is_admin=is_admin, user_id=user_id))
     except Exception:  # their section must never take the whole Home tab down
         log.exception("template section failed to build")
         return []
@@ -315,6 +314,7 @@ def home_data(
                 connected_accounts=connected,
                 clients=clients,
                 clients_total=clients_total,
+                template_blocks=_template_blocks(session, user_id, False),
                 pages=pages,
             )
         accounts_total = int(session.scalar(select(func.count(Account.id))) or 0)
@@ -337,7 +337,7 @@ def home_data(
             accounts_total=accounts_total,
             clients=clients,
             clients_total=clients_total,
-            template_blocks=_template_blocks(session),
+            template_blocks=_template_blocks(session, user_id, True),
             pages=replace(pages, accounts=acc_page),
         )
 

@@ -386,24 +386,23 @@ def home_view(data: HomeData) -> dict[str, Any]:
     blocks = overview_blocks(data) + list(data.triage_blocks)
     if data.is_admin:
         blocks += accounts_blocks(data)
-        tail = clients_blocks(data)
-        # Templates get whatever room the fixed parts leave; a note says when some are cut.
-        room = MAX_BLOCKS - len(blocks) - len(tail) - 2
-        templates = list(data.template_blocks)
-        if templates:
-            blocks.append({"type": "divider"})
-            if len(templates) > room:
-                templates = templates[: max(0, room - 1)]
-                templates.append(
-                    {
-                        "type": "context",
-                        "elements": [mrkdwn("More templates than fit here; use `/inbox compose`.")],
-                    }
-                )
-            blocks += templates
-        blocks += tail
-    else:
-        blocks += clients_blocks(data)
+    tail = clients_blocks(data)
+    # Templates (everyone's: shared and their own) get whatever room the fixed parts leave; a
+    # note says when some are cut.
+    room = MAX_BLOCKS - len(blocks) - len(tail) - 2
+    templates = list(data.template_blocks)
+    if templates:
+        blocks.append({"type": "divider"})
+        if len(templates) > room:
+            templates = templates[: max(0, room - 1)]
+            templates.append(
+                {
+                    "type": "context",
+                    "elements": [mrkdwn("More templates than fit here; use `/inbox compose`.")],
+                }
+            )
+        blocks += templates
+    blocks += tail
     if len(blocks) > MAX_BLOCKS:  # last resort; paging keeps us far from this
         note = {"type": "context", "elements": [mrkdwn("Some items were cut to fit.")]}
         blocks = [*blocks[: MAX_BLOCKS - 1], note]

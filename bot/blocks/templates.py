@@ -12,6 +12,8 @@ from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text
 NAME_BLOCK = "tpl_name"
 SUBJECT_BLOCK = "tpl_subject"
 BODY_BLOCK = "tpl_body"
+SHARE_BLOCK = "tpl_share"
+SHARE_OPTION = "shared"
 VALUE = "value"
 HOME_LIMIT = 15  # two blocks each; the Home tab has 100 in all
 
@@ -32,38 +34,55 @@ class TemplateLike(Protocol):
     id: int
     name: str
     subject: str
+    shared: bool
+    owner: str | None
 
 
-def template_section(templates: list[Any], *, is_admin: bool = True) -> list[dict[str, Any]]:
-    """ "Settings → Email Templates" for the App Home. Edit/delete only for admins (the
-    handlers check again: hiding a button is not a permission)."""
+def may_change(tpl: TemplateLike, user_id: str | None, *, is_admin: bool) -> bool:
+    """The author changes their own; admins manage the shared ones (the handlers check the
+    same rule on the stored row: hiding a button is not a permission)."""
+    return (user_id is not None and tpl.owner == user_id) or (is_admin and tpl.shared)
+
+
+def picker_label(tpl: TemplateLike, user_id: str | None) -> str:
+    """How the compose picker names a template: personal ones are marked."""
+    return f"{tpl.name} (yours)" if not tpl.shared and tpl.owner == user_id else tpl.name
+
+
+def template_section(
+    templates: list[Any], *, is_admin: bool = True, user_id: str | None = None
+) -> list[dict[str, Any]]:
+    """ "Email Templates" for the App Home: everyone writes templates, personal or shared with
+    the team; each person sees the shared ones and their own. Edit/Delete where allowed."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain("Settings → Email Templates", 150)},
+        {"type": "header", "text": plain("Email Templates", 150)},
     ]
     intro = (
-        f"{len(templates)} template(s). Pick one in any reply or new email to fill it in."
+        f"{len(templates)} template(s): the team's shared ones and your own. Pick one in any "
+        "reply or new email to fill it in."
         if templates
-        else "No templates yet."
+        else "No templates yet. Write one for answers you give often; share it with the team "
+        "or keep it for yourself."
     )
     section: dict[str, Any] = {"type": "section", "text": mrkdwn(intro)}
-    if is_admin:
-        section["accessory"] = {
-            "type": "button",
-            "action_id": ids.HOME_TEMPLATE_NEW,
-            "text": plain("New template", 75),
-            "style": "primary",
-            "value": "new",
-        }
+    section["accessory"] = {
+        "type": "button",
+        "action_id": ids.HOME_TEMPLATE_NEW,
+        "text": plain("New template", 75),
+        "style": "primary",
+        "value": "new",
+    }
     blocks.append(section)
     for tpl in templates[:HOME_LIMIT]:
         subject = escape_mrkdwn(truncate(tpl.subject, 200)) if tpl.subject else "_no subject_"
+        kind = "shared" if getattr(tpl, "shared", True) else "personal"
         blocks.append(
             {
                 "type": "section",
-                "text": mrkdwn(f"*{escape_mrkdwn(truncate(tpl.name, 200))}*\n{subject}"),
+                "text": mrkdwn(f"*{escape_mrkdwn(truncate(tpl.name, 200))}* · _{kind}_\n{subject}"),
             }
         )
-        if is_admin:
+        if may_change(tpl, user_id, is_admin=is_admin):
             blocks.append(
                 {
                     "type": "actions",
@@ -84,8 +103,9 @@ def template_section(templates: list[Any], *, is_admin: bool = True) -> list[dic
                             "confirm": {
                                 "title": plain("Delete template?", 100),
                                 "text": plain(
-                                    f"“{truncate(tpl.name, 150)}” will be gone for everyone. "
-                                    "Emails already sent are not affected.",
+                                    f"“{truncate(tpl.name, 150)}” will be gone"
+                                    + (" for everyone. " if tpl.shared else ". ")
+                                    + "Emails already sent are not affected.",
                                     300,
                                 ),
                                 "confirm": plain("Delete", 30),
@@ -144,6 +164,30 @@ def _rich_input(value: dict[str, Any] | None, body: str) -> dict[str, Any]:
     }
 
 
+def _share_input(shared: bool) -> dict[str, Any]:
+    option = {
+        "text": plain("Share with the team", 75),
+        "value": SHARE_OPTION,
+        "description": plain("Everyone can pick it; admins can change it too.", 75),
+    }
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": VALUE, "options": [option]}
+    if shared:
+        element["initial_options"] = [option]
+    return {
+        "type": "input",
+        "block_id": SHARE_BLOCK,
+        "optional": True,
+        "label": plain("Who can use it"),
+        "hint": plain("Not shared: only you see it, in your own compose picker.", 150),
+        "element": element,
+    }
+
+
+def shared_of(values: dict[str, Any]) -> bool:
+    chosen = ((values.get(SHARE_BLOCK) or {}).get(VALUE) or {}).get("selected_options") or []
+    return any(o.get("value") == SHARE_OPTION for o in chosen)
+
+
 def template_edit_view(
     template_id: int | None,
     *,
@@ -151,6 +195,7 @@ def template_edit_view(
     subject: str = "",
     body: str = "",
     body_rich: dict[str, Any] | None = None,
+    shared: bool = False,
 ) -> dict[str, Any]:
     meta = {"t": template_id} if template_id is not None else {}
     return {
@@ -171,6 +216,7 @@ def template_edit_view(
                 hint="Leave empty to keep the subject of the reply.",
             ),
             _rich_input(body_rich, body),
+            _share_input(shared),
             {"type": "section", "text": mrkdwn("*Variables*\n" + VARIABLE_HELP)},
         ],
     }

@@ -25,7 +25,7 @@ from bot.mail.richtext import mention_ids, plain_to_rich_text, rich_text_append
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, AccountStatus, Attachment
-from bot.store.templates import get_template, list_templates
+from bot.store.templates import get_template, list_templates, may_see
 from bot.templates import TemplateProblem, render, render_rich
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,12 @@ def _message_id_for(email: str) -> str:
         return make_message_id("mailroom.invalid")
 
 
-def _templates(services: Services) -> list[tuple[int, str]]:
+def _templates(services: Services, user_id: str) -> list[tuple[int, str]]:
+    """The shared templates and the person's own, for the picker."""
+    from bot.blocks.templates import picker_label
+
     with session_scope(services.session_factory) as session:
-        return [(t.id, t.name) for t in list_templates(session)]
+        return [(t.id, picker_label(t, user_id)) for t in list_templates(session, user_id=user_id)]
 
 
 def sendable_accounts(services: Services, client: WebClient, user_id: str) -> list[Account]:
@@ -122,7 +125,7 @@ def new_mail_view(
             (a.id, f"{a.display_name} <{a.email}>" if a.display_name else a.email) for a in accounts
         ],
         from_selected=first.id,
-        templates=_templates(services),
+        templates=_templates(services, user_id),
     )
     return cb.compose_view(form)
 
@@ -218,7 +221,7 @@ def conversation_view(
         body_rich=body_rich,
         rotation=rotation,
         context=f"{verb} {escape_mrkdwn(sender)} · from {escape_mrkdwn(account_email)}",
-        templates=_templates(services),
+        templates=_templates(services, user_id),
         forward_attachments=start.forward_attachments,
         answering=answering,
         signature=has_signature,
@@ -270,6 +273,8 @@ def with_template(
     name = agent_name(client, user_id)
     with session_scope(services.session_factory) as session:
         template = get_template(session, template_id)
+        if template is not None and not may_see(template, user_id):
+            template = None  # another person's personal template: as if it did not exist
         variables = template_variables(
             session,
             account_id=account_id,
@@ -279,7 +284,11 @@ def with_template(
             contact=contact,
         )
         tpl = (template.subject, template.body, template.body_rich) if template else None
-        templates = [(t.id, t.name) for t in list_templates(session)]
+        from bot.blocks.templates import picker_label
+
+        templates = [
+            (t.id, picker_label(t, user_id)) for t in list_templates(session, user_id=user_id)
+        ]
         forward_names: list[str] = []
         if meta.mode == "forward" and meta.source_message is not None:
             forward_names = [

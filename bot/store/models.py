@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -447,6 +448,8 @@ class Template(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     # The body as cleaned Slack rich text (bot/mail/richtext.py); None: a plain-text template.
     body_rich: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # Shared with the team, or personal: listed only for its author (`created_by`).
+    shared: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_by: Mapped[str | None] = mapped_column(String(32))
     updated_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,11 +22,38 @@ class TemplateSummary:
     name: str
     subject: str
     updated_by: str | None
+    shared: bool = True
+    owner: str | None = None  # who wrote it (Slack user id)
 
 
-def list_templates(session: Session, limit: int = 100) -> list[TemplateSummary]:
-    rows = session.scalars(select(Template).order_by(func.lower(Template.name)).limit(limit))
-    return [TemplateSummary(t.id, t.name, t.subject, t.updated_by) for t in rows]
+def visible_to(user_id: str | None) -> ColumnElement[bool] | None:
+    """Shared templates, and the person's own personal ones (None: every template)."""
+    if user_id is None:
+        return None
+    return or_(Template.shared.is_(True), Template.created_by == user_id)
+
+
+def may_see(template: Template, user_id: str) -> bool:
+    return template.shared or template.created_by == user_id
+
+
+def may_change(template: Template, user_id: str, *, is_admin: bool) -> bool:
+    """The author changes their own (personal or shared); admins manage every shared one."""
+    return template.created_by == user_id or (is_admin and template.shared)
+
+
+def list_templates(
+    session: Session, limit: int = 100, *, user_id: str | None = None
+) -> list[TemplateSummary]:
+    """By name; with `user_id`, only what that person may use (shared + their own)."""
+    query = select(Template).order_by(func.lower(Template.name)).limit(limit)
+    where = visible_to(user_id)
+    if where is not None:
+        query = query.where(where)
+    return [
+        TemplateSummary(t.id, t.name, t.subject, t.updated_by, bool(t.shared), t.created_by)
+        for t in session.scalars(query)
+    ]
 
 
 def get_template(session: Session, template_id: int) -> Template | None:
@@ -48,6 +75,7 @@ def create_template(
     body: str,
     user_id: str | None,
     body_rich: dict[str, Any] | None = None,
+    shared: bool = True,
 ) -> Template:
     if _name_taken(session, name, None):
         raise DuplicateName(name)
@@ -56,6 +84,7 @@ def create_template(
         subject=subject,
         body=body,
         body_rich=body_rich,
+        shared=shared,
         created_by=user_id,
         updated_by=user_id,
     )
@@ -77,12 +106,15 @@ def update_template(
     body: str,
     user_id: str | None,
     body_rich: dict[str, Any] | None = None,
+    shared: bool | None = None,
 ) -> Template | None:
     row = session.get(Template, template_id)
     if row is None:
         return None
     if _name_taken(session, name, template_id):
         raise DuplicateName(name)
+    if shared is not None:
+        row.shared = shared
     row.name = name.strip()
     row.subject = subject
     row.body = body
