@@ -31,11 +31,16 @@ BODY_HINT = "Formatting is sent as formatted email with a plain-text copy; up to
 
 
 class TemplateLike(Protocol):
-    id: int
-    name: str
-    subject: str
-    shared: bool
-    owner: str | None
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def shared(self) -> bool: ...
+    @property
+    def owner(self) -> str | None: ...
 
 
 def may_change(tpl: TemplateLike, user_id: str | None, *, is_admin: bool) -> bool:
