@@ -105,6 +105,9 @@ class EmailCard:
     sent_by: str | None = None  # Slack user id when it was sent from Slack
     sent_by_name: str = ""  # their display name (shown as text, never a mention)
     first: bool = False  # the conversation's first email (the parent shows its start)
+    # Sent from Slack: what was written, as escaped mrkdwn (bot/mail/richtext.py), shown in
+    # place of the plain text so the thread has the same formatting as the email (issue 20).
+    body_mrkdwn: str = ""
 
 
 # -- text helpers ---------------------------------------------------------------------------
@@ -125,7 +128,11 @@ def fit(text: str, limit: int, marker: str = MORE) -> str:
 def chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
     """Escape `text` and split it into pieces of at most `size` characters each, preferring
     line breaks and never splitting an entity."""
-    escaped = escape_mrkdwn(text)
+    return split_escaped(escape_mrkdwn(text), size)
+
+
+def split_escaped(escaped: str, size: int = SECTION_LIMIT) -> list[str]:
+    """Split already-escaped mrkdwn like `chunks` does."""
     out: list[str] = []
     while len(escaped) > size:
         cut = escaped.rfind("\n", size // 2, size)
@@ -425,8 +432,14 @@ def thread_email_message(email: EmailCard) -> dict[str, Any]:
     # Escaping only grows text, so the first THREAD_BODY_LIMIT raw characters are all that can
     # be shown (and a megabyte body is not escaped and split for nothing).
     shown = body[:THREAD_BODY_LIMIT]
-    pieces = chunks(shown, THREAD_SECTION_CHARS)
-    cut = len(shown) < len(body) or len(pieces) > THREAD_MAX_SECTIONS
+    if email.body_mrkdwn.strip():
+        written = email.body_mrkdwn.strip()
+        shown = written[:THREAD_BODY_LIMIT]
+        pieces = split_escaped(shown, THREAD_SECTION_CHARS)
+        cut = len(shown) < len(written) or len(pieces) > THREAD_MAX_SECTIONS
+    else:
+        pieces = chunks(shown, THREAD_SECTION_CHARS)
+        cut = len(shown) < len(body) or len(pieces) > THREAD_MAX_SECTIONS
     pieces = pieces[:THREAD_MAX_SECTIONS]
     blocks: list[dict[str, Any]] = [context(_email_head(email))]
     blocks.extend(section(p) for p in pieces)

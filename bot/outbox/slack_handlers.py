@@ -137,6 +137,15 @@ _names: dict[str, tuple[str, float]] = {}
 _names_lock = threading.Lock()
 
 
+def _written_mrkdwn(session: Any, email: Message) -> str:
+    """What the person wrote in Slack for this sent email, as mrkdwn, from its send row (the
+    row is keyed by the Message-ID chosen before sending); "" when there is none."""
+    from bot.compose.submit import send_key
+
+    payload = session.scalar(select(Outbox.payload).where(Outbox.key == send_key(email.message_id)))
+    return str((payload or {}).get("mrkdwn") or "")
+
+
 def user_names(slack: Any, user_ids: Iterable[str]) -> dict[str, str]:
     """Display names of Slack users (cached for a while), shown as plain text where the app
     says who did something: a mention would notify them of their own action. A user Slack
@@ -321,6 +330,8 @@ def post_in_thread(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
             # The stored text (an HTML mail's was converted once, at parse): no conversion here.
             card = email_card(email, first=first == email.id)
             has_files = email.has_attachments
+            if card.sent_by:
+                card = dataclasses.replace(card, body_mrkdwn=_written_mrkdwn(session, email))
         if card.sent_by:
             names = user_names(ctx.slack, [card.sent_by])
             card = dataclasses.replace(card, sent_by_name=names.get(card.sent_by, ""))

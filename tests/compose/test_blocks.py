@@ -87,9 +87,25 @@ def test_template_surfaces_are_valid() -> None:
         if e and "action_id" in e
     }
     assert admin_ids == {ids.HOME_TEMPLATE_NEW, ids.HOME_TEMPLATE_EDIT, ids.HOME_TEMPLATE_DELETE}
-    plain_home = {"type": "home", "blocks": template_section(many, is_admin=False)}
+    # A member: New template, and Edit/Delete on their own templates only (shared ones are the
+    # author's and the admins').
+    mixed = [
+        TemplateSummary(1, "Team", "", None, True, "UOTHER"),
+        TemplateSummary(2, "Mine", "", None, False, "UME"),
+    ]
+    plain_home = {
+        "type": "home",
+        "blocks": template_section(mixed, is_admin=False, user_id="UME"),
+    }
     assert validate_view(plain_home) == []
-    assert "action_id" not in json.dumps(plain_home)
+    editable = {
+        e["value"]
+        for b in plain_home["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == ids.HOME_TEMPLATE_EDIT
+    }
+    assert editable == {"2"}
+    assert ids.HOME_TEMPLATE_NEW in json.dumps(plain_home)
     assert validate_view(template_edit_view(None)) == []
     assert validate_view(template_edit_view(3, name="n", subject="s", body="b" * 4000)) == []
 

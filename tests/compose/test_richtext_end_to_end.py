@@ -77,7 +77,9 @@ def test_every_formatting_element_arrives_as_html_and_text(
     shown = str(sent[0]["blocks"])
     assert "*the fix*" in shown and "<https://example.com/help?a=1&amp;b=2|our guide>" in shown
     assert "1. Unplug it" in shown and "◦ really wait" in shown and "```" in shown
-    assert "<@UMEMBER> to" in sent[0]["text"] and "<!" not in shown
+    # Named, never mentioned (issue 14: quiet by default); nothing in it pings anyone.
+    assert "Sent by Max Member" in sent[0]["text"], sent[0]["text"]
+    assert not re.search(r"<@|<!(channel|here|everyone)", shown), shown
     assert mailroom.fake.ack_problems == []
 
 

@@ -1,4 +1,5 @@
-"""App Home template buttons: new, edit, delete. Admins only, checked here, not just hidden."""
+"""App Home template buttons: new (anyone), edit and delete (the author, or an admin for a
+shared template: checked here on the stored row, not just hidden)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from bot.handlers.middleware import services_of
 from bot.services import Services
 from bot.store import audit
 from bot.store.db import session_scope
-from bot.store.templates import delete_template, get_template
+from bot.store.templates import delete_template, get_template, may_change
 
 log = logging.getLogger(__name__)
 
-ADMINS_ONLY = "Only admins can change email templates."
+ADMINS_ONLY = "Only its author (or an admin, for a shared template) can change this template."
 
 
 def register(app: Any) -> None:
@@ -42,34 +43,31 @@ def refresh_home(services: Services, client: WebClient, user_id: str) -> None:
 
 
 def new_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
-    services = services_of(context)
-    if not services.access.is_admin(client, body["user"]["id"]):
-        client.views_open(
-            trigger_id=body["trigger_id"], view=cb.notice_view("Templates", ADMINS_ONLY)
-        )
-        return
+    ack()  # anyone writes templates: personal, or shared with the team
     client.views_open(trigger_id=body["trigger_id"], view=template_edit_view(None))
 
 
 def edit_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     ack()
     services = services_of(context)
-    if not services.access.is_admin(client, body["user"]["id"]):
-        client.views_open(
-            trigger_id=body["trigger_id"], view=cb.notice_view("Templates", ADMINS_ONLY)
-        )
-        return
+    user_id = body["user"]["id"]
+    is_admin = services.access.is_admin(client, user_id)
     template_id = _value_id(body)
     with session_scope(services.session_factory) as session:
         tpl = get_template(session, template_id) if template_id is not None else None
-        view = (
-            template_edit_view(
-                tpl.id, name=tpl.name, subject=tpl.subject, body=tpl.body, body_rich=tpl.body_rich
+        if tpl is not None and not may_change(tpl, user_id, is_admin=is_admin):
+            view = cb.notice_view("Templates", ADMINS_ONLY)
+        elif tpl is not None:
+            view = template_edit_view(
+                tpl.id,
+                name=tpl.name,
+                subject=tpl.subject,
+                body=tpl.body,
+                body_rich=tpl.body_rich,
+                shared=tpl.shared,
             )
-            if tpl is not None
-            else cb.notice_view("Templates", "That template was deleted.")
-        )
+        else:
+            view = cb.notice_view("Templates", "That template was deleted.")
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
@@ -78,14 +76,15 @@ def delete_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: B
     ack()
     services = services_of(context)
     user_id = body["user"]["id"]
-    if not services.access.is_admin(client, user_id):
-        log.warning("non-admin %s tried to delete a template", user_id)
-        return
+    is_admin = services.access.is_admin(client, user_id)
     template_id = _value_id(body)
     if template_id is None:
         return
     with session_scope(services.session_factory) as session:
         tpl = get_template(session, template_id)
+        if tpl is not None and not may_change(tpl, user_id, is_admin=is_admin):
+            log.warning("%s may not delete template %s", user_id, template_id)
+            return
         name = tpl.name if tpl else None
         if delete_template(session, template_id):
             audit.record(

@@ -1,5 +1,6 @@
-"""Saving a template from its modal: admins only; a template that does not render is refused
-with its error next to the field."""
+"""Saving a template from its modal: anyone creates one (personal, or shared with the team);
+changing one is for its author, or an admin when it is shared. A template that does not render
+is refused with its error next to the field."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from bot.handlers.middleware import services_of
 from bot.mail.richtext import rich_text_to_text
 from bot.store import audit
 from bot.store.db import session_scope
-from bot.store.templates import DuplicateName, create_template, update_template
+from bot.store.templates import (
+    DuplicateName,
+    create_template,
+    get_template,
+    may_change,
+    update_template,
+)
 from bot.templates import validate_rich
 
 FIELD_BLOCKS = {"name": tb.NAME_BLOCK, "subject": tb.SUBJECT_BLOCK, "body": tb.BODY_BLOCK}
@@ -38,10 +45,17 @@ def template_submitted(
     services = services_of(context)
     user_id = body["user"]["id"]
     view = body["view"]
-    if not services.access.is_admin(client, user_id):
-        ack(response_action="update", view=cb.notice_view("Templates", ADMINS_ONLY))
-        return
     values = state_values(view)
+    template_id = tb.template_id_of(view.get("private_metadata"))
+    if template_id is not None:
+        is_admin = services.access.is_admin(client, user_id)
+        with session_scope(services.session_factory) as session:
+            current = get_template(session, template_id)
+            allowed = current is None or may_change(current, user_id, is_admin=is_admin)
+        if not allowed:
+            ack(response_action="update", view=cb.notice_view("Templates", ADMINS_ONLY))
+            return
+    shared = tb.shared_of(values)
     name, subject = _text(values, tb.NAME_BLOCK).strip(), _text(values, tb.SUBJECT_BLOCK)
     # Stored as cleaned rich text (known elements only, safe link targets) plus its plain text.
     rich = body_value(values, tb.BODY_BLOCK)
@@ -53,12 +67,17 @@ def template_submitted(
             errors={FIELD_BLOCKS[k]: v[:2000] for k, v in problems.items()},
         )
         return
-    template_id = tb.template_id_of(view.get("private_metadata"))
     try:
         with session_scope(services.session_factory) as session:
             if template_id is None:
                 row = create_template(
-                    session, name=name, subject=subject, body=text, user_id=user_id, body_rich=rich
+                    session,
+                    name=name,
+                    subject=subject,
+                    body=text,
+                    user_id=user_id,
+                    body_rich=rich,
+                    shared=shared,
                 )
             else:
                 found = update_template(
@@ -69,6 +88,7 @@ def template_submitted(
                     body=text,
                     user_id=user_id,
                     body_rich=rich,
+                    shared=shared,
                 )
                 if found is None:
                     row = create_template(
@@ -78,6 +98,7 @@ def template_submitted(
                         body=text,
                         user_id=user_id,
                         body_rich=rich,
+                        shared=shared,
                     )
                 else:
                     row = found
@@ -85,7 +106,12 @@ def template_submitted(
                 session,
                 user_id,
                 "template.save",
-                details={"id": row.id, "name": name, "new": template_id is None},
+                details={
+                    "id": row.id,
+                    "name": name,
+                    "new": template_id is None,
+                    "shared": shared,
+                },
             )
     except DuplicateName:
         ack(response_action="errors", errors={tb.NAME_BLOCK: "Another template has this name."})
