@@ -383,6 +383,7 @@ def oauth_link_view(
     account_id: int | None = None,
     email: str | None = None,
     timeout: float | None = None,
+    folders: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The modal with the sign-in link, or one saying why there is none. Microsoft's needs
     one request to its sign-in service (tenant discovery), bounded by ``timeout``."""
@@ -400,6 +401,7 @@ def oauth_link_view(
             auto_link=auto_link,
             account_id=account_id,
             timeout=timeout,
+            folders=folders,
         )
     except ProviderError as exc:
         log.warning("no %s sign-in link: %s", provider, exc)
@@ -483,7 +485,7 @@ def account_oauth_submitted(
     if provider is None:
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
         return
-    form, errors = read_oauth_form(state_values(view))
+    form, errors = read_oauth_form(state_values(view), provider)
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -497,6 +499,7 @@ def account_oauth_submitted(
         interval=form.interval,
         auto_link=form.auto_link,
         timeout=LINK_TIMEOUT,
+        folders=form.folders,
     )
     ack(response_action="update", view=link)
 

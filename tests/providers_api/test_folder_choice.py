@@ -1,0 +1,95 @@
+"""Folders for every provider (issue #17 point 2): Gmail labels and Microsoft 365 folders are
+read from the API with readable names, and the sync honours the choice."""
+
+from __future__ import annotations
+
+from bot.folder_choices import gmail_choices, graph_choices
+from bot.store.db import session_scope
+from bot.store.models import Account, Provider
+from bot.sync.api_sync import gmail_client, gmail_label_chosen, graph_client
+from tests.providers_api.conftest import ApiEnv, make_raw
+
+
+def _set_folders(env: ApiEnv, account_id: int, folders: list[str]) -> None:
+    with session_scope(env.factory) as s:
+        s.get_one(Account, account_id).folders = folders
+
+
+def test_gmail_labels_are_listed_with_readable_names(api_env: ApiEnv) -> None:
+    env = api_env
+    aid, email = env.add_account(Provider.GMAIL)
+    support = env.gmail.create_label(email, "Support")
+    billing = env.gmail.create_label(email, "billing/Invoices")
+    labels = gmail_client(env.services, env.account(aid)).labels()
+    assert {(x.id, x.type) for x in labels} >= {("INBOX", "system"), (support, "user")}
+    assert gmail_choices(labels) == [
+        ("Inbox", "INBOX"),
+        ("Sent", "SENT"),
+        ("Archive (All Mail not in Inbox)", "ARCHIVE"),
+        ("billing/Invoices", billing),
+        ("Support", support),
+    ]
+
+
+def test_gmail_sync_imports_only_new_mail_with_a_chosen_label(api_env: ApiEnv) -> None:
+    env = api_env
+    chosen_id, chosen_email = env.add_account(Provider.GMAIL)
+    all_id, all_email = env.add_account(Provider.GMAIL)
+    for aid, email in ((chosen_id, chosen_email), (all_id, all_email)):
+        support = env.gmail.create_label(email, "Support")
+        env.gmail.deliver(email, make_raw("In the inbox", mid=f"inbox.{aid}@x")[0])
+        env.gmail.deliver(email, make_raw("Support only", mid=f"support.{aid}@x")[0], (support,))
+        if aid == chosen_id:
+            _set_folders(env, aid, [support])
+    assert env.sync(chosen_id)[0] == 1
+    assert [m.subject for m in env.messages(chosen_id)] == ["Support only"]
+    assert env.sync(all_id)[0] == 2  # nothing chosen: today's behaviour, all mail
+
+    # Later: the inbox message gets the label (history: labelsAdded) → now it is imported;
+    # the known message keeps updating though it lost the label.
+    box = env.gmail.box(chosen_email)
+    [inbox_gid] = [k for k, m in box.messages.items() if m.message_id == f"inbox.{chosen_id}@x"]
+    [support_gid] = [k for k, m in box.messages.items() if m.message_id == f"support.{chosen_id}@x"]
+    env.gmail.relabel(chosen_email, inbox_gid, add=("Label_1",))
+    env.gmail.relabel(chosen_email, support_gid, add=("INBOX",), remove=("Label_1", "UNREAD"))
+    env.sync(chosen_id)
+    assert {m.subject for m in env.messages(chosen_id)} == {"In the inbox", "Support only"}
+    assert env.by_mid(chosen_id, f"support.{chosen_id}@x").is_read
+    assert env.where(chosen_id, f"support.{chosen_id}@x") == {"INBOX"}
+
+
+def test_gmail_label_choice_rules() -> None:
+    labels = frozenset
+    assert gmail_label_chosen(labels({"INBOX"}), [])
+    assert gmail_label_chosen(labels({"INBOX"}), None)
+    assert not gmail_label_chosen(labels({"INBOX"}), ["Label_1"])
+    assert gmail_label_chosen(labels({"INBOX", "Label_1"}), ["Label_1"])
+    # ARCHIVE: in none of Inbox, Sent, Trash, Spam, Drafts
+    assert gmail_label_chosen(labels({"Label_9", "UNREAD"}), ["ARCHIVE"])
+    assert not gmail_label_chosen(labels({"INBOX"}), ["ARCHIVE"])
+    assert not gmail_label_chosen(labels({"SENT"}), ["ARCHIVE"])
+    # typed by hand before labels were offered
+    assert gmail_label_chosen(labels({"SENT"}), ["Sent"])
+
+
+def test_graph_folders_are_listed_and_a_custom_one_is_synced(api_env: ApiEnv) -> None:
+    env = api_env
+    aid, email = env.add_account(Provider.GRAPH)
+    projects = env.graph.add_folder(email, "Projects")
+    vip = env.graph.add_folder(email, "VIP", parent="inbox")
+    with graph_client(env.services, env.account(aid)) as graph:
+        folders = graph.list_folders()
+    by_id = {f.id: f for f in folders}
+    assert by_id[vip].name == "Inbox / VIP" and by_id[projects].name == "Projects"
+    assert {f.well_known for f in folders} >= {"inbox", "sentitems", "archive"}
+    choices = graph_choices(folders)
+    assert choices[:3] == [("Inbox", "inbox"), ("Sent Items", "sentitems"), ("Archive", "archive")]
+    assert ("Inbox / VIP", vip) in choices and ("Projects", projects) in choices
+    assert [t for t, _v in choices].count("Inbox") == 1  # not twice (well-known and by id)
+
+    env.graph.deliver(email, make_raw("In the inbox", mid=f"gi.{aid}@x")[0])
+    env.graph.deliver(email, make_raw("For VIPs", mid=f"gv.{aid}@x")[0], vip)
+    _set_folders(env, aid, [vip])
+    env.sync(aid)
+    assert [m.subject for m in env.messages(aid)] == ["For VIPs"]
+    assert env.where(aid, f"gv.{aid}@x") == {vip}
