@@ -3,10 +3,19 @@ read from the API with readable names, and the sync honours the choice."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from bot.blocks import ids
+from bot.blocks.accounts import B_CHANNEL, B_FOLDERS
 from bot.folder_choices import gmail_choices, graph_choices
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
 from bot.sync.api_sync import gmail_client, gmail_label_chosen, graph_client
+from tests.fakes.gmail_server import FakeGmail
+from tests.fakes.graph_server import FakeGraph
+from tests.fakes.oauth_server import FakeOAuth
+from tests.home.test_home_flows import open_home, opened_view, wait_view
 from tests.providers_api.conftest import ApiEnv, make_raw
 
 
@@ -93,3 +102,103 @@ def test_graph_folders_are_listed_and_a_custom_one_is_synced(api_env: ApiEnv) ->
     env.sync(aid)
     assert [m.subject for m in env.messages(aid)] == ["For VIPs"]
     assert env.where(aid, f"gv.{aid}@x") == {vip}
+
+
+# -- through the App Home (signed Slack requests, fake Slack, the Gmail / Graph fakes) -----------
+
+
+def _edit_modal(mailroom: Any, account_id: int) -> dict[str, Any]:
+    home = open_home(mailroom, "UADMIN")
+    before = len(mailroom.fake.calls_to("views.open"))
+    mailroom.driver.block_action(
+        "UADMIN",
+        ids.HOME_ACCOUNT_MENU,
+        view=home["id"],
+        block_id=f"account_{account_id}",
+        selected_option={
+            "text": {"type": "plain_text", "text": "Edit"},
+            "value": f"edit:{account_id}",
+        },
+    )
+    loading = opened_view(mailroom, before + 1)
+    return wait_view(mailroom, loading["id"], "multi_static_select")
+
+
+def _options(view: dict[str, Any]) -> list[tuple[str, str]]:
+    [block] = [b for b in view["blocks"] if b.get("block_id") == B_FOLDERS]
+    return [(o["text"]["text"], o["value"]) for o in block["element"]["options"]]
+
+
+def _submit(mailroom: Any, view: dict[str, Any], folders: list[str]) -> None:
+    resp = mailroom.driver.view_submission(
+        "UADMIN", view["id"], {B_CHANNEL: {"v": "CAPI"}, B_FOLDERS: {"v": folders}}
+    )
+    assert resp.status == 200 and resp.body == "", resp.body
+    assert mailroom.fake.ack_problems == []
+
+
+def test_gmail_labels_are_offered_in_the_edit_modal_and_the_chosen_one_is_synced(
+    mailroom: Any, oauth: FakeOAuth, gmail_fake: FakeGmail, graph_fake: FakeGraph
+) -> None:
+    env = ApiEnv(mailroom.services, oauth, gmail_fake, graph_fake)
+    aid, email = env.add_account(Provider.GMAIL)
+    support = env.gmail.create_label(email, "Support")
+    env.gmail.deliver(email, make_raw("In the inbox", mid=f"hi.{aid}@x")[0])
+    env.gmail.deliver(email, make_raw("Support only", mid=f"hs.{aid}@x")[0], (support,))
+    view = _edit_modal(mailroom, aid)
+    text = json.dumps(view)
+    assert "Labels to sync" in text and "IMAP" not in text and "from the server" not in text
+    assert _options(view) == [
+        ("Inbox", "INBOX"),
+        ("Sent", "SENT"),
+        ("Archive (All Mail not in Inbox)", "ARCHIVE"),
+        ("Support", support),
+    ]
+    _submit(mailroom, view, [support])
+    assert env.account(aid).folders == [support]
+    env.sync(aid)
+    assert [m.subject for m in env.messages(aid)] == ["Support only"]
+    # Opened again, the saved label is chosen.
+    again = _edit_modal(mailroom, aid)
+    [block] = [b for b in again["blocks"] if b.get("block_id") == B_FOLDERS]
+    assert [o["value"] for o in block["element"]["initial_options"]] == [support]
+
+
+def test_graph_folders_are_offered_in_the_edit_modal_and_the_chosen_one_is_synced(
+    mailroom: Any, oauth: FakeOAuth, gmail_fake: FakeGmail, graph_fake: FakeGraph
+) -> None:
+    env = ApiEnv(mailroom.services, oauth, gmail_fake, graph_fake)
+    aid, email = env.add_account(Provider.GRAPH)
+    vip = env.graph.add_folder(email, "VIP", parent="inbox")
+    env.graph.deliver(email, make_raw("In the inbox", mid=f"mi.{aid}@x")[0])
+    env.graph.deliver(email, make_raw("For VIPs", mid=f"mv.{aid}@x")[0], vip)
+    view = _edit_modal(mailroom, aid)
+    text = json.dumps(view)
+    assert "IMAP" not in text and "from the server" not in text
+    options = _options(view)
+    assert options[:3] == [("Inbox", "inbox"), ("Sent Items", "sentitems"), ("Archive", "archive")]
+    assert ("Inbox / VIP", vip) in options
+    _submit(mailroom, view, ["sentitems", vip])
+    assert env.account(aid).folders == ["sentitems", vip]
+    env.sync(aid)
+    assert [m.subject for m in env.messages(aid)] == ["For VIPs"]
+
+
+def test_an_unreadable_label_list_says_so_without_imap_wording(
+    mailroom: Any, oauth: FakeOAuth, gmail_fake: FakeGmail, graph_fake: FakeGraph
+) -> None:
+    env = ApiEnv(mailroom.services, oauth, gmail_fake, graph_fake)
+    aid, _email = env.add_account(Provider.GMAIL, base_url="https://127.0.0.1:9/")
+    home = open_home(mailroom, "UADMIN")
+    mailroom.driver.block_action(
+        "UADMIN",
+        ids.HOME_ACCOUNT_MENU,
+        view=home["id"],
+        block_id=f"account_{aid}",
+        selected_option={"text": {"type": "plain_text", "text": "Edit"}, "value": f"edit:{aid}"},
+    )
+    loading = opened_view(mailroom, 1)
+    view = wait_view(mailroom, loading["id"], "Could not read")
+    text = json.dumps(view)
+    assert "Could not read the labels from Gmail" in text
+    assert "IMAP" not in text and "no IMAP settings" not in text
