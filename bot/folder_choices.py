@@ -12,8 +12,8 @@ names (``inbox``, ``sentitems``, ``archive``) or folder ids.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.providers.gmail import GmailLabel
@@ -41,6 +41,32 @@ WELL_KNOWN = {"gmail": GMAIL_WELL_KNOWN, "graph": GRAPH_WELL_KNOWN}
 def well_known_choices(provider: str) -> tuple[Choice, ...]:
     """What can be offered before sign-in (no API to ask yet)."""
     return WELL_KNOWN.get(provider, ())
+
+
+def remember_names(
+    config: Mapping[str, Any] | None,
+    folders: Sequence[str],
+    names: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """``Account.config`` with ``folder_names`` (value → readable name) for the chosen folders:
+    the App Home shows "Support", not "Label_12". A name not given now is kept from before."""
+    out = dict(config or {})
+    given, before = dict(names), dict(out.get("folder_names") or {})
+    kept = {f: given.get(f) or before.get(f) for f in folders if given.get(f) or before.get(f)}
+    if kept:
+        out["folder_names"] = kept
+    else:
+        out.pop("folder_names", None)
+    return out
+
+
+def readable_folders(
+    provider: str, folders: Sequence[str] | None, config: Mapping[str, Any] | None
+) -> tuple[str, ...]:
+    """The account's chosen folders as the App Home shows them."""
+    names = dict((config or {}).get("folder_names") or {})
+    known = {value.casefold(): text for text, value in WELL_KNOWN.get(provider, ())}
+    return tuple(names.get(f) or known.get(f.casefold()) or f for f in folders or ())
 
 
 def gmail_choices(labels: Sequence[GmailLabel]) -> list[Choice]:

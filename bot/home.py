@@ -28,6 +28,7 @@ from bot.blocks.home import (
     home_view,
 )
 from bot.blocks.search import FILTERS, ResultItem, thread_url
+from bot.folder_choices import readable_folders
 from bot.services import Services
 from bot.store.models import (
     Account,
@@ -220,7 +221,7 @@ def _account_summary(a: Account) -> AccountSummary:
         last_success_at=a.last_success_at,
         next_sync_at=a.next_sync_at,
         sync_interval_seconds=a.sync_interval_seconds,
-        folders=tuple(a.folders or ()),
+        folders=readable_folders(a.provider.value, a.folders, a.config),
     )
 
 

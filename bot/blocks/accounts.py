@@ -27,6 +27,7 @@ FREQUENCIES: tuple[tuple[int, str], ...] = (
     (3600, "Every hour"),
 )
 MAX_FOLDER_OPTIONS = 100  # multi_static_select limit; more folders fall back to a text input
+NOT_LISTED = " (not in the list)"  # a saved folder choice the provider no longer lists
 
 # block_id / action_id of each input: handlers read the submitted state with these.
 B_EMAIL = "acc_email"
@@ -69,6 +70,7 @@ class SyncSettingsForm:
     folders: tuple[str, ...]
     auto_link: bool
     broadcast: bool | None = None  # None: the form had no such field (leave it as it is)
+    folder_names: tuple[tuple[str, str], ...] = ()  # (value, readable name) where they differ
 
 
 @dataclass(frozen=True)
@@ -592,14 +594,20 @@ def read_sync_settings(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dic
     errors: dict[str, str] = {}
     channel, interval, auto = _common(values, errors)
     el = _value(values, B_FOLDERS)
+    names: list[tuple[str, str]] = []
     if "selected_options" in el:
-        folders = tuple(str(o["value"]) for o in el.get("selected_options") or [])
+        selected = el.get("selected_options") or []
+        folders = tuple(str(o["value"]) for o in selected)
+        for o in selected:
+            text = str((o.get("text") or {}).get("text") or "").removesuffix(NOT_LISTED)
+            if text and text != o["value"]:
+                names.append((str(o["value"]), text))
     else:
         folders = split_folders(str(el.get("value") or ""))
     broadcast = (
         bool(_value(values, B_BROADCAST).get("selected_options")) if B_BROADCAST in values else None
     )
-    return SyncSettingsForm(channel, interval, folders, auto, broadcast), errors
+    return SyncSettingsForm(channel, interval, folders, auto, broadcast, tuple(names)), errors
 
 
 # -- edit, log, remove -------------------------------------------------------------------------
@@ -660,7 +668,7 @@ def _folder_select(
     pairs = [(c, c) if isinstance(c, str) else c for c in choices]
     listed = {value for _t, value in pairs}
     # A saved choice the provider no longer lists stays chosen and visible, not dropped.
-    pairs += [(f"{f} (not in the list)", f) for f in folders if f not in listed]
+    pairs += [(f"{f}{NOT_LISTED}", f) for f in folders if f not in listed]
     # An option value holds 150 characters; a longer id cut short would name no folder.
     options = [
         _option(truncate(text, 75), value)

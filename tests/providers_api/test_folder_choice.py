@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from bot.blocks import ids
-from bot.blocks.accounts import B_CHANNEL, B_FOLDERS
-from bot.folder_choices import gmail_choices, graph_choices
+from bot.blocks.accounts import B_CHANNEL, B_FOLDERS, edit_modal, read_sync_settings
+from bot.folder_choices import gmail_choices, graph_choices, readable_folders, remember_names
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
 from bot.sync.api_sync import gmail_client, gmail_label_chosen, graph_client
@@ -17,6 +17,7 @@ from tests.fakes.graph_server import FakeGraph
 from tests.fakes.oauth_server import FakeOAuth
 from tests.home.test_home_flows import open_home, opened_view, wait_view
 from tests.providers_api.conftest import ApiEnv, make_raw
+from tests.slackfake import validate_view
 
 
 def _set_folders(env: ApiEnv, account_id: int, folders: list[str]) -> None:
@@ -129,6 +130,11 @@ def _options(view: dict[str, Any]) -> list[tuple[str, str]]:
     return [(o["text"]["text"], o["value"]) for o in block["element"]["options"]]
 
 
+def _home_with(mailroom: Any, text: str) -> str:
+    mailroom.fake.wait_until(lambda: text in json.dumps(mailroom.fake.home("UADMIN")))
+    return json.dumps(mailroom.fake.home("UADMIN"))
+
+
 def _submit(mailroom: Any, view: dict[str, Any], folders: list[str]) -> None:
     resp = mailroom.driver.view_submission(
         "UADMIN", view["id"], {B_CHANNEL: {"v": "CAPI"}, B_FOLDERS: {"v": folders}}
@@ -156,6 +162,8 @@ def test_gmail_labels_are_offered_in_the_edit_modal_and_the_chosen_one_is_synced
     ]
     _submit(mailroom, view, [support])
     assert env.account(aid).folders == [support]
+    home = _home_with(mailroom, "Folders: Support")
+    assert support not in home  # the name, not the id
     env.sync(aid)
     assert [m.subject for m in env.messages(aid)] == ["Support only"]
     # Opened again, the saved label is chosen.
@@ -180,6 +188,7 @@ def test_graph_folders_are_offered_in_the_edit_modal_and_the_chosen_one_is_synce
     assert ("Inbox / VIP", vip) in options
     _submit(mailroom, view, ["sentitems", vip])
     assert env.account(aid).folders == ["sentitems", vip]
+    _home_with(mailroom, "Folders: Sent Items, Inbox / VIP")
     env.sync(aid)
     assert [m.subject for m in env.messages(aid)] == ["For VIPs"]
 
@@ -202,3 +211,52 @@ def test_an_unreadable_label_list_says_so_without_imap_wording(
     text = json.dumps(view)
     assert "Could not read the labels from Gmail" in text
     assert "IMAP" not in text and "no IMAP settings" not in text
+
+
+def test_edit_modal_keeps_a_choice_the_provider_no_longer_lists_and_names_are_remembered() -> None:
+    view = edit_modal(
+        account_id=1,
+        email="box@gmail.test",
+        channel_id="C1",
+        interval=300,
+        folders=["Label_7", "INBOX"],
+        auto_link=True,
+        server_folders=[("Inbox", "INBOX"), ("Support", "Label_1"), ("Long", "x" * 151)],
+        provider="gmail",
+    )
+    assert validate_view(view) == []
+    assert _options(view) == [
+        ("Inbox", "INBOX"),
+        ("Support", "Label_1"),
+        ("Label_7 (not in the list)", "Label_7"),
+    ]  # an id too long for an option value is left out, not cut short
+    [block] = [b for b in view["blocks"] if b.get("block_id") == B_FOLDERS]
+    chosen = block["element"]["initial_options"]
+    assert [o["value"] for o in chosen] == ["INBOX", "Label_7"]
+    state = {B_FOLDERS: {"v": {"type": "multi_static_select", "selected_options": chosen}}}
+    form, _errors = read_sync_settings(state)
+    assert form.folders == ("INBOX", "Label_7") and form.folder_names == (("INBOX", "Inbox"),)
+    before = {"folder_names": {"Label_7": "Old support", "Label_2": "Dropped"}, "api": {}}
+    config = remember_names(before, form.folders, form.folder_names)
+    assert config == {"folder_names": {"INBOX": "Inbox", "Label_7": "Old support"}, "api": {}}
+    assert readable_folders("gmail", ["INBOX", "Label_7", "SENT"], config) == (
+        "Inbox",
+        "Old support",
+        "Sent",
+    )
+    for provider in ("imap", "gmail", "graph"):
+        failed = edit_modal(
+            account_id=1,
+            email="a@b.c",
+            channel_id=None,
+            interval=300,
+            folders=[],
+            auto_link=True,
+            server_folders=None,
+            folder_error="unreachable",
+            provider=provider,
+        )
+        assert validate_view(failed) == []
+        assert ("IMAP" in json.dumps(failed) or "server" in json.dumps(failed)) == (
+            provider == "imap"
+        )

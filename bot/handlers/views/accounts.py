@@ -124,6 +124,9 @@ def save_sync_settings(
         account.channel_id = form.channel_id
         account.sync_interval_seconds = form.interval
         account.folders = list(form.folders)
+        from bot.folder_choices import remember_names
+
+        account.config = remember_names(account.config, form.folders, form.folder_names)
         account.auto_link = form.auto_link
         if form.broadcast is not None:
             account.config = {**(account.config or {}), "broadcast_followups": form.broadcast}
