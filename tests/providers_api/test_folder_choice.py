@@ -4,6 +4,7 @@ read from the API with readable names, and the sync honours the choice."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.blocks import ids
@@ -12,6 +13,7 @@ from bot.folder_choices import gmail_choices, graph_choices, readable_folders, r
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
 from bot.sync.api_sync import gmail_client, gmail_label_chosen, graph_client
+from bot.sync.scheduler import SyncScheduler
 from tests.fakes.gmail_server import FakeGmail
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.oauth_server import FakeOAuth
@@ -260,3 +262,49 @@ def test_edit_modal_keeps_a_choice_the_provider_no_longer_lists_and_names_are_re
         assert ("IMAP" in json.dumps(failed) or "server" in json.dumps(failed)) == (
             provider == "imap"
         )
+
+
+def test_sync_now_runs_a_gmail_and_a_microsoft_365_account(
+    mailroom: Any, oauth: FakeOAuth, gmail_fake: FakeGmail, graph_fake: FakeGraph
+) -> None:
+    """Issue #17 point 3's done-when: *Sync now* (the App Home) → the worker's next tick runs
+    the API accounts against the fakes (h17-cli adds the button for every provider)."""
+    env = ApiEnv(mailroom.services, oauth, gmail_fake, graph_fake)
+    gmail_id, gmail_email = env.add_account(Provider.GMAIL)
+    graph_id, graph_email = env.add_account(Provider.GRAPH)
+    env.gmail.deliver(gmail_email, make_raw("Gmail news", mid=f"sn.{gmail_id}@x")[0])
+    env.graph.deliver(graph_email, make_raw("Graph news", mid=f"sn.{graph_id}@x")[0])
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with session_scope(env.factory) as s:
+        for aid in (gmail_id, graph_id):
+            s.get_one(Account, aid).next_sync_at = later
+    home = open_home(mailroom, "UADMIN")
+    for aid in (gmail_id, graph_id):
+        mailroom.driver.block_action(
+            "UADMIN",
+            ids.HOME_ACCOUNT_MENU,
+            view=home["id"],
+            block_id=f"account_{aid}",
+            selected_option={
+                "text": {"type": "plain_text", "text": "Sync now"},
+                "value": f"sync_now:{aid}",
+            },
+        )
+
+    def due() -> bool:
+        with env.factory() as s:
+            when = [s.get_one(Account, a).next_sync_at or later for a in (gmail_id, graph_id)]
+        return all((w if w.tzinfo else w.replace(tzinfo=UTC)) < later for w in when)
+
+    mailroom.fake.wait_until(due)
+    scheduler = SyncScheduler(mailroom.services, tick_seconds=3600, max_workers=2, idle=False)
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.stop()  # waits for the runs
+    assert [m.subject for m in env.messages(gmail_id)] == ["Gmail news"]
+    assert [m.subject for m in env.messages(graph_id)] == ["Graph news"]
+    with env.factory() as s:
+        for aid in (gmail_id, graph_id):
+            account = s.get_one(Account, aid)
+            assert account.last_success_at is not None and account.last_error is None
