@@ -670,11 +670,12 @@ def _folder_select(
     # A saved choice the provider no longer lists stays chosen and visible, not dropped.
     pairs += [(f"{f}{NOT_LISTED}", f) for f in folders if f not in listed]
     # An option value holds 150 characters; a longer id cut short would name no folder.
+    unique = {value: text for text, value in reversed(pairs) if value and len(value) <= 150}
     options = [
-        _option(truncate(text, 75), value)
-        for text, value in pairs[:MAX_FOLDER_OPTIONS]
-        if len(value) <= 150
-    ]
+        _option(truncate(text or value, 75), value)
+        for text, value in pairs
+        if unique.pop(value, None) is not None
+    ][:MAX_FOLDER_OPTIONS]
     el: dict[str, Any] = {
         "type": "multi_static_select",
         "action_id": A,
