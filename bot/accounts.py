@@ -278,3 +278,73 @@ def set_passwords(
     reactivate(session, account)
     audit.record(session, actor, "account.set_password", account_id=account.id)
     return result
+
+
+# -- changing a connection ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionChange:
+    """New server settings for an IMAP account. A password left as None keeps the stored one;
+    an SMTP username of "" means the relay takes mail without a login."""
+
+    imap: ImapSettings
+    smtp: SmtpSettings
+    imap_password: str | None = None
+    smtp_password: str | None = None
+
+
+def connection_passwords(
+    vault: Vault, credentials: bytes | None, change: ConnectionChange
+) -> tuple[str, str]:
+    """The passwords a change will use: the new ones, else the stored ones."""
+    stored = vault.decrypt(credentials) if credentials else {}
+    imap_pw = change.imap_password or str(stored.get("imap_password") or "")
+    if not imap_pw:
+        raise AccountError("No IMAP password is stored for this account: enter one.")
+    smtp_pw = change.smtp_password or str(stored.get("smtp_password") or "") or imap_pw
+    return imap_pw, smtp_pw
+
+
+def check_connection_change(
+    vault: Vault, credentials: bytes | None, change: ConnectionChange
+) -> CheckResult:
+    """Log in with the new settings (network; call it outside any database session)."""
+    imap_pw, smtp_pw = connection_passwords(vault, credentials, change)
+    return check_settings(change.imap, change.smtp, imap_password=imap_pw, smtp_password=smtp_pw)
+
+
+def apply_connection_change(
+    session: Session, vault: Vault, account: Account, change: ConnectionChange, *, actor: str
+) -> dict[str, Any]:
+    """Store checked settings in place: the account keeps its id, conversations, clients and
+    Slack threads. When the mailbox itself may differ (another host or login), each folder's
+    UIDVALIDITY is forgotten, so the next sync re-reads the folders and finds what it already
+    has by Message-ID instead of trusting UIDs from another server. Returns the audit diff."""
+    from bot.store import audit
+    from bot.store.models import FolderState
+    from bot.sync.status import reactivate
+
+    if account.provider != Provider.IMAP:
+        raise AccountError(f"{account.email} signs in with OAuth: its servers are the provider's.")
+    config = dict(account.config or {})
+    before = {"imap": dict(config.get("imap") or {}), "smtp": dict(config.get("smtp") or {})}
+    after = {"imap": _server(change.imap), "smtp": _server(change.smtp)}
+    imap_pw, smtp_pw = connection_passwords(vault, account.credentials, change)
+    account.config = {**config, **after}
+    account.credentials = vault.encrypt({"imap_password": imap_pw, "smtp_password": smtp_pw})
+    moved = any(before["imap"].get(k) != after["imap"].get(k) for k in ("host", "username"))
+    if moved:
+        for fs in session.scalars(select(FolderState).where(FolderState.account_id == account.id)):
+            if fs.uidvalidity is not None:
+                fs.uidvalidity = 0  # never a real UIDVALIDITY (RFC 3501: nonzero)
+    reactivate(session, account)
+    details = {
+        "before": before,
+        "after": after,
+        "passwords_changed": bool(change.imap_password or change.smtp_password),
+        "folders_reread": moved,
+    }
+    audit.record(session, actor, "account.connection", account_id=account.id, details=details)
+    log.info("connection settings of %s changed by %s", account.email, actor)
+    return details

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -37,7 +38,10 @@ from bot.store.models import (
     ConversationLink,
     ConversationNote,
     Message,
+    Provider,
+    RunStatus,
     SlackThread,
+    SyncRun,
 )
 from bot.store.search import latest_notes, search_notes
 
@@ -209,7 +213,21 @@ def note_items(
     ]
 
 
-def _account_summary(a: Account) -> AccountSummary:
+def _last_error_times(session: Session, account_ids: list[int]) -> dict[int, datetime]:
+    """When each account's newest failed sync run started (one query for the page)."""
+    if not account_ids:
+        return {}
+    rows = session.execute(
+        select(SyncRun.account_id, func.max(SyncRun.started_at))
+        .where(SyncRun.account_id.in_(account_ids), SyncRun.status == RunStatus.ERROR)
+        .group_by(SyncRun.account_id)
+    )
+    return {int(a): t for a, t in rows if t is not None}
+
+
+def _account_summary(a: Account, last_error_at: datetime | None = None) -> AccountSummary:
+    from bot.blocks.connection import connection_lines
+
     return AccountSummary(
         id=a.id,
         email=a.email,
@@ -222,10 +240,12 @@ def _account_summary(a: Account) -> AccountSummary:
         next_sync_at=a.next_sync_at,
         sync_interval_seconds=a.sync_interval_seconds,
         folders=readable_folders(a.provider.value, a.folders, a.config),
+        servers=connection_lines(a.config or {}) if a.provider == Provider.IMAP else (),
+        last_error_at=last_error_at,
     )
 
 
-def _client_summaries(session: Session, clients: Sequence[Client]) -> list[ClientSummary]:
+def client_summaries(session: Session, clients: Sequence[Client]) -> list[ClientSummary]:
     ids = [c.id for c in clients]
     counts = dict(
         session.execute(
@@ -261,6 +281,19 @@ def _template_blocks(session: Session) -> list[dict[str, Any]]:
         return []
 
 
+def _clients_page(session: Session, pages: HomePages) -> tuple[list[ClientSummary], int, HomePages]:
+    """The page of clients the person is on (narrowed by their search), for everyone."""
+    from bot.store.clients import count_clients, list_clients
+
+    query = pages.client_query or None
+    total = count_clients(session, query=query)
+    page = min(pages.clients, max(0, (total - 1) // CLIENTS_PAGE_SIZE))
+    rows = list_clients(
+        session, query=query, limit=CLIENTS_PAGE_SIZE, offset=page * CLIENTS_PAGE_SIZE
+    )
+    return client_summaries(session, rows), total, replace(pages, clients=page)
+
+
 def home_data(
     services: Services, client: WebClient, user_id: str, pages: HomePages | None = None
 ) -> HomeData:
@@ -272,6 +305,7 @@ def home_data(
         counts = filter_counts(session, account_ids, user_id)
         recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))
         triage = triage_home_blocks(session, account_ids, user_id)
+        clients, clients_total, pages = _clients_page(session, pages)
         if not is_admin:
             return HomeData(
                 is_admin=False,
@@ -280,6 +314,8 @@ def home_data(
                 recent=recent,
                 visible_accounts=len(account_ids),
                 connected_accounts=connected,
+                clients=clients,
+                clients_total=clients_total,
                 pages=pages,
             )
         accounts_total = int(session.scalar(select(func.count(Account.id))) or 0)
@@ -290,11 +326,7 @@ def home_data(
             .limit(ACCOUNTS_PAGE_SIZE)
             .offset(acc_page * ACCOUNTS_PAGE_SIZE)
         ).all()
-        clients_total = int(session.scalar(select(func.count(Client.id))) or 0)
-        cl_page = min(pages.clients, max(0, (clients_total - 1) // CLIENTS_PAGE_SIZE))
-        from bot.store.clients import list_clients
-
-        clients = list_clients(session, limit=CLIENTS_PAGE_SIZE, offset=cl_page * CLIENTS_PAGE_SIZE)
+        errors_at = _last_error_times(session, [a.id for a in accounts])
         return HomeData(
             is_admin=True,
             triage_blocks=triage,
@@ -302,12 +334,12 @@ def home_data(
             recent=recent,
             visible_accounts=len(account_ids),
             connected_accounts=connected,
-            accounts=[_account_summary(a) for a in accounts],
+            accounts=[_account_summary(a, errors_at.get(a.id)) for a in accounts],
             accounts_total=accounts_total,
-            clients=_client_summaries(session, clients),
+            clients=clients,
             clients_total=clients_total,
             template_blocks=_template_blocks(session),
-            pages=HomePages(acc_page, cl_page),
+            pages=replace(pages, accounts=acc_page),
         )
 
 

@@ -39,6 +39,13 @@ B_CHANNEL, B_FREQ, B_FOLDERS, B_AUTOLINK = "acc_channel", "acc_freq", "acc_folde
 B_TEST_RESULT = "acc_test_result"
 B_SIGNATURE = "acc_signature"
 B_BROADCAST = "acc_broadcast"  # Account.config["broadcast_followups"] (bot/inbox/announce.py)
+B_SMTP_AUTH = "acc_smtp_auth"
+SMTP_LOGIN, SMTP_NO_LOGIN = "login", "none"
+SMTP_AUTH_LABELS = {
+    SMTP_LOGIN: "Log in with a username and password",
+    SMTP_NO_LOGIN: "No login (a relay that trusts this server)",
+}
+
 A = "v"  # action_id of every input element (the block_id tells them apart)
 
 
@@ -142,6 +149,28 @@ def _security_input(block_id: str, label: str, initial: str) -> dict[str, Any]:
             "initial_option": initial_opt,
         },
     }
+
+
+def smtp_auth_input(initial: str = SMTP_LOGIN) -> dict[str, Any]:
+    options = [_option(label, value) for value, label in SMTP_AUTH_LABELS.items()]
+    chosen = next((o for o in options if o["value"] == initial), options[0])
+    return {
+        "type": "input",
+        "block_id": B_SMTP_AUTH,
+        "label": plain("SMTP login"),
+        "hint": plain("Internal relays (smarthosts) often take mail without a login."),
+        "element": {
+            "type": "static_select",
+            "action_id": A,
+            "options": options,
+            "initial_option": chosen,
+        },
+    }
+
+
+def smtp_login_wanted(values: Mapping[str, Any]) -> bool:
+    """False when the person chose "No login" (a form without the choice logs in)."""
+    return (_selected(values, B_SMTP_AUTH) or SMTP_LOGIN) != SMTP_NO_LOGIN
 
 
 def _frequency_input(interval: int) -> dict[str, Any]:
@@ -433,6 +462,7 @@ def add_imap_modal(
         ),
         _text_input(B_SMTP_PORT, "SMTP port", initial=v.get("smtp_port") or "587"),
         _security_input(B_SMTP_SEC, "SMTP security", v.get("smtp_security") or "starttls"),
+        smtp_auth_input(v.get("smtp_auth") or SMTP_LOGIN),
         _text_input(
             B_SMTP_USER,
             "SMTP username",
@@ -551,6 +581,7 @@ def read_imap_form(
     if require_password and not imap_pw:
         errors[B_IMAP_PW] = "Enter the IMAP password."
     channel, interval, auto = _common(values, errors)
+    login = smtp_login_wanted(values)
     form = ImapForm(
         email=email,
         imap_host=imap_host,
@@ -561,8 +592,11 @@ def read_imap_form(
         smtp_host=smtp_host,
         smtp_port=smtp_port,
         smtp_security=_selected(values, B_SMTP_SEC) or "starttls",
-        smtp_username=_str(values, B_SMTP_USER) or imap_user,
-        smtp_password=str(_value(values, B_SMTP_PW).get("value") or "") or imap_pw,
+        # No login: an empty username is what SmtpSettings reads as "no AUTH".
+        smtp_username=(_str(values, B_SMTP_USER) or imap_user) if login else "",
+        smtp_password=(str(_value(values, B_SMTP_PW).get("value") or "") or imap_pw)
+        if login
+        else "",
         channel_id=channel,
         interval=interval,
         folders=split_folders(_str(values, B_FOLDERS)),
@@ -582,6 +616,7 @@ def form_prefill(form: ImapForm) -> dict[str, str]:
         "smtp_host": form.smtp_host,
         "smtp_port": str(form.smtp_port or ""),
         "smtp_security": form.smtp_security,
+        "smtp_auth": SMTP_LOGIN if form.smtp_username else SMTP_NO_LOGIN,
         "smtp_username": form.smtp_username,
         "channel_id": form.channel_id or "",
         "interval": str(form.interval),

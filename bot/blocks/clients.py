@@ -134,3 +134,143 @@ def timeline_message(
         total=total,
         empty_text=f"No conversations you can see are linked to {escape_mrkdwn(name)} yet.",
     )
+
+
+# -- admins: delete and CSV import --------------------------------------------------------------
+
+B_CSV_FILE = "cl_csv_file"
+CSV_MAX_BYTES = 2 * 1024 * 1024  # a client list, not a mail archive
+ERRORS_SHOWN = 40  # line-numbered errors listed in the modal; the rest are counted
+
+
+def delete_modal(*, client_id: int, name: str, conversation_count: int) -> dict[str, Any]:
+    linked = (
+        f" Its {conversation_count} conversation{'s' if conversation_count != 1 else ''} "
+        "stay, unlinked."
+        if conversation_count
+        else ""
+    )
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_CLIENT_DELETE,
+        "title": plain("Delete client", 24),
+        "submit": plain("Delete", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"client_id": client_id}),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "verbatim": True,
+                    "text": f"Delete *{escape_mrkdwn(truncate(name, 200))}*, its addresses and "
+                    f"domains?{linked} This cannot be undone.",
+                },
+            }
+        ],
+    }
+
+
+def import_modal(error: str | None = None) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "verbatim": True,
+                "text": "Upload a CSV file with a header row. Columns: `name` (required), "
+                "`company`, `emails`, `domains` (several separated by `;` or spaces). A row "
+                "whose name matches a client adds its addresses to that client.",
+            },
+        },
+        {
+            "type": "input",
+            "block_id": B_CSV_FILE,
+            "label": plain("CSV file"),
+            "element": {
+                "type": "file_input",
+                "action_id": A,
+                "filetypes": ["csv", "txt"],
+                "max_files": 1,
+            },
+        },
+    ]
+    if error:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "verbatim": True,
+                        "text": f":warning: {escape_mrkdwn(error)}",
+                    }
+                ],
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_CLIENT_IMPORT,
+        "title": plain("Import clients", 24),
+        "submit": plain("Import", 24),
+        "close": plain("Cancel", 24),
+        "blocks": blocks,
+    }
+
+
+def uploaded_file(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    files = ((values.get(B_CSV_FILE) or {}).get(A) or {}).get("files") or []
+    return dict(files[0]) if files else None
+
+
+def import_report_view(
+    *, file_name: str, created: int, updated: int, errors: Sequence[tuple[int, str]]
+) -> dict[str, Any]:
+    """What the import did, with every error (up to a cap) by its line in the file."""
+    head = (
+        f"*{escape_mrkdwn(truncate(file_name, 150))}*: {created} client"
+        f"{'s' if created != 1 else ''} added, {updated} updated"
+        + (f", {len(errors)} line{'s' if len(errors) != 1 else ''} skipped." if errors else ".")
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": head}}
+    ]
+    if errors:
+        lines = [
+            f"• line {line}: {escape_mrkdwn(truncate(message, 200))}"
+            for line, message in errors[:ERRORS_SHOWN]
+        ]
+        if len(errors) > ERRORS_SHOWN:
+            lines.append(f"… and {len(errors) - ERRORS_SHOWN} more.")
+        text = ""
+        for line in lines:  # sections of at most 3,000 characters
+            if len(text) + len(line) + 1 > 2900:
+                blocks.append(
+                    {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": text}}
+                )
+                text = ""
+            text += ("\n" if text else "") + line
+        if text:
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": text}}
+            )
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "verbatim": True,
+                        "text": "Fix those lines and import the file again: rows already "
+                        "imported are matched by name, so nothing doubles.",
+                    }
+                ],
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": ids.VIEW_CLIENT_IMPORT,
+        "title": plain("Import clients", 24),
+        "close": plain("Done", 24),
+        "blocks": blocks,
+    }

@@ -19,6 +19,7 @@ from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
 MAX_BLOCKS = 100
 ACCOUNTS_PAGE_SIZE = 8
 CLIENTS_PAGE_SIZE = 8
+CLIENT_QUERY_MAX = 100  # characters kept of the clients search (it lives in private_metadata)
 RECENT_LIMIT = 8
 
 STATUS_LABELS = {
@@ -43,6 +44,9 @@ class AccountSummary:
     next_sync_at: datetime | None = None
     sync_interval_seconds: int = 300
     folders: tuple[str, ...] = ()
+    # Where an IMAP account connects, ready mrkdwn (bot/blocks/connection.py); never a password.
+    servers: tuple[str, ...] = ()
+    last_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,22 @@ class HomePages:
 
     accounts: int = 0
     clients: int = 0
+    client_query: str = ""  # what the clients list is narrowed to (the search box)
 
     def to_metadata(self) -> str:
-        return json.dumps({"accounts": self.accounts, "clients": self.clients})
+        data: dict[str, Any] = {"accounts": self.accounts, "clients": self.clients}
+        if self.client_query:
+            data["cq"] = self.client_query
+        return json.dumps(data, ensure_ascii=False)
 
     @staticmethod
     def from_metadata(text: str | None) -> HomePages:
         try:
             data = json.loads(text or "{}")
             return HomePages(
-                max(0, int(data.get("accounts", 0))), max(0, int(data.get("clients", 0)))
+                max(0, int(data.get("accounts", 0))),
+                max(0, int(data.get("clients", 0))),
+                str(data.get("cq") or "")[:CLIENT_QUERY_MAX],
             )
         except (ValueError, TypeError, AttributeError):
             return HomePages()
@@ -109,6 +119,13 @@ def account_text(acc: AccountSummary) -> str:
     ]
     if acc.status in {"error", "needs_reauth"} and acc.last_error:
         lines[-1] += f": {escape_mrkdwn(truncate(acc.last_error, 500))}"
+    health = [
+        "Last successful sync: "
+        + (slack_date(acc.last_success_at) if acc.last_success_at else "never")
+    ]
+    if acc.last_error_at:
+        health.append(f"last error: {slack_date(acc.last_error_at)}")
+    lines.append(" · ".join(health))
     sync = f"Last sync: {slack_date(acc.last_sync_at) if acc.last_sync_at else 'never'}"
     if acc.status == "paused":
         sync += " · Next sync: paused"
@@ -118,20 +135,17 @@ def account_text(acc: AccountSummary) -> str:
     lines.append(sync)
     if acc.folders:
         lines.append("Folders: " + escape_mrkdwn(truncate(", ".join(acc.folders), 300)))
+    lines += acc.servers
     return "\n".join(lines)
 
 
 def account_menu(acc: AccountSummary) -> dict[str, Any]:
-    """Overflow (at most 5 options): edit, sync now, pause|resume, log, remove.
-    Gmail / Microsoft 365 rows start with Reconnect, always there (peers.md §3 row 14); it
-    takes the place of Sync now, since Slack allows 5 options and a reconnect syncs at once.
-    IMAP rows get Reconnect (a new password) in Sync now's place while they fail."""
-    opts = [("Edit sync settings", "edit"), ("Sync now", "sync_now")]
-    if acc.provider == "imap" and acc.status in {"needs_reauth", "error"}:
-        # A failing IMAP account needs its password more than a sync that would fail again.
-        opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
-    if acc.provider in {"gmail", "graph"}:
-        opts = [("Reconnect…", "reconnect"), ("Edit sync settings", "edit")]
+    """Overflow (at most 5 options): edit, pause|resume, log, remove; Sync now and Edit
+    connection are buttons beside it (`account_buttons`). Gmail / Microsoft 365 rows start with
+    Reconnect, always there (peers.md §3 row 14); failing IMAP rows too (a new password)."""
+    opts = [("Edit sync settings", "edit")]
+    if acc.provider in {"gmail", "graph"} or acc.status in {"needs_reauth", "error"}:
+        opts.insert(0, ("Reconnect…", "reconnect"))
     opts.append(("Resume", "resume") if acc.status == "paused" else ("Pause", "pause"))
     opts += [("View sync log", "log"), ("Remove…", "remove")]
     return {
@@ -141,6 +155,29 @@ def account_menu(acc: AccountSummary) -> dict[str, Any]:
             {"text": plain(label, 75), "value": f"{value}:{acc.id}"} for label, value in opts
         ],
     }
+
+
+def account_buttons(acc: AccountSummary) -> dict[str, Any]:
+    """Sync now for every kind of account; Edit connection for IMAP (OAuth accounts' servers
+    are the provider's)."""
+    elements: list[dict[str, Any]] = [
+        {
+            "type": "button",
+            "action_id": ids.HOME_ACCOUNT_SYNC_NOW,
+            "text": plain("Sync now"),
+            "value": str(acc.id),
+        }
+    ]
+    if acc.provider == "imap":
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ids.HOME_ACCOUNT_EDIT_CONNECTION,
+                "text": plain("Edit connection…"),
+                "value": str(acc.id),
+            }
+        )
+    return {"type": "actions", "block_id": f"account_buttons_{acc.id}", "elements": elements}
 
 
 def _nav(section: str, page: int, total: int, size: int) -> list[dict[str, Any]]:
@@ -173,7 +210,8 @@ def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
             "type": "section",
             "text": mrkdwn(
                 "Your team's shared inbox. Every email conversation is a thread in its "
-                "account's channel. Use `/inbox help` for commands."
+                "account's channel. Use `/inbox help` for commands, and the *Compose email* "
+                "shortcut to write from anywhere."
             ),
         },
     ]
@@ -203,6 +241,10 @@ def overview_blocks(data: HomeData) -> list[dict[str, Any]]:
             "style": "primary",
         }
     )
+    if data.visible_accounts:
+        filters.append(
+            {"type": "button", "action_id": ids.HOME_NEW_EMAIL, "text": plain(":email: New email")}
+        )
     blocks.append({"type": "actions", "block_id": "home_filters", "elements": filters})
     if data.recent:
         blocks.append({"type": "header", "text": plain("Recent conversations", 150)})
@@ -247,6 +289,7 @@ def accounts_blocks(data: HomeData) -> list[dict[str, Any]]:
                 "accessory": account_menu(acc),
             }
         )
+        blocks.append(account_buttons(acc))
     elements: list[dict[str, Any]] = [
         {
             "type": "button",
@@ -260,39 +303,80 @@ def accounts_blocks(data: HomeData) -> list[dict[str, Any]]:
     return blocks
 
 
+def _client_menu(c: ClientSummary, *, is_admin: bool) -> dict[str, Any]:
+    options = [
+        {"text": plain("Edit"), "value": f"edit:{c.id}"},
+        {"text": plain("Timeline"), "value": f"timeline:{c.id}"},
+    ]
+    if is_admin:
+        options.append({"text": plain("Delete…"), "value": f"delete:{c.id}"})
+    return {"type": "overflow", "action_id": ids.HOME_CLIENT_EDIT, "options": options}
+
+
+def client_line(c: ClientSummary) -> str:
+    who = escape_mrkdwn(truncate(c.name, 150))
+    if c.company:
+        who += f" · {escape_mrkdwn(truncate(c.company, 150))}"
+    detail = ", ".join([*c.addresses, *(f"@{d}" for d in c.domains)]) or "no addresses"
+    count = f"{c.conversation_count} conversation{'s' if c.conversation_count != 1 else ''}"
+    return f"*{who}*\n{escape_mrkdwn(truncate(detail, 400))} · {count}"
+
+
+def client_row(c: ClientSummary, *, is_admin: bool) -> dict[str, Any]:
+    """One client with Edit / Timeline (everyone) and Delete (admins) in its menu."""
+    return {
+        "type": "section",
+        "block_id": f"client_{c.id}",
+        "text": mrkdwn(client_line(c)),
+        "accessory": _client_menu(c, is_admin=is_admin),
+    }
+
+
 def clients_blocks(data: HomeData) -> list[dict[str, Any]]:
+    """Everyone browses, searches, adds and edits clients; admins also delete and import."""
+    query = data.pages.client_query
+    search: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": ids.HOME_CLIENT_SEARCH,
+        "placeholder": plain("Name, company, address or domain", 150),
+        "max_length": CLIENT_QUERY_MAX,
+        "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
+    }
+    if query:
+        search["initial_value"] = query
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {"type": "header", "text": plain("Clients", 150)},
+        {
+            "type": "input",
+            # A new block_id per query, so Slack shows the query it was given, not the last typed.
+            "block_id": f"home_client_search_{len(query)}",
+            "dispatch_action": True,
+            "optional": True,
+            "label": plain("Find a client (press Enter)"),
+            "element": search,
+        },
     ]
     if not data.clients:
-        blocks.append({"type": "section", "text": mrkdwn("No clients yet.")})
+        text = f"No client matches “{escape_mrkdwn(query)}”." if query else "No clients yet."
+        blocks.append({"type": "section", "text": mrkdwn(text)})
     for c in data.clients:
-        who = escape_mrkdwn(truncate(c.name, 150))
-        if c.company:
-            who += f" · {escape_mrkdwn(truncate(c.company, 150))}"
-        detail = ", ".join([*c.addresses, *(f"@{d}" for d in c.domains)]) or "no addresses"
-        blocks.append(
-            {
-                "type": "section",
-                "block_id": f"client_{c.id}",
-                "text": mrkdwn(
-                    f"*{who}*\n{escape_mrkdwn(truncate(detail, 400))} · "
-                    f"{c.conversation_count} conversation{'s' if c.conversation_count != 1 else ''}"
-                ),
-                "accessory": {
-                    "type": "overflow",
-                    "action_id": ids.HOME_CLIENT_EDIT,
-                    "options": [
-                        {"text": plain("Edit"), "value": f"edit:{c.id}"},
-                        {"text": plain("Timeline"), "value": f"timeline:{c.id}"},
-                    ],
-                },
-            }
-        )
+        blocks.append(client_row(c, is_admin=data.is_admin))
     elements: list[dict[str, Any]] = [
         {"type": "button", "action_id": ids.HOME_CLIENT_NEW, "text": plain("Add client")}
     ]
+    if data.is_admin:
+        elements.append(
+            {"type": "button", "action_id": ids.HOME_CLIENT_IMPORT, "text": plain("Import CSV…")}
+        )
+    if query:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ids.HOME_CLIENT_SEARCH_CLEAR,
+                "text": plain("Show all clients"),
+            }
+        )
     elements += _nav("clients", data.pages.clients, data.clients_total, CLIENTS_PAGE_SIZE)
     blocks.append({"type": "actions", "block_id": "home_clients_actions", "elements": elements})
     return blocks
@@ -318,6 +402,8 @@ def home_view(data: HomeData) -> dict[str, Any]:
                 )
             blocks += templates
         blocks += tail
+    else:
+        blocks += clients_blocks(data)
     if len(blocks) > MAX_BLOCKS:  # last resort; paging keeps us far from this
         note = {"type": "context", "elements": [mrkdwn("Some items were cut to fit.")]}
         blocks = [*blocks[: MAX_BLOCKS - 1], note]

@@ -4,7 +4,7 @@
 HOME_ADD_ACCOUNT = "home_add_account"
 HOME_SEARCH = "home_search"
 HOME_FILTER = "home_filter"  # value: all|unread|archived|linked|unlinked
-HOME_ACCOUNT_MENU = "home_account_menu"  # overflow: edit|sync_now|pause|resume|remove|log
+HOME_ACCOUNT_MENU = "home_account_menu"  # overflow: edit|reconnect|pause|resume|log|remove
 HOME_TEMPLATES = "home_templates"
 HOME_TEMPLATE_NEW = "home_template_new"
 HOME_TEMPLATE_EDIT = "home_template_edit"  # value: template id
@@ -80,3 +80,14 @@ TYPED_SEND_ALL = "typed_send_all"
 TYPED_EDIT = "typed_edit"
 TYPED_NOTE = "typed_note"
 COMPOSE_DISCARD_DRAFT = "compose_discard_draft"  # in the compose modal; value: draft id
+# App Home, under each account: Sync now (every provider) and Edit connection (IMAP).
+HOME_ACCOUNT_SYNC_NOW = "home_account_sync_now"
+HOME_ACCOUNT_EDIT_CONNECTION = "home_account_edit_connection"
+VIEW_ACCOUNT_CONNECTION = "view_account_connection"  # servers, ports, security, logins
+HOME_NEW_EMAIL = "home_new_email"  # the compose modal, from the App Home
+# Clients in the App Home (everyone) and their admin extras.
+HOME_CLIENT_SEARCH = "home_client_search"  # the search box (dispatches on Enter)
+HOME_CLIENT_SEARCH_CLEAR = "home_client_search_clear"
+HOME_CLIENT_IMPORT = "home_client_import"  # admins: the CSV upload modal
+VIEW_CLIENT_IMPORT = "view_client_import"
+VIEW_CLIENT_DELETE = "view_client_delete"

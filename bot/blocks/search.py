@@ -122,7 +122,8 @@ def result_blocks(item: ResultItem) -> list[dict[str, Any]]:
         lines.append(f"_{escape_mrkdwn(truncate(' '.join(item.snippet.split()), 280))}_")
     if item.note:
         lines.append(f":memo: Note: {escape_mrkdwn(truncate(' '.join(item.note.split()), 280))}")
-    context = [f":inbox_tray: {escape_mrkdwn(item.account_email)}"]
+    # The id `/inbox link|unlink|assign #42` accepts: shown here, where people find conversations.
+    context = [f"#{item.conversation_id}", f":inbox_tray: {escape_mrkdwn(item.account_email)}"]
     context.append(
         f":bust_in_silhouette: {escape_mrkdwn(truncate(item.client_name, 80))}"
         if item.client_name

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli.common import settings_and_db
-from bot.store.clients import (
-    ClientError,
-    create_client,
-    delete_client,
-    edit_client,
-    import_clients_csv,
-    list_clients,
-    split_list,
-)
-from bot.store.db import session_scope
-from bot.store.models import Client
+if TYPE_CHECKING:
+    from bot.store.models import Client
 
 
 def register(cli: click.Group) -> None:
@@ -47,6 +38,10 @@ def clients() -> None:
 @click.option("--domain", "domains", multiple=True, help="Domain (repeatable); not webmail.")
 def add(name: str, company: str, emails: tuple[str, ...], domains: tuple[str, ...]) -> None:
     """Add a client."""
+    from bot.cli.common import settings_and_db
+    from bot.store.clients import ClientError, create_client, split_list
+    from bot.store.db import session_scope
+
     _s, factory = settings_and_db()
     try:
         with session_scope(factory) as s:
@@ -80,6 +75,10 @@ def edit(
     remove_domain: tuple[str, ...],
 ) -> None:
     """Change a client's name, company, addresses or domains."""
+    from bot.cli.common import settings_and_db
+    from bot.store.clients import ClientError, edit_client
+    from bot.store.db import session_scope
+
     _s, factory = settings_and_db()
     try:
         with session_scope(factory) as s:
@@ -103,6 +102,10 @@ def edit(
 @click.confirmation_option(prompt="Delete this client and its conversation links?")
 def delete(client_id: int) -> None:
     """Delete a client (its conversations stay, unlinked)."""
+    from bot.cli.common import settings_and_db
+    from bot.store.clients import ClientError, delete_client
+    from bot.store.db import session_scope
+
     _s, factory = settings_and_db()
     try:
         with session_scope(factory) as s:
@@ -118,6 +121,10 @@ def delete(client_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(query: str | None, limit: int, as_json: bool) -> None:
     """List clients by name."""
+    from bot.cli.common import settings_and_db
+    from bot.store.clients import list_clients
+    from bot.store.db import session_scope
+
     _s, factory = settings_and_db()
     with session_scope(factory) as s:
         rows = [_row(c) for c in list_clients(s, query=query, limit=limit)]
@@ -133,6 +140,10 @@ def list_cmd(query: str | None, limit: int, as_json: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_cmd(path: Path) -> None:
     """Import clients from a CSV file with columns name, company, emails, domains."""
+    from bot.cli.common import settings_and_db
+    from bot.store.clients import import_clients_csv
+    from bot.store.db import session_scope
+
     _s, factory = settings_and_db()
     text = path.read_bytes().decode("utf-8", errors="replace")
     with session_scope(factory) as s:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from bot.config import Settings, load_settings
-from bot.store import migrate
-from bot.store.db import SessionFactory, make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from bot.store.db import SessionFactory
 
 
 def setup_logging(settings: Settings) -> None:
@@ -17,6 +19,9 @@ def setup_logging(settings: Settings) -> None:
 
 
 def settings_and_db(*, upgrade: bool = True) -> tuple[Settings, SessionFactory]:
+    from bot.store import migrate
+    from bot.store.db import make_engine, make_session_factory
+
     settings = load_settings()
     setup_logging(settings)
     engine = make_engine(settings.database_url)

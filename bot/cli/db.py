@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import click
 
-from bot.config import load_settings
-from bot.crypto import generate_key
-from bot.store import migrate
-from bot.store.db import make_engine
-
 
 def register(cli: click.Group) -> None:
     cli.add_command(db)
@@ -24,6 +19,10 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(revision: str) -> None:
     """Apply migrations to DATABASE_URL (SQLite or PostgreSQL)."""
+    from bot.config import load_settings
+    from bot.store import migrate
+    from bot.store.db import make_engine
+
     settings = load_settings()
     migrate.upgrade(make_engine(settings.database_url), revision)
     click.echo(f"Database upgraded to {revision}.")
@@ -32,6 +31,10 @@ def upgrade(revision: str) -> None:
 @db.command("check")
 def check() -> None:
     """Fail if the models and the migrations disagree."""
+    from bot.config import load_settings
+    from bot.store import migrate
+    from bot.store.db import make_engine
+
     settings = load_settings()
     migrate.check(make_engine(settings.database_url))
     click.echo("Models and migrations agree.")
@@ -40,4 +43,6 @@ def check() -> None:
 @click.command("secret-key")
 def secret_key() -> None:
     """Print a new key for MAILROOM_SECRET_KEY."""
+    from bot.crypto import generate_key
+
     click.echo(generate_key())

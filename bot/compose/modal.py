@@ -102,7 +102,9 @@ def sendable_accounts(services: Services, client: WebClient, user_id: str) -> li
     return [a for a in accounts if a.channel_id in visible]
 
 
-def new_mail_view(services: Services, client: WebClient, user_id: str) -> dict[str, Any]:
+def new_mail_view(
+    services: Services, client: WebClient, user_id: str, *, channel_id: str | None = None
+) -> dict[str, Any]:
     accounts = sendable_accounts(services, client, user_id)
     if not accounts:
         return cb.notice_view(
@@ -110,7 +112,8 @@ def new_mail_view(services: Services, client: WebClient, user_id: str) -> dict[s
             "You are not a member of any mailbox's channel, so there is no address you may "
             "send from. Ask an admin to add you to the channel of the mailbox you need.",
         )
-    first = accounts[0]
+    # The account of the channel the person is in, else the first they may send from.
+    first = next((a for a in accounts if channel_id and a.channel_id == channel_id), accounts[0])
     meta = ComposeMeta(mode="new", message_id=_message_id_for(first.email), account_id=first.id)
     form = cb.ComposeForm(
         mode="new",
@@ -125,10 +128,16 @@ def new_mail_view(services: Services, client: WebClient, user_id: str) -> dict[s
 
 
 def open_compose(
-    client: WebClient, trigger_id: str, user_id: str, services: Services
+    client: WebClient,
+    trigger_id: str,
+    user_id: str,
+    services: Services,
+    channel_id: str | None = None,
 ) -> dict[str, Any]:
-    """Open the new-mail modal (for `/inbox compose` and the global shortcut)."""
-    resp = client.views_open(trigger_id=trigger_id, view=new_mail_view(services, client, user_id))
+    """Open the new-mail modal (for `/inbox compose`, the global shortcut and the App Home).
+    From an account's channel, that account is the sender."""
+    view = new_mail_view(services, client, user_id, channel_id=channel_id)
+    resp = client.views_open(trigger_id=trigger_id, view=view)
     return dict(resp.get("view") or {})
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -293,35 +293,46 @@ def delete_client(session: Session, client_id: int, *, actor: str = "cli") -> No
     session.flush()
 
 
+def _client_filter(query: str | None) -> ColumnElement[bool] | None:
+    """Name, company, an address or a domain contains `query` (case-insensitive); None: all."""
+    if not query or not query.strip():
+        return None
+    like = (
+        "%"
+        + query.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        + "%"
+    )
+    return or_(
+        func.lower(Client.name).like(like, escape="\\"),
+        func.lower(Client.company).like(like, escape="\\"),
+        Client.id.in_(
+            select(ClientAddress.client_id).where(ClientAddress.email.like(like, escape="\\"))
+        ),
+        Client.id.in_(
+            select(ClientDomain.client_id).where(ClientDomain.domain.like(like, escape="\\"))
+        ),
+    )
+
+
 def list_clients(
     session: Session, *, query: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[Client]:
     """Clients by name; `query` matches name, company, an address or a domain (substring)."""
     stmt = select(Client).options(selectinload(Client.addresses), selectinload(Client.domains))
-    if query:
-        like = (
-            "%"
-            + query.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            + "%"
-        )
-        stmt = stmt.where(
-            or_(
-                func.lower(Client.name).like(like, escape="\\"),
-                func.lower(Client.company).like(like, escape="\\"),
-                Client.id.in_(
-                    select(ClientAddress.client_id).where(
-                        ClientAddress.email.like(like, escape="\\")
-                    )
-                ),
-                Client.id.in_(
-                    select(ClientDomain.client_id).where(
-                        ClientDomain.domain.like(like, escape="\\")
-                    )
-                ),
-            )
-        )
+    where = _client_filter(query)
+    if where is not None:
+        stmt = stmt.where(where)
     stmt = stmt.order_by(func.lower(Client.name), Client.id).limit(limit).offset(offset)
     return list(session.scalars(stmt))
+
+
+def count_clients(session: Session, *, query: str | None = None) -> int:
+    """How many clients `list_clients` pages through for the same query."""
+    stmt = select(func.count(Client.id))
+    where = _client_filter(query)
+    if where is not None:
+        stmt = stmt.where(where)
+    return int(session.scalar(stmt) or 0)
 
 
 def _domain_candidates(domain: str) -> list[str]:

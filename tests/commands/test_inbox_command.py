@@ -199,3 +199,53 @@ def test_clients_add_opens_a_modal_and_saves_the_client(mailroom: Any) -> None:
     resp = mailroom.driver.view_submission("UMEMBER", view_id, {"cl_name": {"v": " "}})
     assert json.loads(resp.body)["errors"] == {"cl_name": "A client needs a name."}
     assert mailroom.fake.ack_problems == []
+
+
+def _from_choice(view: dict[str, Any]) -> str:
+    from bot.blocks import compose as cb
+
+    block = next(b for b in view["blocks"] if b.get("block_id") == cb.FROM_BLOCK)
+    return str(block["element"]["initial_option"]["value"])
+
+
+def test_compose_in_an_account_channel_sends_from_that_account(mailroom: Any) -> None:
+    """`/inbox compose` in #secret preselects secret@ (alphabetically after support@... and
+    before it: the channel decides, not the order); elsewhere the first account."""
+    mailroom.fake.add_channel("CSECRET", "secret", ["UBOT", "UADMIN"])
+    mailroom.fake.add_channel("CZOO", "zoo", ["UBOT", "UADMIN"])
+    first = mailroom.account("alpha@example.com", channel_id="CSECRET").id
+    zoo = mailroom.account("zulu@example.com", channel_id="CZOO").id
+    mailroom.driver.command(text="compose", user_id="UADMIN", channel_id="CZOO")
+    mailroom.fake.wait_until(lambda: mailroom.fake.modal_stack("UADMIN"))
+    assert _from_choice(mailroom.fake.modal_stack("UADMIN")[-1]) == str(zoo)
+    mailroom.driver.command(text="compose", user_id="UADMIN", channel_id="CINBOX")
+    mailroom.fake.wait_until(lambda: len(mailroom.fake.calls_to("views.open")) >= 2)
+    assert _from_choice(mailroom.fake.calls_to("views.open")[1].response["view"]) == str(first)
+    # The App Home has New email too.
+    before = len(mailroom.fake.calls_to("views.publish"))
+    mailroom.driver.event({"type": "app_home_opened", "user": "UADMIN", "tab": "home"})
+    mailroom.fake.wait_for("views.publish", before + 1)
+    home = mailroom.fake.home("UADMIN")
+    assert ids.HOME_NEW_EMAIL in json.dumps(home)
+    mailroom.driver.block_action("UADMIN", ids.HOME_NEW_EMAIL, view=home["id"])
+    mailroom.fake.wait_until(lambda: len(mailroom.fake.calls_to("views.open")) >= 3)
+    assert "New email" in json.dumps(mailroom.fake.calls_to("views.open")[2].response["view"])
+
+
+def test_help_names_the_shortcut_and_home_and_results_show_the_ids_it_accepts(
+    mailroom: Any,
+) -> None:
+    inbox, _ = two_accounts(mailroom)
+    conv = ingest(mailroom, inbox, "Where is my order")
+    with session_scope(mailroom.services.session_factory) as s:
+        s.add(Client(name="Acme"))
+    mailroom.driver.command(text="help")
+    text = json.dumps(last_response(mailroom, 1))
+    assert "Compose email" in text and "Home" in text and "#42" in text
+    mailroom.driver.command(text="list all")
+    listed = json.dumps(last_response(mailroom, 2))
+    assert f"#{conv}" in listed
+    mailroom.driver.command(text=f"link #{conv} Acme")
+    assert "Acme" in json.dumps(last_response(mailroom, 3))
+    with session_scope(mailroom.services.session_factory) as s:
+        assert s.scalars(select(ConversationLink.conversation_id)).all() == [conv]

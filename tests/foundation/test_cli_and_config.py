@@ -79,3 +79,40 @@ def test_postgres_requires_an_explicit_key() -> None:
     settings = load_settings({"DATABASE_URL": "postgresql://u@h/db"})
     with pytest.raises(ConfigError, match="MAILROOM_SECRET_KEY is required"):
         load_vault(settings)
+
+
+# Modules that cost most of a cold start; `mailroom --help` must load none of them.
+HEAVY = ("sqlalchemy", "alembic", "slack_bolt", "slack_sdk", "bot.store.models", "bot.app")
+
+_HELP_PROBE = """
+import sys, time
+t0 = time.perf_counter()
+from bot.cli import cli
+try:
+    cli(["--help"], prog_name="mailroom")
+except SystemExit:
+    pass
+took = time.perf_counter() - t0
+print("HEAVY=" + ",".join(m for m in sys.argv[1:] if m in sys.modules))
+print(f"TOOK={took:.3f}")
+"""
+
+
+def test_help_in_a_fresh_interpreter_loads_no_database_or_slack_code(tmp_path: Path) -> None:
+    """`mailroom --help` (and every group's help) is answered from click alone: the commands
+    import SQLAlchemy, Alembic and Bolt when they run. Timed too, for the record; the time is
+    reported, not asserted (machines here are noisy; the import check is what can't flake)."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, *HEAVY],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: mailroom" in result.stdout and "serve" in result.stdout
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert lines["HEAVY"] == "", f"--help loaded {lines['HEAVY']} (took {lines['TOOK']} s)"
+    print(f"mailroom --help in a fresh interpreter: {lines['TOOK']} s")

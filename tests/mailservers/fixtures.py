@@ -11,6 +11,7 @@ Fixtures:
 * ``imap_user`` (function): a fresh :class:`MailUser` on ``dovecot_server``.
 * ``imap_settings`` (function): plain-IMAP :class:`ImapSettings` for ``imap_user``.
 * ``smtp_server`` (session): SMTP that delivers local recipients into Dovecot.
+* ``smtp_relay`` (session): the same without AUTH (an internal smarthost).
 
 Without Dovecot installed the fixtures skip, or fail when ``CI=true``.
 """
@@ -112,6 +113,15 @@ def imap_settings(dovecot_server: DovecotServer, imap_user: MailUser) -> ImapSet
 @pytest.fixture(scope="session")
 def smtp_server(dovecot_server: DovecotServer, mail_tls: TlsMaterial) -> Iterator[SmtpServer]:
     server = SmtpServer(dovecot_server, mail_tls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_relay(dovecot_server: DovecotServer) -> Iterator[SmtpServer]:
+    """An internal relay: no AUTH offered, delivers into Dovecot like ``smtp_server``."""
+    server = SmtpServer(dovecot_server, None, require_auth=False)
     server.start()
     yield server
     server.stop()

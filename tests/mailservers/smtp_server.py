@@ -102,7 +102,10 @@ class SmtpServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, dovecot: DovecotServer, tls: TlsMaterial | None) -> None:
+    def __init__(
+        self, dovecot: DovecotServer, tls: TlsMaterial | None, *, require_auth: bool = True
+    ) -> None:
+        self.require_auth = require_auth  # False: a relay (smarthost) that offers no AUTH
         self.dovecot = dovecot
         self.tls = tls
         self.messages: list[ReceivedMessage] = []
@@ -112,6 +115,8 @@ class SmtpServer:
         self.ssl_port: int | None = None
 
     def _kwargs(self) -> dict[str, Any]:
+        if not self.require_auth:
+            return {"enable_SMTPUTF8": True}
         return {
             "authenticator": _Authenticator(self.dovecot),
             "auth_required": True,

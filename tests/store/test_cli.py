@@ -127,7 +127,7 @@ def test_import_isolates_a_message_that_cannot_be_stored(
     """The batch fails as a whole; the import then stores message by message, reports the bad
     one and keeps the rest (here the store refuses one Message-ID, as a database error
     would)."""
-    import bot.cli.mail as mail_cli
+    import bot.cli.mail_import as mail_cli
 
     poison = raw_mail("poison@x", "Poison")
     box = tmp_path / "in.mbox"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.cli.mail import iter_source
+from bot.cli.mail_import import iter_source
 from bot.mail.parse import parse_message
 from bot.mail.thread import ThreadInput, thread
 from bot.store.db import SessionFactory, session_scope

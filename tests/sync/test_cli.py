@@ -85,3 +85,37 @@ def test_add_list_sync_test_remove(
     removed = runner.invoke(cli, ["accounts", "remove", f"{username}@mailroom.test", "--yes"])
     assert removed.exit_code == 0
     assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
+
+
+def test_edit_checks_first_then_keeps_the_synced_mail(
+    cli_env: None,
+    dovecot: DovecotServer,
+    smtp_server: SmtpServer,
+    smtp_relay: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`accounts edit` changes the SMTP server to a relay without login: a wrong port is
+    refused with the reason and nothing saved; the right one is saved in place and the next
+    sync finds nothing new (the stored mail stays, nothing doubles)."""
+    username, password = dovecot.new_user("cliedit")
+    address = f"{username}@mailroom.test"
+    monkeypatch.setenv("GOOD_PW", password)
+    dovecot.deliver(username, make_raw("Before the edit")[0])
+    runner = CliRunner()
+    assert runner.invoke(cli, _add(dovecot, username, "GOOD_PW", smtp_server.port)).exit_code == 0
+    assert "1 new" in runner.invoke(cli, ["sync", "--once", "--account", address]).output
+
+    closed = runner.invoke(
+        cli, ["accounts", "edit", address, "--smtp-port", "1", "--smtp-no-login"]
+    )
+    assert closed.exit_code == 1 and "Not saved" in closed.output and "SMTP" in closed.output
+    relay = runner.invoke(
+        cli,
+        ["accounts", "edit", address, "--smtp-port", str(smtp_relay.port), "--smtp-no-login"],
+    )
+    assert relay.exit_code == 0, relay.output
+    assert "(no login)" in relay.output and password not in relay.output
+    tested = runner.invoke(cli, ["accounts", "test", address])
+    assert tested.exit_code == 0 and "(no login)" in tested.output, tested.output
+    again = runner.invoke(cli, ["sync", "--once", "--account", address])
+    assert again.exit_code == 0 and "0 new" in again.output, again.output

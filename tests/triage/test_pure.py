@@ -71,13 +71,16 @@ def test_every_parent_variant_is_valid_block_kit(
         waiting_since=NOW,
         snoozed_until=NOW if snoozed else None,
         replying_user="U2",
+        names={"U1": "Ann Owner", "U2": "Rex Replier"},
     )
     card = ConversationCard(7, "team@ours.example", "Hi", Person("Bob", "bob@x"), triage=state)
     message = parent_message(card)
     assert validate_message(message) == (None, [])
     text = str(message["blocks"])
-    assert ("Owner <@U1>" in text) == (assignee is not None)
-    assert "<@U2> is replying" in text
+    # People by name, never a mention: the parent notifies nobody (issue 14, quiet).
+    assert "<@" not in text
+    assert ("Owner Ann Owner" in text) == (assignee is not None)
+    assert "Rex Replier is replying" in text
 
 
 def test_modals_are_valid() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
@@ -28,7 +29,7 @@ from bot.blocks.accounts import (
     read_imap_form,
 )
 from bot.blocks.clients import client_modal
-from bot.blocks.home import HomePages
+from bot.blocks.home import CLIENT_QUERY_MAX, HomePages
 from bot.blocks.search import PAGE_SIZE
 from bot.blocks.state import state_values
 from bot.blocks.text import mrkdwn, plain
@@ -111,9 +112,9 @@ def home_page(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCo
     section, _, number = _value(body).partition(":")
     page = int(number) if number.isdigit() else 0
     if section == "accounts":
-        pages = HomePages(page, current.clients)
+        pages = replace(current, accounts=page)
     elif section == "clients":
-        pages = HomePages(current.accounts, page)
+        pages = replace(current, clients=page)
     else:
         pages = current
     publish_home(services_of(context), client, _user(body), pages)
@@ -314,6 +315,53 @@ def account_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     publish_home(services, client, user_id, _pages(body))
 
 
+def new_email(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    from bot.compose import open_compose
+
+    open_compose(client, body["trigger_id"], _user(body), services_of(context))
+
+
+def account_sync_now(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """Sync now, for every kind of account: the worker's next tick runs it."""
+    ack()
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body):
+        return
+    raw_id = _value(body)
+    if raw_id.isdigit():
+        request_sync(services, int(raw_id), _user(body))
+    publish_home(services, client, _user(body), _pages(body))
+
+
+def account_edit_connection(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    """The connection modal, pre-filled from the stored settings (never a password)."""
+    ack()
+    services = services_of(context)
+    if not _admin_or_refuse(services, client, body):
+        return
+    from bot.blocks.connection import connection_modal, connection_prefill
+
+    raw_id = _value(body)
+    account_id = int(raw_id) if raw_id.isdigit() else 0
+    with services.session_factory() as session:
+        account = session.get(Account, account_id)
+        found = (account.email, dict(account.config or {})) if account is not None else None
+        imap = account is not None and account.provider.value == "imap"
+    if found is None or not imap:
+        view = notice("Edit connection", "This account no longer exists, or signs in with OAuth.")
+    else:
+        email, config = found
+        view = connection_modal(
+            account_id=account_id, email=email, values=connection_prefill(email, config)
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
 def _pages(body: dict[str, Any]) -> HomePages:
     return HomePages.from_metadata((body.get("view") or {}).get("private_metadata"))
 
@@ -331,6 +379,16 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     services = services_of(context)
     verb, _, raw_id = _value(body).partition(":")
     if not raw_id.isdigit():
+        return
+    if verb == "delete":
+        from bot.handlers.views.client_admin import delete_view
+
+        if not services.access.is_admin(client, _user(body)):
+            client.views_open(
+                trigger_id=body["trigger_id"], view=notice("Not allowed", NOT_CLIENT_ADMIN)
+            )
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=delete_view(services, int(raw_id)))
         return
     with services.session_factory() as session:
         target = session.get(Client, int(raw_id))
@@ -360,6 +418,39 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
+NOT_CLIENT_ADMIN = "Only Mailroom admins can delete or import clients."
+
+
+def client_search(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """The clients search box (Enter): the list shows the matches, from their first page."""
+    ack()
+    current = _pages(body)
+    query = str(body["actions"][0].get("value") or "").strip()[:CLIENT_QUERY_MAX]
+    pages = replace(current, clients=0, client_query=query)
+    publish_home(services_of(context), client, _user(body), pages)
+
+
+def client_search_clear(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    pages = replace(_pages(body), clients=0, client_query="")
+    publish_home(services_of(context), client, _user(body), pages)
+
+
+def client_import(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    services = services_of(context)
+    if not services.access.is_admin(client, _user(body)):
+        client.views_open(
+            trigger_id=body["trigger_id"], view=notice("Not allowed", NOT_CLIENT_ADMIN)
+        )
+        return
+    from bot.blocks.clients import import_modal
+
+    client.views_open(trigger_id=body["trigger_id"], view=import_modal())
+
+
 def register(app: Any) -> None:
     app.action(re.compile(rf"^{ids.HOME_FILTER}(:.*)?$"))(open_filter)
     app.action(ids.HOME_SEARCH)(open_search)
@@ -369,5 +460,11 @@ def register(app: Any) -> None:
     app.action(ids.ACCOUNT_TEST_CONNECTION)(test_connection)
     app.action(ids.ACCOUNT_OAUTH_OPEN)(oauth_link_opened)
     app.action(ids.HOME_ACCOUNT_MENU)(account_menu)
+    app.action(ids.HOME_ACCOUNT_SYNC_NOW)(account_sync_now)
+    app.action(ids.HOME_NEW_EMAIL)(new_email)
+    app.action(ids.HOME_ACCOUNT_EDIT_CONNECTION)(account_edit_connection)
     app.action(ids.HOME_CLIENT_NEW)(new_client)
     app.action(ids.HOME_CLIENT_EDIT)(client_menu)
+    app.action(ids.HOME_CLIENT_SEARCH)(client_search)
+    app.action(ids.HOME_CLIENT_SEARCH_CLEAR)(client_search_clear)
+    app.action(ids.HOME_CLIENT_IMPORT)(client_import)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bot.access import AccessDenied
 from bot.blocks.clients import client_modal, timeline_message
 from bot.blocks.search import FILTER_LABELS, PAGE_SIZE, PageState, results_message
-from bot.blocks.text import escape_mrkdwn
+from bot.blocks.text import escape_mrkdwn, mrkdwn
 from bot.handlers.commands.parse import (
     HELP,
     Command,
@@ -170,6 +170,32 @@ def client_page(
             has_next=len(convs) > PAGE_SIZE,
             total=None,
         )
+
+
+CLIENTS_LISTED = 20
+
+
+def clients_message(
+    services: Services, client: WebClient, user_id: str, query: str
+) -> dict[str, Any]:
+    """Clients (everyone may browse and edit them), each with Edit / Timeline (and Delete for
+    admins): the same rows as the App Home."""
+    from bot.blocks.home import client_row
+    from bot.home import client_summaries
+    from bot.store.clients import count_clients, list_clients
+
+    is_admin = services.access.is_admin(client, user_id)
+    with services.session_factory() as session:
+        rows = list_clients(session, query=query or None, limit=CLIENTS_LISTED)
+        total = count_clients(session, query=query or None)
+        summaries = client_summaries(session, rows)
+    found = f"matching “{escape_mrkdwn(query)}”" if query else ""
+    head = f"*{total} client{'s' if total != 1 else ''}* {found}".strip()
+    if total > len(summaries):
+        head += f" (the first {len(summaries)}; narrow it with `/inbox clients WORD`)"
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(head)}]
+    blocks += [client_row(c, is_admin=is_admin) for c in summaries]
+    return {"text": f"{total} clients", "blocks": blocks}
 
 
 def page_for(
@@ -371,6 +397,7 @@ def run_command(
     text: str,
     trigger_id: str,
     respond: Callable[..., Any],
+    channel_id: str | None = None,
 ) -> None:
     cmd: Command = parse_command(text)
     if cmd.error:
@@ -390,13 +417,15 @@ def run_command(
     if cmd.name == "compose":
         from bot.compose import open_compose
 
-        open_compose(client, trigger_id, user_id, services)
+        open_compose(client, trigger_id, user_id, services, channel_id=channel_id)
         return
     try:
         if cmd.name == "search":
             respond(**ephemeral_message(search_page(services, client, user_id, cmd.args[0], 0)))
         elif cmd.name == "list":
             respond(**ephemeral_message(list_page(services, client, user_id, cmd.args[0], 0)))
+        elif cmd.name == "clients":
+            respond(**ephemeral_message(clients_message(services, client, user_id, cmd.args[0])))
         elif cmd.name == "client":
             respond(**ephemeral_message(client_page(services, client, user_id, cmd.args[0], 0)))
         elif cmd.name == "link":
@@ -431,6 +460,7 @@ def inbox_command(
             command.get("text") or "",
             command.get("trigger_id") or "",
             respond,
+            channel_id=command.get("channel_id"),
         )
     except Exception:
         log.exception("/inbox failed")

@@ -10,19 +10,21 @@ from bot.blocks.search import FILTERS
 HELP = """*Mailroom: `/inbox` commands* (only you see the answers)
 • `/inbox search QUERY`: search the mail you can see. `from:` `to:` `subject:` `client:` `account:` `has:attachment` `is:unread` `before:`/`after:YYYY-MM-DD`, `"exact phrase"`
 • `/inbox list [all|unread|archived|linked|unlinked|mine|unassigned|waiting|snoozed|unanswered]`: conversations with counts, newest first
-• `/inbox assign THREAD @person|me|nobody`: give a conversation (`#42` or a Slack thread link) an owner
-• `/inbox link ADDRESS-OR-THREAD CLIENT`: link a conversation (`#42` or a Slack thread link) to a client, or add an address to a client and link its conversations
+• `/inbox assign THREAD @person|me|nobody`: give a conversation (its `#42` from search and list results, or a Slack thread link) an owner
+• `/inbox link ADDRESS-OR-THREAD CLIENT`: link a conversation (its `#42` from search and list results, or a Slack thread link) to a client, or add an address to a client and link its conversations
 • `/inbox unlink ADDRESS-OR-THREAD`: remove a conversation's link, or an address from its client
 • `/inbox client NAME`: a client's timeline
+• `/inbox clients [QUERY]`: browse clients, or find them by name, company, address or domain; each with Edit and Timeline
 • `/inbox clients add`: add a client
-• `/inbox compose`: write a new email
+• `/inbox compose`: write a new email (in an account's channel, from that account)
 • `/inbox help`: this help
+Also: the *Compose email* shortcut (the ⚡ or `/` menu) writes a new email from anywhere, and Mailroom's *Home* tab (click the app's name) shows your counts, recent mail and a *New email* button.
 You see the mail of an account only if you are a member of its channel."""
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # help|search|list|link|unlink|client|clients_add|compose|assign|unknown
+    name: str  # help|search|list|link|unlink|client|clients|clients_add|compose|assign|unknown
     args: tuple[str, ...] = ()
     error: str | None = None
 
@@ -103,7 +105,7 @@ def parse_command(text: str) -> Command:
     if verb == "clients":
         if rest.lower() in {"add", "new"}:
             return Command("clients_add")
-        return Command("clients_add", error="Usage: `/inbox clients add`.")
+        return Command("clients", (rest,))  # browse, or find by name/company/address/domain
     if verb in {"compose", "new", "write"}:
         return Command("compose")
     return Command("unknown", (text,))

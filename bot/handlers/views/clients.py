@@ -74,8 +74,7 @@ def client_submitted(
         ack(response_action="errors", errors={_error_block(str(exc)): str(exc)})
         return
     ack()
-    if services.access.is_admin(client, user_id):
-        publish_home(services, client, user_id)  # the Home tab lists clients for admins
+    publish_home(services, client, user_id)  # the Home tab lists clients for everyone
 
 
 def register(app: Any) -> None:
