@@ -29,6 +29,7 @@ from bot.blocks.home import (
     home_view,
 )
 from bot.blocks.search import FILTERS, ResultItem, thread_url
+from bot.folder_choices import readable_folders
 from bot.services import Services
 from bot.store.models import (
     Account,
@@ -238,7 +239,7 @@ def _account_summary(a: Account, last_error_at: datetime | None = None) -> Accou
         last_success_at=a.last_success_at,
         next_sync_at=a.next_sync_at,
         sync_interval_seconds=a.sync_interval_seconds,
-        folders=tuple(a.folders or ()),
+        folders=readable_folders(a.provider.value, a.folders, a.config),
         servers=connection_lines(a.config or {}) if a.provider == Provider.IMAP else (),
         last_error_at=last_error_at,
     )

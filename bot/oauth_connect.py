@@ -1,7 +1,8 @@
 """Connecting Gmail and Microsoft 365 accounts from the App Home (the OAuth redirect flow).
 
 1. An admin fills the OAuth step modal; :func:`connect_url` signs a ``state`` that carries
-   who started it, the provider, the channel, the sync interval, auto-link and, for
+   who started it, the provider, the channel, the sync interval, auto-link, the folders
+   (well-known ones: nothing can be listed before sign-in) and, for
    *Reconnect*, the account id, and returns the provider's authorization URL.
 2. The provider redirects the admin's browser to ``MAILROOM_PUBLIC_URL/oauth/callback``;
    bot/web.py hands ``code`` and ``state`` to :func:`complete`.
@@ -67,6 +68,7 @@ class ConnectRequest:
     interval: int = 300
     auto_link: bool = True
     account_id: int | None = None  # set for Reconnect
+    folders: tuple[str, ...] = ()  # Account.folders for a new account
     nonce: str = ""
     issued_at: float = 0.0
 
@@ -149,6 +151,7 @@ def make_state(services: Services, request: ConnectRequest, *, now: float | None
         "f": request.interval,
         "a": request.auto_link,
         "r": request.account_id,
+        "d": list(request.folders),
         "n": request.nonce or secrets.token_urlsafe(16),
         "t": int(now if now is not None else time.time()),
     }
@@ -172,6 +175,7 @@ def read_state(
             interval=max(60, int(body.get("f") or 300)),
             auto_link=bool(body.get("a")),
             account_id=int(body["r"]) if body.get("r") is not None else None,
+            folders=tuple(str(f) for f in body.get("d") or ())[:10],
             nonce=str(body["n"]),
             issued_at=float(body["t"]),
         )
@@ -223,6 +227,7 @@ def connect_url(
     auto_link: bool = True,
     account_id: int | None = None,
     timeout: float | None = None,
+    folders: tuple[str, ...] = (),
 ) -> str:
     """The provider's sign-in URL for this request. Raises ConfigError (settings missing,
     unknown tenant) or TransientError (Microsoft's sign-in unreachable). Microsoft's needs a
@@ -234,6 +239,7 @@ def connect_url(
         interval=interval,
         auto_link=auto_link,
         account_id=account_id,
+        folders=folders,
     )
     config = app_config(services.settings, provider)
     if timeout is not None:
@@ -337,6 +343,7 @@ def _create(
                 api=api_config(services.settings, request.provider),
                 sync_interval_seconds=request.interval,
                 auto_link=request.auto_link,
+                folders=request.folders,
                 created_by=request.user_id,
             )
             where = f" Its mail goes to <#{request.channel_id}>." if request.channel_id else ""

@@ -15,6 +15,7 @@ from typing import Any
 from bot.blocks import ids
 from bot.blocks.search import slack_date
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain, truncate
+from bot.folder_choices import well_known_choices
 from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text
 
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "plain": "None (unencrypted)"}
@@ -26,6 +27,7 @@ FREQUENCIES: tuple[tuple[int, str], ...] = (
     (3600, "Every hour"),
 )
 MAX_FOLDER_OPTIONS = 100  # multi_static_select limit; more folders fall back to a text input
+NOT_LISTED = " (not in the list)"  # a saved folder choice the provider no longer lists
 
 # block_id / action_id of each input: handlers read the submitted state with these.
 B_EMAIL = "acc_email"
@@ -75,6 +77,7 @@ class SyncSettingsForm:
     folders: tuple[str, ...]
     auto_link: bool
     broadcast: bool | None = None  # None: the form had no such field (leave it as it is)
+    folder_names: tuple[tuple[str, str], ...] = ()  # (value, readable name) where they differ
 
 
 @dataclass(frozen=True)
@@ -335,15 +338,42 @@ def oauth_step_modal(provider: str) -> dict[str, Any]:
             },
             _channel_input(None),
             _frequency_input(300),
+            *_oauth_folder_blocks(provider),
             _autolink_input(True),
         ],
     }
 
 
-def read_oauth_form(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dict[str, str]]:
+def _oauth_folder_blocks(provider: str) -> list[dict[str, Any]]:
+    """Before sign-in there is no API to list labels or folders: the well-known ones only."""
+    words = FOLDER_WORDS[provider]
+    own = "labels" if provider == "gmail" else "folders"
+    return [
+        _folder_select(well_known_choices(provider), (), words),
+        {
+            "type": "context",
+            "elements": [
+                mrkdwn(
+                    f"Your own {own} are offered in *Edit sync settings* (account menu in the "
+                    "App Home) once you have signed in."
+                )
+            ],
+        },
+    ]
+
+
+def read_oauth_form(
+    values: Mapping[str, Any], provider: str | None = None
+) -> tuple[SyncSettingsForm, dict[str, str]]:
     errors: dict[str, str] = {}
     channel, interval, auto = _common(values, errors)
-    return SyncSettingsForm(channel, interval, (), auto), errors
+    providers = [provider] if provider else list(OAUTH_PROVIDERS)
+    allowed = {value for p in providers for _t, value in well_known_choices(p)}
+    el = _value(values, B_FOLDERS)
+    folders = tuple(
+        str(o.get("value")) for o in el.get("selected_options") or [] if o.get("value") in allowed
+    )
+    return SyncSettingsForm(channel, interval, folders, auto), errors
 
 
 def oauth_provider_of(view: Mapping[str, Any]) -> str | None:
@@ -599,14 +629,20 @@ def read_sync_settings(values: Mapping[str, Any]) -> tuple[SyncSettingsForm, dic
     errors: dict[str, str] = {}
     channel, interval, auto = _common(values, errors)
     el = _value(values, B_FOLDERS)
+    names: list[tuple[str, str]] = []
     if "selected_options" in el:
-        folders = tuple(str(o["value"]) for o in el.get("selected_options") or [])
+        selected = el.get("selected_options") or []
+        folders = tuple(str(o["value"]) for o in selected)
+        for o in selected:
+            text = str((o.get("text") or {}).get("text") or "").removesuffix(NOT_LISTED)
+            if text and text != o["value"]:
+                names.append((str(o["value"]), text))
     else:
         folders = split_folders(str(el.get("value") or ""))
     broadcast = (
         bool(_value(values, B_BROADCAST).get("selected_options")) if B_BROADCAST in values else None
     )
-    return SyncSettingsForm(channel, interval, folders, auto, broadcast), errors
+    return SyncSettingsForm(channel, interval, folders, auto, broadcast, tuple(names)), errors
 
 
 # -- edit, log, remove -------------------------------------------------------------------------
@@ -622,6 +658,78 @@ def loading_modal(title: str, text: str, callback_id: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FolderWords:
+    """How the folder choice reads for one provider (no IMAP wording for API accounts)."""
+
+    label: str
+    placeholder: str
+    hint: str
+    typed_hint: str  # the text input shown when the list could not be read
+    error: str
+
+
+FOLDER_WORDS = {
+    "imap": FolderWords(
+        "Folders to sync",
+        "Inbox and Sent",
+        "None chosen: the inbox and the Sent folder.",
+        "Comma-separated. Empty: the inbox and the Sent folder.",
+        "Could not read the folder list from the server:",
+    ),
+    "gmail": FolderWords(
+        "Labels to sync",
+        "All mail",
+        "New mail is synced when it has one of these labels. None chosen: all mail except "
+        "spam, trash and drafts.",
+        "Comma-separated label ids (INBOX, SENT, ARCHIVE, Label_…). Empty: all mail except "
+        "spam, trash and drafts.",
+        "Could not read the labels from Gmail:",
+    ),
+    "graph": FolderWords(
+        "Folders to sync",
+        "Inbox, Sent Items and Archive",
+        "None chosen: Inbox, Sent Items and Archive.",
+        "Comma-separated: inbox, sentitems, archive or folder ids. Empty: Inbox, Sent Items "
+        "and Archive.",
+        "Could not read the folder list from Microsoft 365:",
+    ),
+}
+
+
+def _folder_select(
+    choices: Sequence[str | tuple[str, str]], folders: Sequence[str], words: FolderWords
+) -> dict[str, Any]:
+    pairs = [(c, c) if isinstance(c, str) else c for c in choices]
+    listed = {value for _t, value in pairs}
+    # A saved choice the provider no longer lists stays chosen and visible, not dropped.
+    pairs += [(f"{f}{NOT_LISTED}", f) for f in folders if f not in listed]
+    # An option value holds 150 characters; a longer id cut short would name no folder.
+    unique = {value: text for text, value in reversed(pairs) if value and len(value) <= 150}
+    options = [
+        _option(truncate(text or value, 75), value)
+        for text, value in pairs
+        if unique.pop(value, None) is not None
+    ][:MAX_FOLDER_OPTIONS]
+    el: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": A,
+        "options": options,
+        "placeholder": plain(words.placeholder, 150),
+    }
+    chosen = [o for o in options if o["value"] in set(folders)]
+    if chosen:
+        el["initial_options"] = chosen
+    return {
+        "type": "input",
+        "block_id": B_FOLDERS,
+        "optional": True,
+        "label": plain(words.label),
+        "hint": plain(words.hint),
+        "element": el,
+    }
+
+
 def edit_modal(
     *,
     account_id: int,
@@ -630,47 +738,31 @@ def edit_modal(
     interval: int,
     folders: Sequence[str],
     auto_link: bool,
-    server_folders: Sequence[str] | None,
+    server_folders: Sequence[str | tuple[str, str]] | None,
     folder_error: str | None = None,
     signature: str | None = None,
     signature_rich: dict[str, Any] | None = None,
     broadcast: bool = True,
+    provider: str = "imap",
 ) -> dict[str, Any]:
-    """Sync settings. Folders are picked from the server's own list when we could fetch it."""
+    """Sync settings. Folders (Gmail: labels) are picked from the provider's own list when we
+    could read it: plain names, or (readable name, stored value) pairs."""
+    words = FOLDER_WORDS.get(provider, FOLDER_WORDS["imap"])
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": mrkdwn(f"*{escape_mrkdwn(email)}*")},
         _channel_input(channel_id),
         _frequency_input(interval),
     ]
     if server_folders and len(server_folders) <= MAX_FOLDER_OPTIONS:
-        options = [_option(truncate(name, 75), name[:150]) for name in server_folders]
-        el: dict[str, Any] = {
-            "type": "multi_static_select",
-            "action_id": A,
-            "options": options,
-            "placeholder": plain("Inbox and Sent", 150),
-        }
-        chosen = [o for o in options if o["value"] in set(folders)]
-        if chosen:
-            el["initial_options"] = chosen
-        blocks.append(
-            {
-                "type": "input",
-                "block_id": B_FOLDERS,
-                "optional": True,
-                "label": plain("Folders to sync"),
-                "hint": plain("None chosen: the inbox and the Sent folder."),
-                "element": el,
-            }
-        )
+        blocks.append(_folder_select(server_folders, folders, words))
     else:
         blocks.append(
             _text_input(
                 B_FOLDERS,
-                "Folders to sync",
+                words.label,
                 initial=", ".join(folders),
                 optional=True,
-                hint="Comma-separated. Empty: the inbox and the Sent folder.",
+                hint=words.typed_hint,
             )
         )
     if folder_error:
@@ -679,8 +771,7 @@ def edit_modal(
                 "type": "context",
                 "elements": [
                     mrkdwn(
-                        ":warning: Could not read the folder list from the server: "
-                        + escape_mrkdwn(truncate(folder_error, 1500))
+                        f":warning: {words.error} " + escape_mrkdwn(truncate(folder_error, 1500))
                     )
                 ],
             }

@@ -75,6 +75,15 @@ class HistoryPage:
     history_id: str
 
 
+@dataclass(frozen=True)
+class GmailLabel:
+    """One label from ``users.labels.list``: ``type`` is ``system`` or ``user``."""
+
+    id: str
+    name: str
+    type: str
+
+
 class _SourceCredentials(Credentials):
     """google-auth credentials backed by our TokenSource (one refresh path for everything)."""
 
@@ -208,6 +217,15 @@ class GmailClient:
         """``{"emailAddress", "historyId", "messagesTotal", ...}``"""
         result: dict[str, Any] = self._call(self._users.getProfile(userId="me"), "getProfile")
         return result
+
+    def labels(self) -> list[GmailLabel]:
+        """Every label of the mailbox (system and user), as ``users.labels.list`` gives them."""
+        data = self._call(self._users.labels().list(userId="me"), "labels.list")
+        return [
+            GmailLabel(str(x["id"]), str(x.get("name") or x["id"]), str(x.get("type") or "user"))
+            for x in data.get("labels") or []
+            if x.get("id")
+        ]
 
     def list_ids(
         self,

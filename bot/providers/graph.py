@@ -67,6 +67,21 @@ class NotFound(ProviderError):
 
 
 @dataclass(frozen=True)
+class GraphFolder:
+    """A mail folder to offer: ``name`` is its display name ("Parent / Child" for a child
+    folder); ``well_known`` is set for Inbox, Sent Items and Archive."""
+
+    id: str
+    name: str
+    well_known: str | None = None
+
+
+LISTED_WELL_KNOWN = ("inbox", "sentitems", "archive")
+MAX_LISTED_FOLDERS = 300  # per listing (top level, or one folder's children)
+FOLDER_SELECT = "id,displayName,childFolderCount"
+
+
+@dataclass(frozen=True)
 class DeltaPage:
     changed: list[dict[str, Any]]  # message resources (the $select fields)
     removed: list[str]  # ids that left the folder
@@ -209,6 +224,43 @@ class GraphClient:
         path = f"me/mailFolders/{quote(folder, safe='')}"
         result: dict[str, Any] = self.request("GET", path, what="mailFolders.get").json()
         return result
+
+    def _folder_pages(self, path: str) -> list[dict[str, Any]]:
+        url: str | None = f"{path}?$top=100&$select={FOLDER_SELECT}"
+        found: list[dict[str, Any]] = []
+        while url and len(found) < MAX_LISTED_FOLDERS:
+            data = self.request("GET", url, what="mailFolders.list").json()
+            found.extend(f for f in data.get("value") or [] if f.get("id"))
+            url = data.get("@odata.nextLink")
+        return found[:MAX_LISTED_FOLDERS]
+
+    def list_folders(self, *, max_parents: int = 20) -> list[GraphFolder]:
+        """Top-level folders and the direct children of up to ``max_parents`` of them (custom
+        folders usually sit under Inbox). v1.0 folders carry no well-known name, so Inbox,
+        Sent Items and Archive are looked up by theirs (a missing one is skipped)."""
+        well_known: dict[str, str] = {}
+        for name in LISTED_WELL_KNOWN:
+            try:
+                well_known[str(self.folder(name)["id"])] = name
+            except NotFound:
+                continue
+        top = self._folder_pages("me/mailFolders")
+        out = [
+            GraphFolder(str(f["id"]), str(f.get("displayName") or ""), well_known.get(f["id"]))
+            for f in top
+        ]
+        parents = [f for f in top if int(f.get("childFolderCount") or 0) > 0][:max_parents]
+        for parent in parents:
+            path = f"me/mailFolders/{quote(str(parent['id']), safe='')}/childFolders"
+            out.extend(
+                GraphFolder(
+                    str(c["id"]),
+                    f"{parent.get('displayName') or ''} / {c.get('displayName') or ''}",
+                    well_known.get(c["id"]),
+                )
+                for c in self._folder_pages(path)
+            )
+        return out
 
     def delta(self, folder: str, link: str | None = None) -> Iterator[DeltaPage]:
         """Pages of changes in ``folder`` since ``link`` (a saved next/delta link), or a

@@ -363,6 +363,19 @@ def _gmail_wanted(labels: frozenset[str]) -> list[str]:
     return wanted
 
 
+def gmail_label_chosen(labels: frozenset[str], chosen: Sequence[str] | None) -> bool:
+    """Whether a NEW message is imported under the account's folder choice (label ids, plus
+    ``ARCHIVE`` for archived mail: none of INBOX/SENT/TRASH/SPAM/DRAFT). Nothing chosen: all
+    mail. Known messages keep updating whatever their labels (sync.md §1.2)."""
+    if not chosen:
+        return True
+    # INBOX / SENT / ARCHIVE may have been typed by hand before labels were offered.
+    wanted = {c.upper() if c.upper() in GMAIL_FOLDERS else c for c in chosen}
+    if "ARCHIVE" in wanted and not labels & {"INBOX", "SENT", "TRASH", "SPAM", "DRAFT"}:
+        return True
+    return bool(labels & wanted)
+
+
 def _known_provider_ids(factory: SessionFactory, account_id: int, ids: Sequence[str]) -> set[str]:
     known: set[str] = set()
     with session_scope(factory) as s:
@@ -408,6 +421,8 @@ def _gmail_batch(
             try:
                 if message is None:
                     if gm.label_ids & _GMAIL_SKIP_NEW or not gm.raw:
+                        continue
+                    if not gmail_label_chosen(gm.label_ids, account.folders):
                         continue
                     message = _ingest(
                         ctx,

@@ -3,6 +3,7 @@
 ``users.getProfile``, ``users.messages.list`` (newest first, ``maxResults`` ≤ 500, default
 100, ``pageToken``, ``labelIds``, ``includeSpamTrash``, ``q=rfc822msgid:``),
 ``users.messages.get`` (``format=raw|minimal|metadata|full``), ``modify``, ``trash``,
+``users.labels.list`` (system labels plus the user labels a test created),
 ``send`` (JSON ``{"raw", "threadId"}``; the message gets the SENT label, no other copy),
 ``users.history.list`` (``startHistoryId`` required; 404 when older than the kept history;
 ``maxResults`` ≤ 500, default 100; ``historyTypes``; ``nextPageToken``). Errors use Google's
@@ -23,6 +24,11 @@ from tests.fakes.oauth_server import FakeOAuth
 
 PREFIX = "/gmail/v1/users/me/"
 HIDDEN = frozenset({"SPAM", "TRASH"})
+SYSTEM_LABELS = (
+    "INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "CHAT",
+    "CATEGORY_PERSONAL", "CATEGORY_SOCIAL", "CATEGORY_PROMOTIONS", "CATEGORY_UPDATES",
+    "CATEGORY_FORUMS",
+)  # fmt: skip
 
 
 def gmail_error(status: int, message: str, reason: str, state: str) -> Response:
@@ -67,6 +73,7 @@ class Mailbox:
     history_id: int = 1000
     oldest_history: int = 0  # startHistoryId below this → 404
     sent: list[Stored] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # user label id → name
 
 
 def _b64(data: bytes) -> str:
@@ -126,6 +133,29 @@ class FakeGmail:
         self._record(box, "messagesAdded", m)
         return mid
 
+    # -- labels (users.labels.list) --------------------------------------------------
+
+    def create_label(self, email: str, name: str) -> str:
+        """A user label; put it on messages with ``deliver(labels=...)`` or ``relabel``."""
+        box = self.box(email)
+        label_id = f"Label_{len(box.labels) + 1}"
+        box.labels[label_id] = name
+        return label_id
+
+    def _labels(self, box: Mailbox) -> Response:
+        system = [{"id": x, "name": x, "type": "system"} for x in SYSTEM_LABELS]
+        user = [
+            {
+                "id": k,
+                "name": v,
+                "type": "user",
+                "messageListVisibility": "show",
+                "labelListVisibility": "labelShow",
+            }
+            for k, v in box.labels.items()
+        ]
+        return Response.json({"labels": system + user})
+
     def relabel(
         self, email: str, mid: str, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
     ) -> None:
@@ -177,6 +207,8 @@ class FakeGmail:
             )
         if route == ("GET", "history", 1):
             return self._history(box, req)
+        if route == ("GET", "labels", 1):
+            return self._labels(box)
         if parts[0] != "messages":
             return gmail_error(404, *NOT_FOUND)
         if route == ("GET", "messages", 1):

@@ -1,6 +1,8 @@
 """A fake Microsoft Graph v1.0 mail API, following the public reference:
 
-``GET /me``, ``GET /me/mailFolders/{id|well-known name}``,
+``GET /me``, ``GET /me/mailFolders/{id|well-known name}``, ``GET /me/mailFolders`` and
+``GET /me/mailFolders/{id}/childFolders`` (``$top``, ``@odata.nextLink``; custom folders
+from :meth:`FakeGraph.add_folder`),
 ``GET /me/mailFolders/{id}/messages/delta`` (first round lists the folder; later rounds
 report changes and ``@removed`` rows; ``Prefer: odata.maxpagesize`` with the default of 10;
 ``@odata.nextLink`` pages then one ``@odata.deltaLink``; an expired token → 410 Gone
@@ -81,6 +83,7 @@ class Box:
     generation: int = 0  # bumping it expires every delta token
     rounds: dict[str, list[str]] = field(default_factory=dict)  # skiptoken → remaining ids
     sent: list[Item] = field(default_factory=list)
+    custom: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id → name, parent
 
 
 class FakeGraph:
@@ -131,7 +134,7 @@ class FakeGraph:
         iid = f"AAkALgImm{next(self._ids):06d}=="
         item = Item(
             iid,
-            box.folder_ids[folder],
+            self._folder_id(box, folder) or box.folder_ids[folder],
             raw,
             imid,
             conv or f"AAQkConv{next(self._ids):06d}=",
@@ -168,7 +171,44 @@ class FakeGraph:
         item = box.items.get(iid)
         if item is None:
             return None
-        return next(k for k, v in box.folder_ids.items() if v == item.folder)
+        return next((k for k, v in box.folder_ids.items() if v == item.folder), item.folder)
+
+    # -- custom folders (mailFolders.list / childFolders) -------------------------------
+
+    def add_folder(self, email: str, name: str, parent: str | None = None) -> str:
+        """A folder of the user's own, top-level or under ``parent`` (well-known name or id)."""
+        box = self.box(email)
+        parent_id = self._folder_id(box, parent) if parent else None
+        fid = "AAMkCustom" + base64.urlsafe_b64encode(f"{email}/{name}".encode()).decode()
+        box.custom[fid] = (name, parent_id)
+        return fid
+
+    def _folder_resource(self, box: Box, fid: str) -> dict[str, Any]:
+        wk = next((k for k, v in box.folder_ids.items() if v == fid), None)
+        name, parent = (FOLDERS[wk], None) if wk else box.custom[fid]
+        return {
+            "id": fid,
+            "displayName": name,
+            "parentFolderId": parent or "AAMkRoot",
+            "childFolderCount": sum(1 for _n, p in box.custom.values() if p == fid),
+            "totalItemCount": sum(1 for i in box.items.values() if i.folder == fid),
+            "unreadItemCount": sum(
+                1 for i in box.items.values() if i.folder == fid and not i.is_read
+            ),
+            "isHidden": False,
+        }
+
+    def _folders(self, box: Box, parent: str | None, req: Request, path: str) -> Response:
+        ids = list(box.folder_ids.values()) if parent is None else []
+        ids += [k for k, (_n, p) in box.custom.items() if p == parent]
+        top = int(req.arg("$top", "10") or 10)
+        skip = int(req.arg("$skip", "0") or 0)
+        body: dict[str, Any] = {
+            "value": [self._folder_resource(box, f) for f in ids[skip : skip + top]]
+        }
+        if skip + top < len(ids):
+            body["@odata.nextLink"] = f"{self.base_url}{path}?$top={top}&$skip={skip + top}"
+        return Response.json(body)
 
     # -- ids ----------------------------------------------------------------------------
 
@@ -194,7 +234,8 @@ class FakeGraph:
     def _folder_id(self, box: Box, ident: str) -> str | None:
         if ident.lower() in box.folder_ids:
             return box.folder_ids[ident.lower()]
-        return ident if ident in box.folder_ids.values() else None
+        known = ident in box.folder_ids.values() or ident in box.custom
+        return ident if known else None
 
     def _resource(self, item: Item, immutable: bool, select: str | None = None) -> dict[str, Any]:
         full = {
@@ -232,16 +273,17 @@ class FakeGraph:
             return Response.json(
                 {"id": "user-1", "mail": who, "userPrincipalName": who, "displayName": who}
             )
+        if parts == ["mailFolders"] and req.method == "GET":
+            return self._folders(box, None, req, "/me/mailFolders")
         if parts[0] == "mailFolders" and len(parts) >= 2:
             folder = self._folder_id(box, parts[1])
             if folder is None:
                 return _not_found()
             if len(parts) == 2 and req.method == "GET":
-                name = next(k for k, v in box.folder_ids.items() if v == folder)
-                count = sum(1 for i in box.items.values() if i.folder == folder)
-                return Response.json(
-                    {"id": folder, "displayName": FOLDERS[name], "totalItemCount": count}
-                )
+                return Response.json(self._folder_resource(box, folder))
+            if parts[2:] == ["childFolders"] and req.method == "GET":
+                path = f"/me/mailFolders/{quote(folder, safe='')}/childFolders"
+                return self._folders(box, folder, req, path)
             if parts[2:] == ["messages", "delta"] and req.method == "GET":
                 return self._delta(box, parts[1], folder, req, immutable)
             if parts[2:] == ["messages"] and req.method == "GET":

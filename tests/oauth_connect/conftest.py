@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from bot.blocks import ids
-from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FREQ, A
+from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FOLDERS, B_FREQ, A
 from tests.fakes.oauth_server import FakeOAuth
 
 GOOGLE = ("mailroom-test.apps.googleusercontent.com", "g-secret-never-shown-4711")
@@ -69,6 +69,7 @@ class Connect:
         channel: str = "CINBOX",
         interval: str = "60",
         auto_link: bool = False,
+        folders: tuple[str, ...] = (),
     ) -> tuple[str, dict[str, list[str]]]:
         """Add email account → provider → the OAuth step modal → the link's URL and query."""
         fake = self.mailroom.fake
@@ -80,6 +81,8 @@ class Connect:
         values: dict[str, Any] = {B_CHANNEL: {A: channel}, B_FREQ: {A: interval}}
         if auto_link:
             values[B_AUTOLINK] = {A: ["on"]}
+        if folders:
+            values[B_FOLDERS] = {A: list(folders)}
         resp = self.mailroom.driver.view_submission("UADMIN", chooser["id"], values)
         assert resp.status == 200, resp.body
         assert fake.ack_problems == []

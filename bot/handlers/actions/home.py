@@ -251,37 +251,15 @@ def test_connection(
         log.info("test result not shown: %s", exc.response.get("error"))
 
 
-def _folder_names(services: Services, account_id: int) -> tuple[list[str] | None, str | None]:
-    """The server's folder list (network): (names, None) or (None, why not)."""
-    from bot.accounts import imap_settings, passwords
-    from bot.providers.errors import ProviderError
-    from bot.providers.imap import ImapProvider
-
-    with services.session_factory() as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            return None, "the account no longer exists"
-        try:
-            settings = imap_settings(account, timeout=15.0)
-            secret = passwords(services, account)["imap_password"]
-        except Exception as exc:
-            return None, str(exc)
-    try:
-        with ImapProvider(settings, secret) as provider:
-            return [f.name for f in provider.list_folders()], None
-    except ProviderError as exc:
-        return None, str(exc)
-    except OSError as exc:
-        return None, f"cannot reach {settings.host}: {exc}"
-
-
 def _edit(services: Services, client: WebClient, trigger_id: str, account_id: int) -> None:
     opened = client.views_open(
         trigger_id=trigger_id,
         view=loading_modal("Sync settings", "Reading the folder list…", ids.VIEW_ACCOUNT_EDIT),
     )
     view_id, view_hash = opened["view"]["id"], opened["view"].get("hash")
-    names, error = _folder_names(services, account_id)
+    from bot.folder_choices import read_choices
+
+    provider, names, error = read_choices(services, account_id)
     with services.session_factory() as session:
         account = session.get(Account, account_id)
         if account is None:
@@ -296,6 +274,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
             auto_link=account.auto_link,
             server_folders=names,
             folder_error=error,
+            provider=provider,
             signature=account.signature,
             signature_rich=account.signature_rich,
             broadcast=bool((account.config or {}).get("broadcast_followups", True)),

@@ -124,6 +124,9 @@ def save_sync_settings(
         account.channel_id = form.channel_id
         account.sync_interval_seconds = form.interval
         account.folders = list(form.folders)
+        from bot.folder_choices import remember_names
+
+        account.config = remember_names(account.config, form.folders, form.folder_names)
         account.auto_link = form.auto_link
         if form.broadcast is not None:
             account.config = {**(account.config or {}), "broadcast_followups": form.broadcast}
@@ -383,6 +386,7 @@ def oauth_link_view(
     account_id: int | None = None,
     email: str | None = None,
     timeout: float | None = None,
+    folders: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The modal with the sign-in link, or one saying why there is none. Microsoft's needs
     one request to its sign-in service (tenant discovery), bounded by ``timeout``."""
@@ -400,6 +404,7 @@ def oauth_link_view(
             auto_link=auto_link,
             account_id=account_id,
             timeout=timeout,
+            folders=folders,
         )
     except ProviderError as exc:
         log.warning("no %s sign-in link: %s", provider, exc)
@@ -483,7 +488,7 @@ def account_oauth_submitted(
     if provider is None:
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
         return
-    form, errors = read_oauth_form(state_values(view))
+    form, errors = read_oauth_form(state_values(view), provider)
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -497,6 +502,7 @@ def account_oauth_submitted(
         interval=form.interval,
         auto_link=form.auto_link,
         timeout=LINK_TIMEOUT,
+        folders=form.folders,
     )
     ack(response_action="update", view=link)
 
