@@ -47,6 +47,11 @@ class Worker:
 
         self.snoozes = SnoozeWaker(services)  # snoozed conversations come back (issue 16)
         self._snooze_thread: threading.Thread | None = None
+        from bot.sync.push import PushKeeper
+
+        # Gmail watches and Graph subscriptions: opened, renewed, closed (issue 18).
+        self.push = PushKeeper(services, owner=self.scheduler.owner)
+        self._push_thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.scheduler.start()
@@ -58,6 +63,10 @@ class Worker:
             target=self.snoozes.run_forever, args=(self._stop,), name="snoozes", daemon=True
         )
         self._snooze_thread.start()
+        self._push_thread = threading.Thread(
+            target=self.push.run_forever, args=(self._stop,), name="push", daemon=True
+        )
+        self._push_thread.start()
         log.info("worker started: sync scheduler, IDLE watchers and outbox dispatcher")
 
     def stop(self) -> None:
@@ -67,6 +76,8 @@ class Worker:
             self._outbox_thread.join(timeout=30)
         if self._snooze_thread is not None:
             self._snooze_thread.join(timeout=30)
+        if self._push_thread is not None:
+            self._push_thread.join(timeout=30)
         self.dispatcher.close()
 
     def run_forever(self) -> None:

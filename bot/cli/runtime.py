@@ -77,7 +77,9 @@ def serve(no_worker: bool, port: int | None) -> None:
 
             listen = port or settings.port
             log.info("Starting in HTTP mode on port %s (POST /slack/events, GET /healthz)", listen)
-            waitress.serve(make_wsgi_app(app, services), host="0.0.0.0", port=listen, threads=16)
+            on_push = runner.scheduler.trigger if runner is not None else None
+            wsgi = make_wsgi_app(app, services, on_push=on_push)
+            waitress.serve(wsgi, host="0.0.0.0", port=listen, threads=16)
     finally:
         if runner is not None:
             runner.stop()
