@@ -68,7 +68,8 @@ def serve(no_worker: bool, port: int | None) -> None:
 
             log.info("Starting in Socket Mode")
             if settings.public_url:
-                _serve_callback_in_background(app, services, port or settings.port)
+                on_push = runner.scheduler.trigger if runner is not None else None
+                _serve_callback_in_background(app, services, port or settings.port, on_push)
             SocketModeHandler(app, settings.slack_app_token).start()
         else:
             import waitress
@@ -85,14 +86,16 @@ def serve(no_worker: bool, port: int | None) -> None:
             runner.stop()
 
 
-def _serve_callback_in_background(app: Any, services: Any, port: int) -> threading.Thread:
+def _serve_callback_in_background(
+    app: Any, services: Any, port: int, on_push: Any = None
+) -> threading.Thread:
     """Socket Mode needs no public HTTP for Slack, but Google and Microsoft must reach
     /oauth/callback. Served without /slack/events: Socket Mode skips signature checks."""
     import waitress
 
     from bot.web import make_wsgi_app
 
-    wsgi = make_wsgi_app(app, services, slack_events=False)
+    wsgi = make_wsgi_app(app, services, slack_events=False, on_push=on_push)
     thread = threading.Thread(
         target=waitress.serve,
         args=(wsgi,),
@@ -101,7 +104,7 @@ def _serve_callback_in_background(app: Any, services: Any, port: int) -> threadi
         daemon=True,
     )
     thread.start()
-    log.info("Serving GET /oauth/callback and /healthz on port %s for OAuth sign-ins", port)
+    log.info("Serving /oauth/callback, /push/* and /healthz on port %s", port)
     return thread
 
 
