@@ -334,3 +334,16 @@ def test_a_push_during_a_run_is_seen_after_it(api_env: ApiEnv) -> None:
         make_due(s, aid, started + timedelta(seconds=1))
     assert notified_since(env.factory, aid, started)
     assert not notified_since(env.factory, aid, started + timedelta(seconds=2))
+
+
+def test_renewals_run_in_one_replica_at_a_time(push: PushEnv) -> None:
+    env = push
+    env.add(Provider.GMAIL)
+    first, second = env.keeper(), PushKeeper(env.api.services, owner="other-replica")
+    assert first.tick()["opened"] == 1
+    with session_scope(env.api.factory) as s:  # make the watch due for renewal
+        s.scalars(select(PushChannel)).one().renew_after = utcnow() - timedelta(seconds=1)
+    before = len(env.gmail.server.requests)
+    assert second.tick() == {"opened": 0, "renewed": 0, "closed": 0, "failed": 0}
+    assert len(env.gmail.server.requests) == before  # the other replica did nothing
+    assert first.tick()["renewed"] == 1
