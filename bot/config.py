@@ -59,6 +59,14 @@ SETTINGS_HELP: dict[str, str] = {
     "MAILROOM_GMAIL_PUSH_AUDIENCE": (
         "Audience of the push subscription's token (default MAILROOM_PUBLIC_URL/push/gmail)."
     ),
+    "MAILROOM_GMAIL_PULL_SUBSCRIPTION": (
+        "Pub/Sub pull subscription (projects/P/subscriptions/S) on the Gmail topic: the worker "
+        "pulls notifications instead of receiving pushes (no public URL needed)."
+    ),
+    "MAILROOM_GMAIL_PULL_CREDENTIALS": (
+        "Service-account key file (JSON) allowed to pull that subscription (Pub/Sub "
+        "Subscriber); default: Application Default Credentials."
+    ),
     "MAILROOM_GRAPH_PUSH": (
         "1: Microsoft 365 accounts get Graph change notifications at MAILROOM_PUBLIC_URL/"
         "push/graph (public https). Default 0: polled at least every 60 s."
@@ -102,12 +110,19 @@ class Settings:
     gmail_push_topic: str | None = None
     gmail_push_service_account: str | None = None
     gmail_push_audience: str | None = None
+    gmail_pull_subscription: str | None = None
+    gmail_pull_credentials: str | None = None
     graph_push: bool = False
     google_certs_url: str = GOOGLE_CERTS_URL  # not from the environment: tests' fake keys
+    pubsub_api_url: str = "https://pubsub.googleapis.com/v1"  # likewise
 
     @property
     def gmail_push(self) -> bool:
-        return bool(self.gmail_push_topic and self.gmail_push_service_account)
+        """Gmail accounts are watched: notifications arrive by push or are pulled."""
+        return bool(
+            self.gmail_push_topic
+            and (self.gmail_push_service_account or self.gmail_pull_subscription)
+        )
 
     @property
     def gmail_push_expected_audience(self) -> str | None:
@@ -203,5 +218,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
             (env.get("MAILROOM_GMAIL_PUSH_SERVICE_ACCOUNT") or "").strip().lower() or None
         ),
         gmail_push_audience=(env.get("MAILROOM_GMAIL_PUSH_AUDIENCE") or "").strip() or None,
+        gmail_pull_subscription=(env.get("MAILROOM_GMAIL_PULL_SUBSCRIPTION") or "").strip() or None,
+        gmail_pull_credentials=(env.get("MAILROOM_GMAIL_PULL_CREDENTIALS") or "").strip() or None,
         graph_push=_bool(env.get("MAILROOM_GRAPH_PUSH"), False),
     )

@@ -167,13 +167,25 @@ def receive_gmail(
         log.warning("Gmail push refused: %s", exc)
         return PushReply(403, b"forbidden")
     try:
-        envelope = json.loads(body)
-        data = json.loads(base64.b64decode(envelope["message"]["data"], validate=False))
+        data_b64 = json.loads(body)["message"]["data"]
+    except (ValueError, KeyError, TypeError):
+        data_b64 = None
+    account_id = gmail_notification(services, data_b64, now=now)
+    return PushReply(204, accounts=[account_id] if account_id is not None else [])
+
+
+def gmail_notification(
+    services: Services, data_b64: object, *, now: datetime | None = None
+) -> int | None:
+    """A Pub/Sub message's data (pushed or pulled): mark the account due when the historyId
+    is newer than any seen; returns that account's id, else None (nothing to do)."""
+    try:
+        data = json.loads(base64.b64decode(str(data_b64), validate=False))
         address = str(data["emailAddress"]).strip().lower()
         history_id = int(data["historyId"])
     except (ValueError, KeyError, TypeError, binascii.Error):
-        log.warning("Gmail push without emailAddress/historyId: acknowledged and dropped")
-        return PushReply(204)
+        log.warning("Gmail notification without emailAddress/historyId: acknowledged, dropped")
+        return None
     now = now or utcnow()
     with session_scope(services.session_factory) as session:
         account_id = session.scalar(
@@ -184,9 +196,71 @@ def receive_gmail(
         # No account, or no watch of ours: a stale watch (the account was removed); no row
         # to remember historyIds by means a replay could not be told apart either.
         if account_id is None or not newer_history(session, account_id, history_id, now):
-            return PushReply(204)
+            return None
         make_due(session, account_id, now)
-    return PushReply(204, accounts=[account_id])
+    return account_id
+
+
+class GmailPuller:
+    """Pull delivery, for installs Google cannot reach: the worker pulls the Gmail topic's
+    pull subscription (``projects/P/subscriptions/S:pull``), hands each message to
+    :func:`gmail_notification` and acknowledges it. Every replica may pull: Pub/Sub hands
+    each message to one of them, and a message not acknowledged is delivered again."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        session: Any = None,
+        on_due: Callable[[int], None] | None = None,
+        wait_seconds: float = 10.0,
+    ) -> None:
+        self.services = services
+        self._session = session  # an authorised requests session; default from settings
+        self.on_due = on_due
+        self.wait_seconds = wait_seconds
+
+    def _http(self) -> Any:
+        if self._session is None:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+            from google.oauth2 import service_account
+
+            scopes = ["https://www.googleapis.com/auth/pubsub"]
+            path = self.services.settings.gmail_pull_credentials
+            if path:
+                creds = service_account.Credentials.from_service_account_file(path, scopes=scopes)
+            else:
+                creds, _project = google.auth.default(scopes=scopes)
+            self._session = AuthorizedSession(creds)
+        return self._session
+
+    def pull_once(self, *, max_messages: int = 100) -> int:
+        """One pull (the server may hold it open a while); returns the messages handled."""
+        settings = self.services.settings
+        url = f"{settings.pubsub_api_url.rstrip('/')}/{settings.gmail_pull_subscription}"
+        http = self._http()
+        resp = http.post(f"{url}:pull", json={"maxMessages": max_messages}, timeout=60)
+        resp.raise_for_status()
+        received = resp.json().get("receivedMessages") or []
+        acks = []
+        for item in received:
+            account_id = gmail_notification(self.services, (item.get("message") or {}).get("data"))
+            if account_id is not None and self.on_due is not None:
+                self.on_due(account_id)
+            acks.append(item["ackId"])
+        if acks:  # after the marks are committed: a crash before this redelivers them
+            http.post(f"{url}:acknowledge", json={"ackIds": acks}, timeout=30).raise_for_status()
+        return len(received)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.pull_once() == 0:
+                    stop.wait(1.0)
+            except Exception as exc:  # network or auth trouble: polling covers meanwhile
+                log.warning("pulling Gmail notifications failed: %s", type(exc).__name__)
+                stop.wait(self.wait_seconds)
 
 
 def receive_graph(

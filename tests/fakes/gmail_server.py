@@ -164,6 +164,8 @@ class FakeGmail:
         if req.path == CERTS_PATH:  # Google's public keys (no auth): the push tokens' signer
             return Response.json(self.pubsub.certs())
         who = self.oauth.who(req.headers.get("authorization"))
+        if who is not None and req.path.startswith(PUBSUB_PREFIX):
+            return self.pubsub.handle_pull(req)
         if who is None:
             return gmail_error(
                 401,
@@ -345,6 +347,10 @@ class FakeGmail:
 
 CERTS_PATH = "/oauth2/v1/certs"
 WATCH_DAYS = 7
+# Pull delivery: ``POST /v1/projects/P/subscriptions/S:pull`` ``{maxMessages}`` answers
+# ``{"receivedMessages": [{ackId, message}]}`` (unacknowledged messages come again);
+# ``:acknowledge`` ``{ackIds}`` removes them. Any bearer token the fake OAuth issued is let in.
+PUBSUB_PREFIX = "/v1/projects/"
 
 
 def make_signing_key(common_name: str = "fake-google") -> tuple[bytes, bytes]:
@@ -386,6 +392,8 @@ class FakePubSub:
         self.audience: str | None = None  # default: push_url
         self.service_account = "push@mailroom-test.iam.gserviceaccount.com"
         self.sent: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
+        self.pull = False  # True: messages wait in `queue` for a pull subscriber
+        self.queue: dict[str, dict[str, Any]] = {}  # ackId → message
         self._ids = itertools.count(1)
 
     def certs(self) -> dict[str, str]:
@@ -448,3 +456,18 @@ class FakePubSub:
     def publish(self, email: str, history_id: int) -> None:
         if self.push_url is not None:
             self.post(self.envelope(email, history_id), self.token())
+        if self.pull:
+            self.queue[f"ack-{next(self._ids)}"] = self.envelope(email, history_id)["message"]
+
+    def handle_pull(self, req: Request) -> Response:
+        if req.method == "POST" and req.path.endswith(":pull"):
+            limit = int(req.json().get("maxMessages") or 1)
+            items = list(self.queue.copy().items())[:limit]
+            return Response.json(
+                {"receivedMessages": [{"ackId": a, "message": m} for a, m in items]}
+            )
+        if req.method == "POST" and req.path.endswith(":acknowledge"):
+            for ack in req.json().get("ackIds") or []:
+                self.queue.pop(ack, None)
+            return Response.json({})
+        return Response.json({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)

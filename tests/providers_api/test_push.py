@@ -347,3 +347,61 @@ def test_renewals_run_in_one_replica_at_a_time(push: PushEnv) -> None:
     assert second.tick() == {"opened": 0, "renewed": 0, "closed": 0, "failed": 0}
     assert len(env.gmail.server.requests) == before  # the other replica did nothing
     assert first.tick()["renewed"] == 1
+
+
+def test_gmail_pull_delivery_without_a_public_url(push: PushEnv) -> None:
+    """Pull delivery: no endpoint is reached; the worker pulls, marks the account due, and
+    acknowledges only afterwards; a pulled duplicate changes nothing."""
+    import threading
+
+    import requests
+
+    from bot.sync.push import GmailPuller
+    from tests.providers_api.conftest import GOOGLE_CLIENT
+
+    env = push
+    services = env.api.services
+    services.settings = replace(
+        services.settings,
+        gmail_push_service_account=None,  # no push endpoint: pull only
+        gmail_pull_subscription="projects/mailroom-test/subscriptions/gmail-pull",
+        pubsub_api_url=env.gmail.server.url + "/v1",
+    )
+    env.gmail.pubsub.push_url = None
+    env.gmail.pubsub.pull = True
+    http = requests.Session()
+    token = env.api.oauth.grant("google", GOOGLE_CLIENT[0], "puller@mailroom-test.iam")
+    http.headers["Authorization"] = f"Bearer {token['access_token']}"
+    try:
+        aid, email = env.add(Provider.GMAIL)
+        assert env.keeper().tick()["opened"] == 1  # the watch needs only the topic
+        puller = GmailPuller(services, session=http)
+        assert puller.pull_once() == 0
+        raw, _mid = make_raw("Pulled from Pub/Sub")
+        env.gmail.deliver(email, raw)
+        assert len(env.gmail.pubsub.queue) == 1 and not env.due(aid)
+        # Through the endpoint it would be refused: push is not configured.
+        assert env.post("/push/gmail", b"{}", {"Authorization": "Bearer x"}).status == 404
+        scheduler = SyncScheduler(services, tick_seconds=0.2, idle=False)
+        stop = threading.Event()
+        thread = threading.Thread(target=puller.run_forever, args=(stop,), daemon=True)
+        scheduler.start()
+        thread.start()
+        try:
+            _wait_for_slack(env, "Pulled from Pub/Sub")
+        finally:
+            stop.set()
+            scheduler.stop()
+            thread.join(timeout=30)
+        assert "Pulled from Pub/Sub" in env.slack_texts()
+        assert env.gmail.pubsub.queue == {}  # acknowledged
+        env.not_due(aid)
+        channel = env.channel(aid)
+        assert channel is not None and channel.history_id is not None
+        stale = env.gmail.pubsub.envelope(email, channel.history_id)["message"]
+        env.gmail.pubsub.queue["ack-dup"] = stale  # Pub/Sub delivers at least once
+        assert puller.pull_once() == 1 and env.gmail.pubsub.queue == {}
+        assert not env.due(aid)
+    finally:
+        env.gmail.pubsub.pull = False
+        env.gmail.pubsub.queue.clear()
