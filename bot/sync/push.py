@@ -59,6 +59,7 @@ KEEPER_JOB = "push-keeper"
 KEEPER_SECONDS = 60.0
 _GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 _CERTS_TTL = 300.0
+_REFETCH_SECONDS = 30.0
 _SYNCABLE = (AccountStatus.ACTIVE, AccountStatus.ERROR)
 
 
@@ -95,6 +96,22 @@ class _CachedRequest:
                 self._cache[url] = (now, response)
         return response
 
+    def expect_key(self, url: str, kid: str) -> None:
+        """Google signs with a new key before the cached list may show it: a token naming a
+        key we do not have refetches the list, at most every _REFETCH_SECONDS (a stream of
+        forged tokens must not turn into a stream of fetches)."""
+        with self._lock:
+            hit = self._cache.get(url)
+            if hit is None or time.monotonic() - hit[0] < _REFETCH_SECONDS:
+                return
+            try:
+                data = json.loads(hit[1].data)
+                kids = {k.get("kid") for k in data["keys"]} if "keys" in data else set(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                kids = set()
+            if kid not in kids:
+                del self._cache[url]
+
 
 _certs_request: _CachedRequest | None = None
 
@@ -113,6 +130,12 @@ def verify_google_token(
 
     if _certs_request is None:
         _certs_request = _CachedRequest()
+    try:
+        from google.auth import jwt
+
+        _certs_request.expect_key(certs_url, str(jwt.decode_header(token).get("kid") or ""))
+    except (ValueError, TypeError):
+        pass  # not even a JWT: verify_token says why below
     try:
         claims = dict(
             id_token.verify_token(

@@ -392,12 +392,19 @@ class FakePubSub:
         self.audience: str | None = None  # default: push_url
         self.service_account = "push@mailroom-test.iam.gserviceaccount.com"
         self.sent: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
+        self.previous: dict[str, str] = {}  # the key before the last rotate()
         self.pull = False  # True: messages wait in `queue` for a pull subscriber
         self.queue: dict[str, dict[str, Any]] = {}  # ackId → message
         self._ids = itertools.count(1)
 
+    def rotate(self) -> None:
+        """Google's key rotation: a new key (and kid) signs from now on; both are published."""
+        self.previous = {self.kid: self.cert.decode()}
+        self.kid = f"fake-kid-{next(self._ids)}"
+        self.private_key, self.cert = make_signing_key()
+
     def certs(self) -> dict[str, str]:
-        return {self.kid: self.cert.decode()}
+        return {**self.previous, self.kid: self.cert.decode()}
 
     def token(
         self,

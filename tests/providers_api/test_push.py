@@ -405,3 +405,23 @@ def test_gmail_pull_delivery_without_a_public_url(push: PushEnv) -> None:
     finally:
         env.gmail.pubsub.pull = False
         env.gmail.pubsub.queue.clear()
+
+
+def test_gmail_push_signed_with_a_rotated_key_is_accepted(
+    push: PushEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google rotates its signing keys: a push naming a key missing from the cached list
+    refetches it (a push with an unknown key still fails after the refetch)."""
+    from bot.sync import push as push_mod
+
+    env = push
+    aid, email = env.add(Provider.GMAIL)
+    env.keeper().tick()
+    pubsub = env.gmail.pubsub
+    history = env.gmail.box(email).history_id
+    assert pubsub.post(pubsub.envelope(email, history + 1), pubsub.token()) == 204  # cached
+    monkeypatch.setattr(push_mod, "_REFETCH_SECONDS", 0.0)
+    pubsub.rotate()
+    env.not_due(aid)
+    assert pubsub.post(pubsub.envelope(email, history + 2), pubsub.token()) == 204
+    assert env.due(aid)
