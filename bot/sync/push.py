@@ -51,7 +51,7 @@ GRAPH_PATH = "/push/graph"
 GRAPH_LIFECYCLE_PATH = "/push/graph/lifecycle"
 GMAIL_WATCH = "gmail_watch"
 GRAPH_SUBSCRIPTION = "graph_subscription"
-GRAPH_RESOURCE = "me/mailFolders('inbox')/messages"
+GRAPH_RESOURCE = "{root}/mailFolders('inbox')/messages"  # root: "me" or "users/{mailbox}"
 #: A watch lasts 7 days; Google recommends renewing daily.
 GMAIL_RENEW_EVERY = timedelta(days=1)
 RETRY_AFTER_ERROR = timedelta(minutes=5)
@@ -451,7 +451,8 @@ class PushKeeper:
                 state = secrets.token_urlsafe(48)  # Graph allows up to 128 characters
                 sub = graph_api.create_subscription(
                     client,
-                    resource=GRAPH_RESOURCE,
+                    # A shared mailbox's client works under users/{mailbox} (issue 18 point 2).
+                    resource=GRAPH_RESOURCE.format(root=getattr(client, "root", "me")),
                     notification_url=base + GRAPH_PATH,
                     lifecycle_url=base + GRAPH_LIFECYCLE_PATH,
                     client_state=state,

@@ -417,7 +417,7 @@ class FakeGraph:
 # POSTs a lifecycle event (reauthorizationRequired / subscriptionRemoved / missed).
 
 MAX_SUBSCRIPTION_MINUTES = 10_080
-_RESOURCE = re.compile(r"^me/mailFolders\('([^']+)'\)/messages$")
+_RESOURCE = re.compile(r"^(me|users/[^/]+)/mailFolders\('([^']+)'\)/messages$")
 
 
 def _post(url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
@@ -512,7 +512,8 @@ def _send(fake: FakeGraph, url: str, value: list[dict[str, Any]]) -> int:
 def notify_impl(fake: FakeGraph, email: str, folder: str, iid: str, change: str) -> None:
     for sub in list(fake.subscriptions.values()):
         match = _RESOURCE.match(str(sub.get("resource")))
-        if sub["owner"] != email or not match or match.group(1).lower() != folder.lower():
+        box = sub["owner"] if not match or match.group(1) == "me" else match.group(1)[6:]
+        if box.lower() != email.lower() or not match or match.group(2).lower() != folder.lower():
             continue
         if change not in str(sub.get("changeType", "")).split(","):
             continue
