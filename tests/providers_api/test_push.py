@@ -425,3 +425,34 @@ def test_gmail_push_signed_with_a_rotated_key_is_accepted(
     env.not_due(aid)
     assert pubsub.post(pubsub.envelope(email, history + 2), pubsub.token()) == 204
     assert env.due(aid)
+
+
+def test_a_push_runs_the_in_process_worker_at_once(push: PushEnv) -> None:
+    """`mailroom serve` with its worker hands a push straight to the scheduler: the sync
+    starts without waiting for any tick (this scheduler ticks once an hour)."""
+    from bot.web import make_wsgi_app
+    from tests.slackfake.serve import serve_wsgi
+
+    env = push
+    services = env.api.services
+    aid, email = env.add(Provider.GMAIL)
+    env.keeper().tick()
+    scheduler = SyncScheduler(services, tick_seconds=3600, idle=False)
+    scheduler.start()
+    wsgi = make_wsgi_app(env.mailroom.app, services, on_push=scheduler.trigger)
+    try:
+        with serve_wsgi(wsgi, "/push/gmail") as url:
+            env.gmail.pubsub.push_url = url
+            env.gmail.pubsub.audience = env.base + "/push/gmail"  # the configured audience
+            raw, mid = make_raw("Straight to the worker")
+            env.gmail.deliver(email, raw)
+            assert env.gmail.pubsub.sent[-1][1] == 204
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and mid not in {
+                m.message_id for m in env.api.messages(aid)
+            }:
+                time.sleep(0.1)
+    finally:
+        env.gmail.pubsub.audience = None
+        scheduler.stop()
+    assert mid in {m.message_id for m in env.api.messages(aid)}
