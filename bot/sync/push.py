@@ -4,6 +4,8 @@
   ``/push/gmail`` with an OIDC token signed by Google for a chosen service account. The token
   is verified (signature against Google's certificates, issuer, audience = the endpoint,
   the service account's email); the message carries only ``{emailAddress, historyId}``.
+  Without a public URL the worker pulls a Pub/Sub pull subscription instead
+  (:class:`GmailPuller`).
 * **Microsoft Graph**: a subscription per mailbox on ``me/mailFolders('inbox')/messages``
   POSTs change notifications to ``/push/graph``; each must carry the subscription's
   ``clientState`` (a random secret stored encrypted). Lifecycle notifications go to
