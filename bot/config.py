@@ -48,7 +48,33 @@ SETTINGS_HELP: dict[str, str] = {
         "Directory (tenant) id or domain of the Entra ID app; `organizations` for a "
         "multi-tenant app. No default: a wrong guess fails only after sign-in (AADSTS50194)."
     ),
+    "MAILROOM_GMAIL_PUSH_TOPIC": (
+        "Cloud Pub/Sub topic (projects/P/topics/T) Gmail publishes to: turns on Gmail push "
+        "(users.watch). Unset: Gmail accounts are polled at least every 60 s."
+    ),
+    "MAILROOM_GMAIL_PUSH_SERVICE_ACCOUNT": (
+        "Email of the service account the Pub/Sub push subscription signs its tokens with; "
+        "pushes signed by anyone else are refused. Required with MAILROOM_GMAIL_PUSH_TOPIC."
+    ),
+    "MAILROOM_GMAIL_PUSH_AUDIENCE": (
+        "Audience of the push subscription's token (default MAILROOM_PUBLIC_URL/push/gmail)."
+    ),
+    "MAILROOM_GMAIL_PULL_SUBSCRIPTION": (
+        "Pub/Sub pull subscription (projects/P/subscriptions/S) on the Gmail topic: the worker "
+        "pulls notifications instead of receiving pushes (no public URL needed)."
+    ),
+    "MAILROOM_GMAIL_PULL_CREDENTIALS": (
+        "Service-account key file (JSON) allowed to pull that subscription (Pub/Sub "
+        "Subscriber); default: Application Default Credentials."
+    ),
+    "MAILROOM_GRAPH_PUSH": (
+        "1: Microsoft 365 accounts get Graph change notifications at MAILROOM_PUBLIC_URL/"
+        "push/graph (public https). Default 0: polled at least every 60 s."
+    ),
 }
+
+#: Where Google publishes the keys its OIDC tokens (Pub/Sub push) are signed with.
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -80,6 +106,29 @@ class Settings:
     # endpoints elsewhere. Per provider ("gmail" / "graph"): keys merged into the OAuth app
     # config (token_uri, auth_uri, authority_host, ca_file...), and "api" for Account.config.
     oauth_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Push notifications (docs/oauth-providers.md "Push notifications").
+    gmail_push_topic: str | None = None
+    gmail_push_service_account: str | None = None
+    gmail_push_audience: str | None = None
+    gmail_pull_subscription: str | None = None
+    gmail_pull_credentials: str | None = None
+    graph_push: bool = False
+    google_certs_url: str = GOOGLE_CERTS_URL  # not from the environment: tests' fake keys
+    pubsub_api_url: str = "https://pubsub.googleapis.com/v1"  # likewise
+
+    @property
+    def gmail_push(self) -> bool:
+        """Gmail accounts are watched: notifications arrive by push or are pulled."""
+        return bool(
+            self.gmail_push_topic
+            and (self.gmail_push_service_account or self.gmail_pull_subscription)
+        )
+
+    @property
+    def gmail_push_expected_audience(self) -> str | None:
+        if self.gmail_push_audience:
+            return self.gmail_push_audience
+        return f"{self.public_url}/push/gmail" if self.public_url else None
 
     @property
     def socket_mode(self) -> bool:
@@ -164,4 +213,12 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         microsoft_client_id=(env.get("MICROSOFT_CLIENT_ID") or "").strip() or None,
         microsoft_client_secret=env.get("MICROSOFT_CLIENT_SECRET") or None,
         microsoft_tenant=(env.get("MICROSOFT_TENANT") or "").strip().strip("/") or None,
+        gmail_push_topic=(env.get("MAILROOM_GMAIL_PUSH_TOPIC") or "").strip() or None,
+        gmail_push_service_account=(
+            (env.get("MAILROOM_GMAIL_PUSH_SERVICE_ACCOUNT") or "").strip().lower() or None
+        ),
+        gmail_push_audience=(env.get("MAILROOM_GMAIL_PUSH_AUDIENCE") or "").strip() or None,
+        gmail_pull_subscription=(env.get("MAILROOM_GMAIL_PULL_SUBSCRIPTION") or "").strip() or None,
+        gmail_pull_credentials=(env.get("MAILROOM_GMAIL_PULL_CREDENTIALS") or "").strip() or None,
+        graph_push=_bool(env.get("MAILROOM_GRAPH_PUSH"), False),
     )

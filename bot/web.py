@@ -100,11 +100,70 @@ def _oauth_callback(
     return [page]
 
 
+MAX_PUSH_BODY = 1_048_576  # Pub/Sub messages are tiny; Graph batches stay well under this
+
+
+def _push(
+    services: Services,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    on_push: Callable[[int], None] | None,
+) -> Iterable[bytes]:
+    """POST /push/gmail and /push/graph[/lifecycle] (bot/sync/push.py does the checking)."""
+    from bot.sync import push
+
+    if environ.get("REQUEST_METHOD") != "POST":
+        start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+        return [b""]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_PUSH_BODY:
+        start_response("413 Payload Too Large", [("Content-Length", "0")])
+        return [b""]
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    path = environ.get("PATH_INFO", "")
+    if path == push.GMAIL_PATH:
+        reply = push.receive_gmail(services, environ.get("HTTP_AUTHORIZATION"), body)
+    else:
+        query = parse_qs(str(environ.get("QUERY_STRING") or "")[:MAX_QUERY])
+        token = query["validationToken"][0] if query.get("validationToken") else None
+        reply = push.receive_graph(services, token, body)
+    for account_id in reply.accounts:
+        try:
+            if on_push is not None:
+                on_push(account_id)  # the in-process scheduler: run it now
+        except Exception:  # the store mark stands: the next claim runs it
+            log.exception("running account %s after a push failed", account_id)
+    phrase = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request"}
+    phrase |= {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+    start_response(
+        f"{reply.status} {phrase.get(reply.status, 'Error')}",
+        [
+            ("Content-Type", reply.content_type),
+            ("Content-Length", str(len(reply.body))),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    return [reply.body]
+
+
+PUSH_PATHS = ("/push/gmail", "/push/graph", "/push/graph/lifecycle")
+
+
 def make_wsgi_app(
-    app: App, services: Services, *, slack_events: bool = True
+    app: App,
+    services: Services,
+    *,
+    slack_events: bool = True,
+    on_push: Callable[[int], None] | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """``slack_events=False`` serves only the callback and the health check: in Socket Mode
-    requests are not signature-checked, so /slack/events must not be reachable over HTTP."""
+    """``slack_events=False`` serves only the callback, push endpoints and the health check: in
+    Socket Mode requests are not signature-checked, so /slack/events must not be reachable over
+    HTTP. ``on_push``: run an account now (an in-process worker's scheduler) after a push; the
+    store's mark makes some worker run it anyway."""
     slack = SlackRequestHandler(app)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -113,6 +172,8 @@ def make_wsgi_app(
             return slack(environ, start_response)
         if path == CALLBACK_PATH:
             return _oauth_callback(app, services, environ, start_response)
+        if path in PUSH_PATHS:
+            return _push(services, environ, start_response, on_push)
         if path in ("/healthz", "/health"):
             status = "200 OK"
             body: dict[str, object] = {"ok": True}

@@ -47,6 +47,12 @@ class Worker:
 
         self.snoozes = SnoozeWaker(services)  # snoozed conversations come back (issue 16)
         self._snooze_thread: threading.Thread | None = None
+        from bot.sync.push import PushKeeper
+
+        # Gmail watches and Graph subscriptions: opened, renewed, closed (issue 18).
+        self.push = PushKeeper(services, owner=self.scheduler.owner)
+        self._push_thread: threading.Thread | None = None
+        self._pull_thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.scheduler.start()
@@ -58,6 +64,18 @@ class Worker:
             target=self.snoozes.run_forever, args=(self._stop,), name="snoozes", daemon=True
         )
         self._snooze_thread.start()
+        self._push_thread = threading.Thread(
+            target=self.push.run_forever, args=(self._stop,), name="push", daemon=True
+        )
+        self._push_thread.start()
+        if self.services.settings.gmail_pull_subscription:
+            from bot.sync.push import GmailPuller
+
+            puller = GmailPuller(self.services, on_due=self.scheduler.trigger)
+            self._pull_thread = threading.Thread(
+                target=puller.run_forever, args=(self._stop,), name="gmail-pull", daemon=True
+            )
+            self._pull_thread.start()
         log.info("worker started: sync scheduler, IDLE watchers and outbox dispatcher")
 
     def stop(self) -> None:
@@ -67,6 +85,10 @@ class Worker:
             self._outbox_thread.join(timeout=30)
         if self._snooze_thread is not None:
             self._snooze_thread.join(timeout=30)
+        if self._push_thread is not None:
+            self._push_thread.join(timeout=30)
+        if self._pull_thread is not None:
+            self._pull_thread.join(timeout=70)  # a pull may be held open up to a minute
         self.dispatcher.close()
 
     def run_forever(self) -> None:

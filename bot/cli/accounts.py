@@ -342,6 +342,14 @@ def remove_cmd(address: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Remove {address} and its conversations from Mailroom?", abort=True)
     services = _services()
+    from bot.accounts import get_account
+    from bot.sync.push import close
+
+    with session_scope(services.session_factory) as s:
+        found = get_account(s, address)
+        found_id = found.id if found is not None else None
+    if found_id is not None:
+        close(services, found_id)  # stop the Gmail watch / Graph subscription first
     with session_scope(services.session_factory) as s:
         removed = remove_account(s, address)
     if not removed:

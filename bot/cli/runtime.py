@@ -68,7 +68,8 @@ def serve(no_worker: bool, port: int | None) -> None:
 
             log.info("Starting in Socket Mode")
             if settings.public_url:
-                _serve_callback_in_background(app, services, port or settings.port)
+                on_push = runner.scheduler.trigger if runner is not None else None
+                _serve_callback_in_background(app, services, port or settings.port, on_push)
             SocketModeHandler(app, settings.slack_app_token).start()
         else:
             import waitress
@@ -77,20 +78,24 @@ def serve(no_worker: bool, port: int | None) -> None:
 
             listen = port or settings.port
             log.info("Starting in HTTP mode on port %s (POST /slack/events, GET /healthz)", listen)
-            waitress.serve(make_wsgi_app(app, services), host="0.0.0.0", port=listen, threads=16)
+            on_push = runner.scheduler.trigger if runner is not None else None
+            wsgi = make_wsgi_app(app, services, on_push=on_push)
+            waitress.serve(wsgi, host="0.0.0.0", port=listen, threads=16)
     finally:
         if runner is not None:
             runner.stop()
 
 
-def _serve_callback_in_background(app: Any, services: Any, port: int) -> threading.Thread:
+def _serve_callback_in_background(
+    app: Any, services: Any, port: int, on_push: Any = None
+) -> threading.Thread:
     """Socket Mode needs no public HTTP for Slack, but Google and Microsoft must reach
     /oauth/callback. Served without /slack/events: Socket Mode skips signature checks."""
     import waitress
 
     from bot.web import make_wsgi_app
 
-    wsgi = make_wsgi_app(app, services, slack_events=False)
+    wsgi = make_wsgi_app(app, services, slack_events=False, on_push=on_push)
     thread = threading.Thread(
         target=waitress.serve,
         args=(wsgi,),
@@ -99,7 +104,7 @@ def _serve_callback_in_background(app: Any, services: Any, port: int) -> threadi
         daemon=True,
     )
     thread.start()
-    log.info("Serving GET /oauth/callback and /healthz on port %s for OAuth sign-ins", port)
+    log.info("Serving /oauth/callback, /push/* and /healthz on port %s", port)
     return thread
 
 

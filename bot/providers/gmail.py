@@ -358,3 +358,31 @@ class GmailClient:
     def iter_raw(self, ids: Sequence[str]) -> Iterator[tuple[str, GmailMessage | None]]:
         for message_id in ids:
             yield message_id, self.get(message_id, raw=True)
+
+
+# -- push: users.watch / users.stop (issue 18, point 3; bot/sync/push.py) ------------------
+
+#: Labels whose changes are pushed: new mail (INBOX) and what the team sends (SENT).
+WATCH_LABELS = ("INBOX", "SENT")
+
+
+@dataclass(frozen=True)
+class Watch:
+    history_id: str
+    expires_at: datetime  # Gmail stops pushing after this (7 days): renew well before
+
+
+def watch(client: GmailClient, topic: str, labels: Sequence[str] = WATCH_LABELS) -> Watch:
+    """Start (or renew: calling again replaces it) pushes to the Pub/Sub ``topic``."""
+    body = {"topicName": topic, "labelIds": list(labels), "labelFilterBehavior": "include"}
+    result = client._call(client._users.watch(userId="me", body=body), "watch")
+    try:
+        expires = datetime.fromtimestamp(int(result["expiration"]) / 1000, UTC)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ProtocolError("Gmail answered users.watch without an expiration.") from exc
+    return Watch(str(result.get("historyId") or ""), expires)
+
+
+def stop(client: GmailClient) -> None:
+    """Stop every push of this mailbox (account removed or paused)."""
+    client._call(client._users.stop(userId="me"), "stop")

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -352,3 +353,72 @@ class GraphClient:
             data=base64.b64encode(raw),
             headers={"Content-Type": "text/plain"},
         )
+
+
+# -- push: change notification subscriptions (issue 18, point 3; bot/sync/push.py) ---------
+
+#: Outlook message subscriptions without resource data last at most 10,080 minutes; ask a
+#: little less so clock skew never makes Graph refuse the expiry.
+SUBSCRIPTION_MINUTES = 10_000
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    expires_at: datetime
+
+
+def _subscription(data: dict[str, Any]) -> Subscription:
+    try:
+        when = datetime.fromisoformat(str(data["expirationDateTime"]).replace("Z", "+00:00"))
+        return Subscription(str(data["id"]), when.astimezone(UTC))
+    except (KeyError, ValueError) as exc:
+        raise ProtocolError("Microsoft Graph answered a subscription without id/expiry.") from exc
+
+
+def _expiry(now: datetime | None) -> str:
+    when = (now or datetime.now(UTC)) + timedelta(minutes=SUBSCRIPTION_MINUTES)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def create_subscription(
+    client: GraphClient,
+    *,
+    resource: str,
+    notification_url: str,
+    lifecycle_url: str,
+    client_state: str,
+    now: datetime | None = None,
+) -> Subscription:
+    """``POST /subscriptions``. Graph validates ``notification_url`` (and the lifecycle URL)
+    before answering, so Mailroom's endpoint must already answer the validationToken."""
+    body = {
+        "changeType": "created,updated,deleted",
+        "notificationUrl": notification_url,
+        "lifecycleNotificationUrl": lifecycle_url,
+        "resource": resource,
+        "expirationDateTime": _expiry(now),
+        "clientState": client_state,
+        "latestSupportedTlsVersion": "v1_2",
+    }
+    resp = client.request("POST", "subscriptions", what="subscriptions.create", json=body)
+    return _subscription(resp.json())
+
+
+def renew_subscription(
+    client: GraphClient, subscription_id: str, *, now: datetime | None = None
+) -> Subscription:
+    """``PATCH /subscriptions/{id}``; NotFound when Graph removed it (then create anew)."""
+    path = f"subscriptions/{quote(subscription_id, safe='')}"
+    body = {"expirationDateTime": _expiry(now)}
+    resp = client.request("PATCH", path, what="subscriptions.update", json=body)
+    return _subscription(resp.json())
+
+
+def delete_subscription(client: GraphClient, subscription_id: str) -> None:
+    """``DELETE /subscriptions/{id}``; one Graph already removed counts as deleted."""
+    path = f"subscriptions/{quote(subscription_id, safe='')}"
+    try:
+        client.request("DELETE", path, what="subscriptions.delete")
+    except NotFound:
+        pass

@@ -682,3 +682,32 @@ class TriagePreference(Base):
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     assignment_dms: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- Push notifications: Gmail watches and Graph subscriptions (issue 18, point 3) ------------
+
+
+class PushChannel(Base):
+    """A live push channel of one API account: a Gmail ``users.watch`` or a Graph change
+    notification subscription. Kept in the database so renewals survive restarts and every
+    replica answers notifications the same way (bot/sync/push.py)."""
+
+    __tablename__ = "push_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # "gmail_watch" | "graph_subscription"
+    # Graph's subscription id (notifications name it); None for a Gmail watch.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Graph's clientState, Fernet-encrypted: a notification must carry it to be believed.
+    client_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime | None]
+    renew_after: Mapped[datetime | None] = mapped_column(index=True)
+    # The highest Gmail historyId a push announced: older or equal ones are replays.
+    history_id: Mapped[int | None] = mapped_column(BigInteger)
+    # When the last believed notification arrived: a run that started before it runs again.
+    notified_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
@@ -135,6 +136,7 @@ class SyncScheduler:
             leases.release(self.services.session_factory, account_id, owner)
 
     def _run(self, account_id: int, trigger: str, owner: str) -> None:
+        started = utcnow()
         try:
             summary = sync_account(
                 self.services,
@@ -152,6 +154,8 @@ class SyncScheduler:
                 self._running.discard(account_id)
                 again = account_id in self._dirty
                 self._dirty.discard(account_id)
+        # A push that arrived while this run was going may announce mail it did not see.
+        again = again or _pushed_since(self.services, account_id, started)
         if again and not self._stopped:
             self.trigger(account_id, "idle")
 
@@ -205,3 +209,13 @@ class SyncScheduler:
     @property
     def watched_accounts(self) -> set[int]:
         return set(self._watches)
+
+
+def _pushed_since(services: Services, account_id: int, started: datetime) -> bool:
+    from bot.store.push import notified_since
+
+    try:
+        return notified_since(services.session_factory, account_id, started)
+    except Exception:  # the push's mark on next_sync_at still gets it run
+        log.warning("checking pushes for account %s failed", account_id, exc_info=True)
+        return False

@@ -54,7 +54,9 @@ def record_success(
     account.consecutive_failures = 0
     account.last_sync_at = now
     account.last_success_at = now
-    account.next_sync_at = now + timedelta(seconds=account.sync_interval_seconds)
+    from bot.store.push import poll_interval  # API accounts without push: every 60 s at most
+
+    account.next_sync_at = now + timedelta(seconds=poll_interval(session, account, now))
     if previous in (AccountStatus.ERROR, AccountStatus.NEEDS_REAUTH):
         _alert(
             session,

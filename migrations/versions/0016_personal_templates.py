@@ -5,7 +5,7 @@ a shared one for everyone. Existing templates were made by admins for the team: 
 shared (server default true). The author is the existing `created_by`.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-05 21:05:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0011"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

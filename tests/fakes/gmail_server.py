@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -84,9 +89,11 @@ class FakeGmail:
     def __init__(self, oauth: FakeOAuth) -> None:
         self.oauth = oauth
         self.boxes: dict[str, Mailbox] = {}
+        self.watches: dict[str, dict[str, Any]] = {}  # email → {topic, labels, expiration}
         self._ids = itertools.count(0x18C0000000000000)
         self._clock = itertools.count(1_700_000_000_000, 60_000)
         self.server = FakeHttpServer(self._handle)
+        self.pubsub = FakePubSub(self.server.url + CERTS_PATH)
 
     @property
     def url(self) -> str:
@@ -131,6 +138,8 @@ class FakeGmail:
         m = Stored(mid, thread, raw, set(labels), next(self._clock), 0, message_id)
         box.messages[mid] = m
         self._record(box, "messagesAdded", m)
+        if self.watches.get(email, {}).get("labels", set()) & m.labels:
+            self.pubsub.publish(email, box.history_id)  # Gmail → topic → push to Mailroom
         return mid
 
     # -- labels (users.labels.list) --------------------------------------------------
@@ -182,7 +191,11 @@ class FakeGmail:
     # -- HTTP -------------------------------------------------------------------------
 
     def _handle(self, req: Request) -> Response:
+        if req.path == CERTS_PATH:  # Google's public keys (no auth): the push tokens' signer
+            return Response.json(self.pubsub.certs())
         who = self.oauth.who(req.headers.get("authorization"))
+        if who is not None and req.path.startswith(PUBSUB_PREFIX):
+            return self.pubsub.handle_pull(req)
         if who is None:
             return gmail_error(
                 401,
@@ -209,6 +222,11 @@ class FakeGmail:
             return self._history(box, req)
         if route == ("GET", "labels", 1):
             return self._labels(box)
+        if route == ("POST", "watch", 1):
+            return self._watch(box, req)
+        if route == ("POST", "stop", 1):
+            self.watches.pop(box.email, None)
+            return Response(204)
         if parts[0] != "messages":
             return gmail_error(404, *NOT_FOUND)
         if route == ("GET", "messages", 1):
@@ -239,6 +257,17 @@ class FakeGmail:
                 self._record(box, "labelsRemoved", m, removed)
             return Response.json(self._render(m, "minimal"))
         return gmail_error(404, *NOT_FOUND)
+
+    def _watch(self, box: Mailbox, req: Request) -> Response:
+        """users.watch (see the push section at the end)."""
+        body = req.json()
+        topic = str(body.get("topicName") or "")
+        if not re.fullmatch(r"projects/[^/]+/topics/[^/]+", topic):
+            return gmail_error(400, "Invalid topicName", "invalidArgument", "INVALID_ARGUMENT")
+        labels = set(body.get("labelIds") or ["INBOX"])
+        expiration = int((time.time() + WATCH_DAYS * 86400) * 1000)
+        self.watches[box.email] = {"topic": topic, "labels": labels, "expiration": expiration}
+        return Response.json({"historyId": str(box.history_id), "expiration": str(expiration)})
 
     def _render(self, m: Stored, fmt: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -335,3 +364,149 @@ class FakeGmail:
         box.sent.append(m)
         self._record(box, "messagesAdded", m)
         return Response.json(self._ref(m))
+
+
+# -- push: users.watch / users.stop and Cloud Pub/Sub push delivery ---------------------------
+#
+# ``users.watch`` (``topicName``, ``labelIds``, ``labelFilterBehavior``) answers
+# ``{historyId, expiration}`` (ms, 7 days ahead); ``users.stop`` answers 204. While a mailbox
+# is watched, each delivery with a watched label is published; the fake Pub/Sub push
+# subscription POSTs it to ``push_url`` as Pub/Sub does: ``{"message": {"data": base64 JSON
+# {emailAddress, historyId}, "messageId", "publishTime"}, "subscription"}`` with an OIDC token
+# (RS256, ``iss`` https://accounts.google.com, ``aud``, ``email``, ``email_verified``) in
+# ``Authorization: Bearer``, signed by a test key whose certificate is served at CERTS_PATH in
+# the shape of https://www.googleapis.com/oauth2/v1/certs (``{kid: PEM certificate}``).
+
+CERTS_PATH = "/oauth2/v1/certs"
+WATCH_DAYS = 7
+# Pull delivery: ``POST /v1/projects/P/subscriptions/S:pull`` ``{maxMessages}`` answers
+# ``{"receivedMessages": [{ackId, message}]}`` (unacknowledged messages come again);
+# ``:acknowledge`` ``{ackIds}`` removes them. Any bearer token the fake OAuth issued is let in.
+PUBSUB_PREFIX = "/v1/projects/"
+
+
+def make_signing_key(common_name: str = "fake-google") -> tuple[bytes, bytes]:
+    """An RSA key and a self-signed certificate for it (PEM), as Google publishes its keys."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem_key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+class FakePubSub:
+    """The topic's push subscription: signs and POSTs pushes; records what Mailroom answered."""
+
+    def __init__(self, certs_url: str) -> None:
+        self.certs_url = certs_url
+        self.kid = "fake-kid-1"
+        self.private_key, self.cert = make_signing_key()
+        self.push_url: str | None = None  # Mailroom's /push/gmail; None: nothing is pushed
+        self.audience: str | None = None  # default: push_url
+        self.service_account = "push@mailroom-test.iam.gserviceaccount.com"
+        self.sent: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
+        self.previous: dict[str, str] = {}  # the key before the last rotate()
+        self.pull = False  # True: messages wait in `queue` for a pull subscriber
+        self.queue: dict[str, dict[str, Any]] = {}  # ackId → message
+        self._ids = itertools.count(1)
+
+    def rotate(self) -> None:
+        """Google's key rotation: a new key (and kid) signs from now on; both are published."""
+        self.previous = {self.kid: self.cert.decode()}
+        self.kid = f"fake-kid-{next(self._ids)}"
+        self.private_key, self.cert = make_signing_key()
+
+    def certs(self) -> dict[str, str]:
+        return {**self.previous, self.kid: self.cert.decode()}
+
+    def token(
+        self,
+        *,
+        audience: str | None = None,
+        email: str | None = None,
+        issuer: str = "https://accounts.google.com",
+        private_key: bytes | None = None,
+        lifetime: int = 3600,
+    ) -> str:
+        from google.auth import crypt, jwt
+
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": audience or self.audience or self.push_url,
+            "azp": "1234567890",
+            "sub": "1234567890",
+            "email": email or self.service_account,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + lifetime,
+        }
+        signer = crypt.RSASigner.from_string(private_key or self.private_key, key_id=self.kid)
+        return jwt.encode(signer, claims).decode()
+
+    def envelope(self, email: str, history_id: int) -> dict[str, Any]:
+        data = json.dumps({"emailAddress": email, "historyId": history_id}).encode()
+        return {
+            "message": {
+                "data": base64.b64encode(data).decode(),
+                "messageId": str(next(self._ids)),
+                "publishTime": datetime.now(UTC).isoformat(),
+            },
+            "subscription": "projects/mailroom-test/subscriptions/gmail-push",
+        }
+
+    def post(self, envelope: dict[str, Any], token: str | None) -> int:
+        """POST one push to Mailroom; returns the HTTP status (2xx acknowledges)."""
+        if self.push_url is None:
+            raise RuntimeError("no push_url")
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(
+            self.push_url, json.dumps(envelope).encode(), headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status = int(resp.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        self.sent.append((envelope, status))
+        return status
+
+    def publish(self, email: str, history_id: int) -> None:
+        if self.push_url is not None:
+            self.post(self.envelope(email, history_id), self.token())
+        if self.pull:
+            self.queue[f"ack-{next(self._ids)}"] = self.envelope(email, history_id)["message"]
+
+    def handle_pull(self, req: Request) -> Response:
+        if req.method == "POST" and req.path.endswith(":pull"):
+            limit = int(req.json().get("maxMessages") or 1)
+            items = list(self.queue.copy().items())[:limit]
+            return Response.json(
+                {"receivedMessages": [{"ackId": a, "message": m} for a, m in items]}
+            )
+        if req.method == "POST" and req.path.endswith(":acknowledge"):
+            for ack in req.json().get("ackIds") or []:
+                self.queue.pop(ack, None)
+            return Response.json({})
+        return Response.json({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)

@@ -21,7 +21,12 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import re
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -90,6 +95,9 @@ class FakeGraph:
     def __init__(self, oauth: FakeOAuth) -> None:
         self.oauth = oauth
         self.boxes: dict[str, Box] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}  # push: see the section at the end
+        self.notifications: list[tuple[str, dict[str, Any], int]] = []  # (url, body, status)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # subscription expiry
         self._ids = itertools.count(1)
         self._clock = itertools.count(0)
         self.server = FakeHttpServer(self._handle)
@@ -144,6 +152,7 @@ class FakeGraph:
         )
         box.items[iid] = item
         self._touch(box, item)
+        self.notify(email, folder, iid, "created")
         return iid
 
     def move_item(self, email: str, iid: str, folder: str) -> None:
@@ -264,6 +273,8 @@ class FakeGraph:
             return graph_error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
+        if req.path.startswith("/v1.0/subscriptions"):
+            return self._subscriptions(who, req)
         if not req.path.startswith("/v1.0/me"):
             return graph_error(400, "BadRequest", "Resource not found for the segment.")
         box = self.box(who)
@@ -315,6 +326,18 @@ class FakeGraph:
                     self._touch(box, item, old, dest)
                 return Response.json(self._resource(item, immutable), 201)
         return graph_error(400, "BadRequest", f"Unsupported request {req.method} {req.path}")
+
+    def notify(self, email: str, folder: str, iid: str, change: str) -> None:
+        """POST a change notification to each subscription of ``email`` on ``folder``."""
+        notify_impl(self, email, folder, iid, change)
+
+    def lifecycle(self, sid: str, event: str, *, client_state: str | None = None) -> int:
+        """POST a lifecycle event (``subscriptionRemoved`` also removes it here)."""
+        return lifecycle_impl(self, sid, event, client_state=client_state)
+
+    def _subscriptions(self, who: str, req: Request) -> Response:
+        """Push subscriptions (see the section at the end)."""
+        return subscriptions_route(self, who, req)
 
     def _page_size(self, req: Request) -> int:
         match = re.search(r"odata\.maxpagesize=(\d+)", req.headers.get("prefer", ""))
@@ -421,3 +444,154 @@ class FakeGraph:
         iid = self.deliver(box.email, raw, "sentitems", is_read=True)
         box.sent.append(box.items[iid])
         return Response(202, b"")
+
+
+# -- push: change notification subscriptions ------------------------------------------------
+#
+# ``POST /subscriptions`` validates ``notificationUrl`` (and ``lifecycleNotificationUrl``)
+# first, as Graph does: a POST with ``?validationToken=…`` that must answer 200, text/plain,
+# the token as the body, within 10 s; else 400 ``ValidationError``. ``expirationDateTime`` may
+# be at most 10,080 minutes ahead (400 otherwise); ``clientState`` at most 128 characters.
+# 201 with the subscription. ``PATCH /subscriptions/{id}`` renews (404 when unknown),
+# ``DELETE`` answers 204. A message created in a subscribed folder is POSTed to the
+# subscription's notificationUrl as ``{"value": [{subscriptionId, clientState, changeType,
+# resource, resourceData, subscriptionExpirationDateTime, tenantId}]}``; ``lifecycle()``
+# POSTs a lifecycle event (reauthorizationRequired / subscriptionRemoved / missed).
+
+MAX_SUBSCRIPTION_MINUTES = 10_080
+_RESOURCE = re.compile(r"^(me|users/[^/]+)/mailFolders\('([^']+)'\)/messages$")
+
+
+def _post(url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status), resp.read(), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    except OSError:
+        return 0, b"", ""
+
+
+def _validate(url: str) -> bool:
+    token = "Validation: Testing client application reachability " + secrets.token_hex(8)
+    status, body, ctype = _post(
+        f"{url}?validationToken={quote(token)}", b"", "text/plain; charset=utf-8"
+    )
+    return status == 200 and body.decode(errors="replace") == token and "text/plain" in ctype
+
+
+def _when(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, AttributeError):
+        return None
+
+
+def subscriptions_route(fake: FakeGraph, who: str, req: Request) -> Response:
+    parts = [p for p in req.path[len("/v1.0/subscriptions") :].split("/") if p]
+    now = fake.clock()
+    if not parts and req.method == "POST":
+        body = req.json()
+        when = _when(str(body.get("expirationDateTime") or ""))
+        state = str(body.get("clientState") or "")
+        if when is None or when > now + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES) or when < now:
+            return graph_error(
+                400,
+                "InvalidRequest",
+                "Subscription expiration can only be 10080 minutes in the future.",
+            )
+        if len(state) > 128 or not _RESOURCE.match(str(body.get("resource") or "")):
+            return graph_error(400, "InvalidRequest", "Invalid resource or clientState.")
+        for key in ("notificationUrl", "lifecycleNotificationUrl"):
+            if body.get(key) and not _validate(str(body[key])):
+                return graph_error(
+                    400, "ValidationError", f"Subscription validation request failed for {key}."
+                )
+        sid = f"sub-{secrets.token_hex(8)}"
+        fake.subscriptions[sid] = {**body, "id": sid, "owner": who}
+        return Response.json(_public(fake.subscriptions[sid]), 201)
+    sub = fake.subscriptions.get(parts[0]) if parts else None
+    if sub is None or sub["owner"] != who:
+        return graph_error(404, "ResourceNotFound", "The object was not found.")
+    if len(parts) == 1 and req.method == "PATCH":
+        when = _when(str(req.json().get("expirationDateTime") or ""))
+        if when is None or when > now + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES):
+            return graph_error(
+                400,
+                "InvalidRequest",
+                "Subscription expiration can only be 10080 minutes in the future.",
+            )
+        sub["expirationDateTime"] = req.json()["expirationDateTime"]
+        sub["renewals"] = int(sub.get("renewals", 0)) + 1
+        return Response.json(_public(sub))
+    if len(parts) == 1 and req.method == "DELETE":
+        del fake.subscriptions[parts[0]]
+        return Response(204)
+    return graph_error(400, "BadRequest", f"Unsupported request {req.method} {req.path}")
+
+
+def _public(sub: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "id",
+        "resource",
+        "changeType",
+        "clientState",
+        "notificationUrl",
+        "lifecycleNotificationUrl",
+        "expirationDateTime",
+    )
+    return {k: sub.get(k) for k in keep}
+
+
+def _send(fake: FakeGraph, url: str, value: list[dict[str, Any]]) -> int:
+    body = {"value": value}
+    status = _post(url, json.dumps(body).encode(), "application/json")[0]
+    fake.notifications.append((url, body, status))
+    return status
+
+
+def notify_impl(fake: FakeGraph, email: str, folder: str, iid: str, change: str) -> None:
+    for sub in list(fake.subscriptions.values()):
+        match = _RESOURCE.match(str(sub.get("resource")))
+        box = sub["owner"] if not match or match.group(1) == "me" else match.group(1)[6:]
+        if box.lower() != email.lower() or not match or match.group(2).lower() != folder.lower():
+            continue
+        if change not in str(sub.get("changeType", "")).split(","):
+            continue
+        _send(
+            fake,
+            str(sub["notificationUrl"]),
+            [
+                {
+                    "subscriptionId": sub["id"],
+                    "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                    "changeType": change,
+                    "resource": f"Users/user-1/Messages/{iid}",
+                    "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": iid},
+                    "clientState": sub.get("clientState"),
+                    "tenantId": "contoso-tenant",
+                }
+            ],
+        )
+
+
+def lifecycle_impl(
+    fake: FakeGraph, sid: str, event: str, *, client_state: str | None = None
+) -> int:
+    sub = fake.subscriptions[sid]
+    if event == "subscriptionRemoved":
+        del fake.subscriptions[sid]
+    return _send(
+        fake,
+        str(sub["lifecycleNotificationUrl"]),
+        [
+            {
+                "subscriptionId": sid,
+                "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                "tenantId": "contoso-tenant",
+                "clientState": sub.get("clientState") if client_state is None else client_state,
+                "lifecycleEvent": event,
+            }
+        ],
+    )

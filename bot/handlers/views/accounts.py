@@ -209,7 +209,9 @@ def request_sync(services: Services, account_id: int, user_id: str) -> bool:
 def remove(services: Services, account_id: int, user_id: str) -> str | None:
     """Delete the account and its synced data; returns the address removed."""
     from bot.accounts import remove_account
+    from bot.sync.push import close
 
+    close(services, account_id)  # stop the Gmail watch / Graph subscription first (issue 18)
     with session_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
