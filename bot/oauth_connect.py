@@ -37,7 +37,7 @@ from bot.config import Settings
 from bot.providers.errors import ConfigError, ProviderError
 from bot.providers.oauth import GOOGLE, MICROSOFT, PROVIDERS, authorization_url, exchange_code
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, AuditLog, JobLock, Provider
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ def _complete(
     except ConfigError as exc:
         raise _Refused(str(exc)) from exc
     if request.account_id is not None:
-        with services.session_factory() as s:
+        with read_scope(services.session_factory) as s:
             account = s.get(Account, request.account_id)
             if account is None or account.provider.value != request.provider:
                 raise _Refused("That account is no longer in Mailroom: nothing changed.")

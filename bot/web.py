@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bot.oauth_connect import CALLBACK_PATH, complete, provider_error
 from bot.services import Services
+from bot.store.db import read_scope
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def make_wsgi_app(
             status = "200 OK"
             body: dict[str, object] = {"ok": True}
             try:
-                with services.session_factory() as session:
+                with read_scope(services.session_factory) as session:
                     session.execute(text("SELECT 1"))
             except Exception as exc:  # the health check reports, never raises
                 status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}

@@ -235,8 +235,9 @@ def _arrived_blocks(arrived: list[Arrived]) -> list[dict[str, Any]]:
     return blocks
 
 
-def held_view(arrived: list[Arrived], outbox_id: int) -> dict[str, Any]:
-    """Shown instead of closing the modal when new mail arrived after it was opened."""
+def held_view(arrived: list[Arrived], outbox_id: int | str) -> dict[str, Any]:
+    """Shown instead of closing the modal when new mail arrived after it was opened.
+    `outbox_id`: the row's id, or its Message-ID when the row is written after the ack."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",

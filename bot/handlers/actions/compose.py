@@ -7,12 +7,14 @@ talks to a mailbox: sending happens in the outbox.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.blocks import compose as cb
@@ -21,7 +23,7 @@ from bot.compose.modal import ComposeRefused, conversation_view, with_template
 from bot.compose.submit import release_held, retry_failed
 from bot.handlers.middleware import services_of
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Outbox
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ def template_picked(
 
 
 def _may_act(services: Services, client: WebClient, user_id: str, outbox_id: int) -> bool:
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         row = session.get(Outbox, outbox_id)
         if row is None or row.account_id is None:
             return False
@@ -104,9 +106,23 @@ def _tell(body: dict[str, Any], client: WebClient, respond: Respond, text: str) 
             log.info("could not update the modal: %s", exc.response.get("error"))
 
 
-def _outbox_id(body: dict[str, Any]) -> int | None:
+def _outbox_id(services: Services, body: dict[str, Any]) -> int | None:
+    """The button's row: its id, or (Send anyway, written after the submit's ack) the send's
+    Message-ID; that row may still be being written, so look a few times."""
     value = str(body["actions"][0].get("value") or "")
-    return int(value) if value.isdigit() else None
+    if value.isdigit():
+        return int(value)
+    if not value:
+        return None
+    from bot.compose.submit import send_key
+
+    for _ in range(20):
+        with read_scope(services.session_factory) as session:
+            found = session.scalar(select(Outbox.id).where(Outbox.key == send_key(value)))
+        if found is not None:
+            return int(found)
+        time.sleep(0.25)
+    return None
 
 
 def _outbox_button(
@@ -122,8 +138,8 @@ def _outbox_button(
         ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
     ) -> None:
         ack()
-        outbox_id = _outbox_id(body)
         services = services_of(context)
+        outbox_id = _outbox_id(services, body)
         user_id = body["user"]["id"]
         if outbox_id is None:
             return

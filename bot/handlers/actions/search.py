@@ -22,6 +22,7 @@ from bot.home import (
     visible_account_ids,
 )
 from bot.services import Services
+from bot.store.db import read_scope
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def search_view(
 
     account_ids = visible_account_ids(services, client, user_id)
     error = None
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         counts = filter_counts(session, account_ids)
         if query.strip():
             found = search(

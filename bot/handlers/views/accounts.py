@@ -32,7 +32,7 @@ from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import (
     Account,
     AccountStatus,
@@ -193,7 +193,7 @@ def remove(services: Services, account_id: int, user_id: str) -> str | None:
 
 
 def sync_log_view(services: Services, account_id: int, limit: int = 30) -> dict[str, Any] | None:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return None
@@ -221,7 +221,7 @@ def sync_log_view(services: Services, account_id: int, limit: int = 30) -> dict[
 
 
 def remove_view(services: Services, account_id: int) -> dict[str, Any] | None:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return None
@@ -380,7 +380,7 @@ def oauth_link_view(
 
 def reconnect_target(services: Services, account_id: int) -> Account | None:
     """The account to reconnect, when it is a Gmail / Microsoft 365 one."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None or account.provider not in (Provider.GMAIL, Provider.GRAPH):
             return None
@@ -390,7 +390,7 @@ def reconnect_target(services: Services, account_id: int) -> Account | None:
 
 def imap_reconnect_target(services: Services, account_id: int) -> tuple[int, str] | None:
     """(id, address) of an IMAP account whose password may be re-entered."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None or account.provider != Provider.IMAP:
             return None

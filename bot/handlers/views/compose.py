@@ -7,15 +7,16 @@ from typing import Any
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.compose.form import ComposeMeta, read_submission
 from bot.compose.modal import sendable_accounts
-from bot.compose.submit import submit
+from bot.compose.submit import SubmitResult, enqueue_send, load_send, prepare_send
 from bot.handlers.middleware import services_of
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def compose_submitted(
             )
             return
         meta.account_id = account_id
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id) if meta.account_id else None
         channel = account.channel_id if account else None
     if account is None or not services.access.can_see_channel(client, user_id, channel):
@@ -63,13 +64,41 @@ def compose_submitted(
             ),
         )
         return
-    with session_scope(services.session_factory) as session:
-        account = session.get(Account, meta.account_id)
-        assert account is not None
-        result = submit(session, meta, sub, user_id=user_id, account=account)
-    if result.problem:
-        ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
-    elif result.held and result.outbox_id is not None:
-        ack(response_action="update", view=cb.held_view(result.held, result.outbox_id))
+    # Reads, then the body (parsing the original) without a session, then the ack; the one
+    # write follows the ack, so a busy database never makes Slack time out the submit.
+    with read_scope(services.session_factory) as session:
+        inputs = load_send(session, meta, user_id=user_id, account=account)
+    prepared = (
+        inputs
+        if isinstance(inputs, SubmitResult)
+        else prepare_send(inputs, meta, sub, user_id=user_id, account=account)
+    )
+    if isinstance(prepared, SubmitResult):
+        if prepared.problem:
+            ack(response_action="update", view=cb.notice_view("Not sent", prepared.problem))
+        elif prepared.held and prepared.outbox_id is not None:
+            ack(response_action="update", view=cb.held_view(prepared.held, prepared.outbox_id))
+        else:
+            ack()
+        return
+    if prepared.held:
+        # The row is written just below; the button finds it by its Message-ID.
+        ack(response_action="update", view=cb.held_view(prepared.held, meta.message_id))
     else:
         ack()  # closes the modal; "sent" shows in the thread once the server accepted it
+    try:
+        with session_scope(services.session_factory) as session:
+            enqueue_send(session, prepared, user_id=user_id)
+    except Exception:
+        log.exception("compose: the send row could not be written")
+        _tell_not_queued(client, user_id)
+
+
+def _tell_not_queued(client: WebClient, user_id: str) -> None:
+    try:
+        client.chat_postMessage(
+            channel=user_id,
+            text="Your email was not sent: Mailroom could not queue it. Please send it again.",
+        )
+    except SlackApiError as exc:
+        log.warning("could not tell %s: %s", user_id, exc.response.get("error"))
