@@ -161,6 +161,8 @@ def make_services(session_factory: SessionFactory, fake: FakeSlack) -> Services:
         slack_bot_token=fake.bot_token,
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake.api_url,
+        # Explicitly, for tests only: the fake serves files on loopback over http.
+        slack_files_url=fake.base_url,
         database_url=str(session_factory.kw["bind"].url),
         secret_key=generate_key(),
         admins=frozenset(),  # admins come from Slack's is_admin (UADMIN in the fake)

@@ -298,7 +298,8 @@ def sent_post(user_id: str, to: list[str], subject: str) -> tuple[str, list[dict
 
 
 def failed_post(user_id: str, error: str, outbox_id: int) -> tuple[str, list[dict[str, Any]]]:
-    text = f"Not sent: the email <@{user_id}> wrote was refused. {error}"
+    # The error is the mail server's or provider's words: escaped in the notification text too.
+    text = f"Not sent: the email <@{user_id}> wrote was refused. {escape_mrkdwn(truncate(error, 2500))}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",

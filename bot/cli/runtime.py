@@ -73,11 +73,17 @@ def serve(no_worker: bool, port: int | None) -> None:
         else:
             import waitress
 
-            from bot.web import make_wsgi_app
+            from bot.web import WAITRESS_OPTIONS, make_wsgi_app
 
             listen = port or settings.port
             log.info("Starting in HTTP mode on port %s (POST /slack/events, GET /healthz)", listen)
-            waitress.serve(make_wsgi_app(app, services), host="0.0.0.0", port=listen, threads=16)
+            waitress.serve(
+                make_wsgi_app(app, services),
+                host="0.0.0.0",
+                port=listen,
+                threads=16,
+                **WAITRESS_OPTIONS,
+            )
     finally:
         if runner is not None:
             runner.stop()
@@ -88,13 +94,13 @@ def _serve_callback_in_background(app: Any, services: Any, port: int) -> threadi
     /oauth/callback. Served without /slack/events: Socket Mode skips signature checks."""
     import waitress
 
-    from bot.web import make_wsgi_app
+    from bot.web import WAITRESS_OPTIONS, make_wsgi_app
 
     wsgi = make_wsgi_app(app, services, slack_events=False)
     thread = threading.Thread(
         target=waitress.serve,
         args=(wsgi,),
-        kwargs={"host": "0.0.0.0", "port": port, "threads": 4},
+        kwargs={"host": "0.0.0.0", "port": port, "threads": 4, **WAITRESS_OPTIONS},
         name="oauth-callback-http",
         daemon=True,
     )

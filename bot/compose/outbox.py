@@ -202,6 +202,7 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                 token,
                 name=str(f.get("name")),
                 mimetype=str(f.get("mimetype")),
+                files_url=ctx.services.settings.slack_files_url,
             )
         except DownloadError as exc:
             if exc.transient and row.attempts < MAX_ATTEMPTS:
@@ -287,7 +288,7 @@ def _record_sent(ctx: OutboxContext, row: Outbox, draft: Draft, partial: str | N
                 ensure_parent(session, conv, account.channel_id)
         text, blocks = cb.sent_post(user, [a.email for a in draft.to], draft.subject)
         if partial:
-            text += f" (some recipients refused: {partial})"
+            text += f" (some recipients refused: {escape_mrkdwn(partial)})"
             blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(partial))]})
         _post(session, row, conversation_id, f"compose.sent:{draft.message_id}", text, blocks)
         audit.record(

@@ -235,6 +235,7 @@ def test_connection(
         imap_password=form.imap_password,
         smtp_password=form.smtp_password,
         folders=form.folders,
+        generic_network_errors=True,
     )
     outcome = ConnectionOutcome(
         result.ok,

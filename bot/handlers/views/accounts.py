@@ -408,7 +408,7 @@ def account_password_submitted(
     if admin is None:
         return
     services, user_id = admin
-    from bot.accounts import AccountError, set_passwords
+    from bot.accounts import AccountError, check_passwords, store_passwords
     from bot.blocks.accounts import B_IMAP_PW, read_password_form
 
     imap_pw, smtp_pw, errors = read_password_form(state_values(view))
@@ -416,29 +416,35 @@ def account_password_submitted(
         ack(response_action="errors", errors=errors)
         return
     account_id = json.loads(view.get("private_metadata") or "{}").get("account_id")
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, int(account_id or 0))
-        if account is None:
-            ack(response_action="errors", errors={B_IMAP_PW: "This account no longer exists."})
-            return
-        try:
-            result = set_passwords(
-                services,
-                session,
-                account,
-                imap_password=imap_pw,
-                smtp_password=smtp_pw,
-                actor=user_id,
-                timeout=PASSWORD_CHECK_TIMEOUT,
-                check_smtp=False,
-            )
-        except AccountError as exc:
-            ack(response_action="errors", errors={B_IMAP_PW: str(exc)})
-            return
+    if account is None:
+        ack(response_action="errors", errors={B_IMAP_PW: "This account no longer exists."})
+        return
+    # The login (network) runs with no session open; the write follows the ack.
+    try:
+        result = check_passwords(
+            account,
+            imap_password=imap_pw,
+            smtp_password=smtp_pw,
+            timeout=PASSWORD_CHECK_TIMEOUT,
+            check_smtp=False,
+            generic_network_errors=True,
+        )
+    except AccountError as exc:
+        ack(response_action="errors", errors={B_IMAP_PW: str(exc)})
+        return
     if not result.ok:
         ack(response_action="errors", errors={B_IMAP_PW: truncate(result.message(), 1900)})
         return
     ack()
+    with session_scope(services.session_factory) as session:
+        stored = session.get(Account, account.id)
+        if stored is None:
+            return
+        store_passwords(
+            services, session, stored, imap_password=imap_pw, smtp_password=smtp_pw, actor=user_id
+        )
     publish_home(services, client, user_id)
 
 
