@@ -55,11 +55,14 @@ def serve(no_worker: bool, port: int | None) -> None:
     migrate.upgrade(services.session_factory.kw["bind"])
     app = create_app(services)
     runner = None
+    from bot.sync.parse_pool import prestart
+
+    # The fork server also runs template renders (bot/templates.py), which happen inside a
+    # Slack ack: it must be up before the first request, with or without the worker.
+    prestart()
     if settings.run_worker and not no_worker:
-        from bot.sync.parse_pool import prestart
         from bot.worker import Worker
 
-        prestart()  # the parse worker's fork server, as `mailroom worker` does
         runner = Worker(services, app.client)
         runner.start()
     try:
