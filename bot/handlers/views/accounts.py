@@ -27,7 +27,8 @@ from bot.blocks.accounts import (
     sync_log_modal,
 )
 from bot.blocks.state import state_values
-from bot.blocks.text import truncate
+from bot.blocks.text import escape_mrkdwn, truncate
+from bot.handlers.after_ack import write_after_ack
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
@@ -272,18 +273,25 @@ def account_add_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    from bot.accounts import AccountError
+    from bot.accounts import AccountError, get_account
+    from bot.blocks.accounts import B_EMAIL
 
-    try:
-        add_account(services, form, user_id)
-    except AccountError as exc:
-        from bot.blocks.accounts import B_EMAIL
-
-        ack(response_action="errors", errors={B_EMAIL: str(exc)})
+    with read_scope(services.session_factory) as session:
+        taken = get_account(session, form.email) is not None
+    if taken:
+        email = form.email.strip().lower()
+        ack(response_action="errors", errors={B_EMAIL: f"An account for {email} exists already."})
         return
-    ack()
-    _join_channel(client, form.channel_id)
-    publish_home(services, client, user_id)
+    ack()  # the write follows: a busy database never delays the ack
+    if write_after_ack(
+        client,
+        user_id,
+        lambda: add_account(services, form, user_id),
+        failed=f"{escape_mrkdwn(form.email)} was not added:",
+        expected=(AccountError,),
+    ):
+        _join_channel(client, form.channel_id)
+        publish_home(services, client, user_id)
 
 
 def _join_channel(client: WebClient, channel_id: str | None) -> None:
@@ -308,12 +316,20 @@ def account_edit_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    if account_id is None or not save_sync_settings(services, account_id, form, user_id):
+    with read_scope(services.session_factory) as session:
+        exists = account_id is not None and session.get(Account, account_id) is not None
+    if account_id is None or not exists:
         ack(response_action="errors", errors={"acc_channel": "This account no longer exists."})
         return
-    ack()
-    _join_channel(client, form.channel_id)
-    publish_home(services, client, user_id)
+    ack()  # the write follows: a busy database never delays the ack
+    if write_after_ack(
+        client,
+        user_id,
+        lambda: save_sync_settings(services, account_id, form, user_id),
+        failed="The account's settings were not saved:",
+    ):
+        _join_channel(client, form.channel_id)
+        publish_home(services, client, user_id)
 
 
 def account_remove_submitted(

@@ -7,7 +7,6 @@ from typing import Any
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
@@ -15,6 +14,7 @@ from bot.blocks.state import state_values
 from bot.compose.form import ComposeMeta, read_submission
 from bot.compose.modal import sendable_accounts
 from bot.compose.submit import SubmitResult, enqueue_send, load_send, prepare_send
+from bot.handlers.after_ack import tell
 from bot.handlers.middleware import services_of
 from bot.store.db import read_scope, session_scope
 from bot.store.models import Account
@@ -91,14 +91,8 @@ def compose_submitted(
             enqueue_send(session, prepared, user_id=user_id)
     except Exception:
         log.exception("compose: the send row could not be written")
-        _tell_not_queued(client, user_id)
-
-
-def _tell_not_queued(client: WebClient, user_id: str) -> None:
-    try:
-        client.chat_postMessage(
-            channel=user_id,
-            text="Your email was not sent: Mailroom could not queue it. Please send it again.",
+        tell(
+            client,
+            user_id,
+            "Your email was not sent: Mailroom could not queue it. Please send it again.",
         )
-    except SlackApiError as exc:
-        log.warning("could not tell %s: %s", user_id, exc.response.get("error"))
