@@ -47,14 +47,14 @@ class Mailroom:
         self.dispatcher = Dispatcher(self.services, self.app.client)
         self.listeners = _track_listeners(self.app)
 
-    def settle(self, timeout: float = 15.0) -> None:
+    def settle(self, timeout: float = 30.0) -> None:
         """Wait until every listener Bolt started has finished: a listener writes after its
         ack (the HTTP answer), so a test that acts on those writes waits for them first."""
         self.listeners.wait_idle(timeout)
 
     def run_outbox(self, timeout: float = 15.0) -> None:
         """Run every due outbox row (Slack posts, write-backs, sends) until none is due."""
-        self.settle(timeout)
+        self.settle()
         self.dispatcher.run_until_idle(timeout)
 
     def account(

@@ -63,6 +63,11 @@ def require_admin(services: Services, client: WebClient, user_id: str) -> None:
 # -- store updates (each in its own transaction, each audited) -------------------------------
 
 
+# Test connection waits this long for a server; a failure before a mail server answered is
+# reported only after it, whatever the failure (bot/accounts.py `_generic`).
+FORM_TIMEOUT = 10.0
+
+
 def imap_from_form(form: ImapForm) -> tuple[ImapSettings, SmtpSettings]:
     return (
         ImapSettings(
@@ -70,14 +75,14 @@ def imap_from_form(form: ImapForm) -> tuple[ImapSettings, SmtpSettings]:
             port=form.imap_port,
             security=form.imap_security,  # type: ignore[arg-type]
             username=form.imap_username,
-            timeout=15.0,
+            timeout=FORM_TIMEOUT,
         ),
         SmtpSettings(
             host=form.smtp_host,
             port=form.smtp_port,
             security=form.smtp_security,  # type: ignore[arg-type]
             username=form.smtp_username,
-            timeout=15.0,
+            timeout=FORM_TIMEOUT,
         ),
     )
 
