@@ -1,7 +1,9 @@
 """Starting a draft from the store: who a reply goes to, what it quotes, what a forward carries.
 
 Queries only (the caller owns the session). The original is re-read from its raw bytes when we
-have them, so quoting and reply-all see exactly what the sender wrote.
+have them, so quoting and reply-all see exactly what the sender wrote; reading the bytes
+(`load_*`) and parsing them (`finish_draft`, `build_body_from`) are separate steps, so the
+parse, CPU work of unbounded length for a hostile email, runs after the session.
 """
 
 from __future__ import annotations
@@ -153,10 +155,6 @@ def parse_original(original: Original) -> ParsedMessage:
     return parse_message(original) if isinstance(original, bytes) else original
 
 
-def parsed_original(session: Session, message: Message) -> ParsedMessage:
-    return parse_original(load_original(session, message))
-
-
 def own_addresses(session: Session) -> set[str]:
     """Every mailbox we manage: reply-all never copies our own accounts."""
     return {e.lower() for e in session.scalars(select(Account.email))}
@@ -215,6 +213,8 @@ def finish_draft(inputs: DraftInputs) -> DraftStart:
 def start_from_conversation(
     session: Session, mode: str, conversation_id: int, message_pk: int | None = None
 ) -> DraftStart:
+    """Both steps in one go (the CLI and tests); Slack listeners call them around the
+    session, so the parse runs with no transaction open."""
     return finish_draft(load_draft(session, mode, conversation_id, message_pk))
 
 
