@@ -26,7 +26,7 @@ from bot.inbox.announce import DM, POST_IN_THREAD, refresh_parent
 from bot.services import Services
 from bot.store import outbox
 from bot.store import triage as st
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Direction, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def triage_state(
 
 
 def history(services: Services, conversation_id: int) -> list[tb.HistoryEntry]:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         rows = st.history(session, conversation_id)
         return [
             tb.HistoryEntry(
@@ -367,7 +367,7 @@ def reaction_added(services: Services, slack: WebClient, event: dict[str, Any]) 
 
     from bot.store.models import SlackThread
 
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         thread = session.scalar(
             select(SlackThread).where(
                 SlackThread.channel_id == str(item.get("channel") or ""),
@@ -400,7 +400,7 @@ def wake_due(services: Services, now: datetime | None = None, limit: int = 50) -
     are claimed with SKIP LOCKED and each wake is a conditional UPDATE."""
     now = now or utcnow()
     woken: list[int] = []
-    with services.session_factory() as reader:  # most ticks find nothing: no write lock
+    with read_scope(services.session_factory) as reader:  # most ticks find nothing: no write lock
         if not st.anything_due(reader, now):
             return woken
     with session_scope(services.session_factory) as session:

@@ -47,6 +47,7 @@ from bot.handlers.views.accounts import (
 )
 from bot.home import publish_home
 from bot.services import Services
+from bot.store.db import read_scope
 from bot.store.models import Account, Client
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ def test_connection(
         imap_password=form.imap_password,
         smtp_password=form.smtp_password,
         folders=form.folders,
+        generic_network_errors=True,
     )
     outcome = ConnectionOutcome(
         result.ok,
@@ -256,7 +258,7 @@ def _folder_names(services: Services, account_id: int) -> tuple[list[str] | None
     from bot.providers.errors import ProviderError
     from bot.providers.imap import ImapProvider
 
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return None, "the account no longer exists"
@@ -281,7 +283,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
     )
     view_id, view_hash = opened["view"]["id"], opened["view"].get("hash")
     names, error = _folder_names(services, account_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             client.views_update(view_id=view_id, view=notice("Sync settings", "Account removed."))
@@ -353,7 +355,7 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     verb, _, raw_id = _value(body).partition(":")
     if not raw_id.isdigit():
         return
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         target = session.get(Client, int(raw_id))
         if target is None:
             client.views_open(trigger_id=body["trigger_id"], view=notice("Client", "Not found."))

@@ -14,7 +14,7 @@ from bot.blocks.templates import template_edit_view
 from bot.handlers.middleware import services_of
 from bot.services import Services
 from bot.store import audit
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.templates import delete_template, get_template
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def edit_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
         )
         return
     template_id = _value_id(body)
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         tpl = get_template(session, template_id) if template_id is not None else None
         view = (
             template_edit_view(
