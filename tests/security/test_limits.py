@@ -24,13 +24,15 @@ from bot.blocks.compose import failed_post
 from bot.blocks.conversation import Person
 from bot.blocks.email_modal import EmailView, email_modal
 from bot.blocks.search import PageState, results_message, search_modal
+from bot.compose.signature import check as signature_check
 from bot.config import Settings
+from bot.mail.richtext import plain_to_rich_text, rich_text_to_text
 from bot.providers.errors import AuthError
 from bot.providers.oauth import OAuthApp, TokenSource
 from bot.providers.types import ImapSettings
 from bot.store.models import Account, Outbox, Provider
 from bot.sync.status import record_failure
-from bot.templates import TOO_COSTLY, make_variables, render, validate
+from bot.templates import TOO_COSTLY, make_variables, render, render_rich, validate
 from bot.web import MAX_BODY_BYTES, WAITRESS_OPTIONS
 from tests.slackfake.validate import VIEW_MAX_BYTES, validate_message, view_size
 
@@ -188,6 +190,22 @@ def test_saving_a_costly_template_is_refused_and_a_good_one_renders() -> None:
         "Hi {{ contact.first_name }}",
         make_variables(contact_name="Jane Doe", thread_subject="Order"),
     ) == ("Re: Order", "Hi Jane")
+
+
+@pytest.mark.parametrize("name", ["nested_string_loops", "center"])
+def test_costly_rich_templates_and_signatures_are_stopped(name: str) -> None:
+    """Rich text templates and signatures render under the same child-process budget."""
+    rich = plain_to_rich_text(COSTLY[name])
+    result = render_rich("", rich, make_variables(contact_name="Jane Doe"))
+    assert not isinstance(result, tuple)
+    assert TOO_COSTLY in str(result) or "too long" in str(result), result
+    assert TOO_COSTLY in (signature_check(rich) or "") or "too long" in (
+        signature_check(rich) or ""
+    )
+    good = render_rich(
+        "", plain_to_rich_text("Thanks, {{ agent.name }}"), make_variables(agent_name="Sam")
+    )
+    assert isinstance(good, tuple) and rich_text_to_text(good[1]).strip() == "Thanks, Sam"
 
 
 # -- #25 ------------------------------------------------------------------------------
