@@ -210,6 +210,23 @@ def _checked(
     return actions.conversation_info(services, slack, user_id, conversation_id)
 
 
+def check_assign(
+    services: Services,
+    slack: WebClient,
+    actor: str,
+    conversation_id: int,
+    assignee: str | None,
+) -> actions.ConversationInfo:
+    """Reads only (a form checks with it before its ack): AccessDenied for a clicker outside
+    the channel, NotMember for an owner outside it, NotFound for a conversation gone."""
+    info = _checked(services, slack, actor, conversation_id)
+    if assignee is not None and not services.access.can_see_channel(
+        slack, assignee, info.channel_id
+    ):
+        raise NotMember("Only members of this mailbox's channel can own its conversations.")
+    return info
+
+
 def assign(
     services: Services,
     slack: WebClient,
@@ -219,11 +236,7 @@ def assign(
 ) -> Outcome:
     """Set (or clear) the owner. AccessDenied for a clicker outside the channel, NotMember
     for an owner outside it."""
-    info = _checked(services, slack, actor, conversation_id)
-    if assignee is not None and not services.access.can_see_channel(
-        slack, assignee, info.channel_id
-    ):
-        raise NotMember("Only members of this mailbox's channel can own its conversations.")
+    info = check_assign(services, slack, actor, conversation_id, assignee)
     with session_scope(services.session_factory) as session:
         conversation, _ = actions._load(session, info.conversation_id)
         change = st.set_assignee(session, conversation, actor, assignee)
