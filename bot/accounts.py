@@ -7,6 +7,7 @@ Connection settings live in ``Account.config`` (no secrets); passwords live in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -210,6 +211,34 @@ class CheckResult:
         return f"IMAP: {self.imap.message}{smtp_text}"
 
 
+# Steps that fail before a mail server has answered as one: what failed there (refused, no
+# answer, not a mail server, a TLS or DNS error) says what listens on a host and port.
+_NETWORK_STEPS = frozenset({"dns", "connect", "tls", "unknown"})
+
+
+def _generic(
+    report: ConnectionReport, settings: ImapSettings | SmtpSettings, kind: str, started: float
+) -> ConnectionReport:
+    """Test connection from Slack runs on the server, for any admin (Slack workspace admins
+    included), against any host and port they type: without this, "refused", "did not
+    answer" and "not a mail server" made it a port scanner of the server's network
+    (security review #25). One answer for all of them, given only after the full timeout,
+    so neither the text nor the time tells them apart. The CLI keeps the details."""
+    if report.ok or report.step not in _NETWORK_STEPS:
+        return report
+    left = settings.timeout - (time.monotonic() - started)
+    if left > 0:
+        time.sleep(left)
+    return ConnectionReport(
+        False,
+        "connect",
+        f"No {kind} server answered at {settings.host}:{settings.port} "
+        f"({settings.security}): the host, the port or the security setting is wrong, the "
+        "server is down, or a firewall blocks it. Check them (IMAP: 993 with SSL, 143 with "
+        "STARTTLS; SMTP: 465 with SSL, 587 with STARTTLS).",
+    )
+
+
 def check_settings(
     imap: ImapSettings,
     smtp: SmtpSettings | None,
@@ -217,15 +246,24 @@ def check_settings(
     imap_password: str,
     smtp_password: str | None = None,
     folders: Sequence[str] = (),
+    generic_network_errors: bool = False,
 ) -> CheckResult:
-    """Log in to IMAP (and SMTP) with these settings; never raises."""
+    """Log in to IMAP (and SMTP) with these settings; never raises. Slack callers pass
+    `generic_network_errors` (see `_generic`)."""
     from bot.providers.imap import test_connection
     from bot.providers.smtp import test_smtp
 
+    started = time.monotonic()
     imap_report = test_connection(imap, imap_password, folders=folders)
+    if generic_network_errors:
+        imap_report = _generic(imap_report, imap, "IMAP", started)
     if not imap_report.ok or smtp is None:
         return CheckResult(imap_report, None)
-    return CheckResult(imap_report, test_smtp(smtp, smtp_password or imap_password))
+    started = time.monotonic()
+    smtp_report = test_smtp(smtp, smtp_password or imap_password)
+    if generic_network_errors:
+        smtp_report = _generic(smtp_report, smtp, "SMTP", started)
+    return CheckResult(imap_report, smtp_report)
 
 
 def test_account(services: Services, account: Account) -> CheckResult:
@@ -258,26 +296,69 @@ def set_passwords(
 
     The new passwords are tested first and stored only if IMAP (and SMTP, with `check_smtp`)
     accept them; a good check re-activates the account and makes it due at once. The old
-    credentials stay untouched on failure. Never logs a password.
+    credentials stay untouched on failure. Never logs a password. (Slack calls the two
+    halves, `check_passwords` and `store_passwords`, with no session open for the check.)
     """
-    from bot.store import audit
-    from bot.sync.status import reactivate
+    result = check_passwords(
+        account,
+        imap_password=imap_password,
+        smtp_password=smtp_password,
+        timeout=timeout,
+        check_smtp=check_smtp,
+    )
+    if result.ok:
+        store_passwords(
+            services,
+            session,
+            account,
+            imap_password=imap_password,
+            smtp_password=smtp_password,
+            actor=actor,
+        )
+    return result
 
+
+def check_passwords(
+    account: Account,
+    *,
+    imap_password: str,
+    smtp_password: str | None = None,
+    timeout: float = 30.0,
+    check_smtp: bool = True,
+    generic_network_errors: bool = False,
+) -> CheckResult:
+    """Log in with new passwords (network: call it with no session open)."""
     if account.provider != Provider.IMAP:
         raise AccountError(f"{account.email} signs in with OAuth: use Reconnect in the App Home.")
     imap = imap_settings(account, timeout=timeout)
     smtp = smtp_settings(account, timeout=timeout) if check_smtp else None
-    result = check_settings(
-        imap, smtp, imap_password=imap_password, smtp_password=smtp_password or imap_password
+    return check_settings(
+        imap,
+        smtp,
+        imap_password=imap_password,
+        smtp_password=smtp_password or imap_password,
+        generic_network_errors=generic_network_errors,
     )
-    if not result.ok:
-        return result
+
+
+def store_passwords(
+    services: Services,
+    session: Session,
+    account: Account,
+    *,
+    imap_password: str,
+    smtp_password: str | None = None,
+    actor: str = "cli",
+) -> None:
+    """Store checked passwords and re-activate the account (a short write)."""
+    from bot.store import audit
+    from bot.sync.status import reactivate
+
     account.credentials = services.vault.encrypt(
         {"imap_password": imap_password, "smtp_password": smtp_password or imap_password}
     )
     reactivate(session, account)
     audit.record(session, actor, "account.set_password", account_id=account.id)
-    return result
 
 
 # -- changing a connection ---------------------------------------------------------------------
@@ -307,11 +388,22 @@ def connection_passwords(
 
 
 def check_connection_change(
-    vault: Vault, credentials: bytes | None, change: ConnectionChange
+    vault: Vault,
+    credentials: bytes | None,
+    change: ConnectionChange,
+    *,
+    generic_network_errors: bool = False,
 ) -> CheckResult:
-    """Log in with the new settings (network; call it outside any database session)."""
+    """Log in with the new settings (network; call it outside any database session). Slack
+    callers pass `generic_network_errors` (see `_generic`)."""
     imap_pw, smtp_pw = connection_passwords(vault, credentials, change)
-    return check_settings(change.imap, change.smtp, imap_password=imap_pw, smtp_password=smtp_pw)
+    return check_settings(
+        change.imap,
+        change.smtp,
+        imap_password=imap_pw,
+        smtp_password=smtp_pw,
+        generic_network_errors=generic_network_errors,
+    )
 
 
 def apply_connection_change(

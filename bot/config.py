@@ -29,6 +29,10 @@ SETTINGS_HELP: dict[str, str] = {
     "SLACK_APP_TOKEN": "App-level token (xapp-…, scope connections:write): turns on Socket Mode.",
     "SLACK_SIGNING_SECRET": "Signing secret from Basic Information: needed for HTTP mode.",
     "SLACK_API_URL": "Web API base URL (default https://slack.com/api/); GovSlack and tests.",
+    "SLACK_FILES_URL": (
+        "Origin Slack serves files from (default https://files.slack.com); the only host the "
+        "bot token is sent to for a file download. GovSlack and tests."
+    ),
     "PORT": "HTTP port in HTTP mode (default 3000).",
     "DATABASE_URL": "SQLAlchemy URL; default a SQLite file in the data folder.",
     "MAILROOM_DATA_DIR": "Folder for the SQLite file and the generated secret key (default ./data).",
@@ -85,14 +89,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    slack_bot_token: str | None = None
-    slack_app_token: str | None = None
-    slack_signing_secret: str | None = None
+    # Secrets never show in repr(): a log line, a traceback with locals or a failing test's
+    # output would otherwise print them (security review #26). The database URL may carry a
+    # password.
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
     slack_api_url: str | None = None
     port: int = 3000
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)
     data_dir: Path = Path("data")
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     admins: frozenset[str] = field(default_factory=frozenset)
     run_worker: bool = True
     log_level: str = "INFO"
@@ -105,7 +112,10 @@ class Settings:
     # Not from the environment: tests (and sovereign clouds, via code) point the OAuth and API
     # endpoints elsewhere. Per provider ("gmail" / "graph"): keys merged into the OAuth app
     # config (token_uri, auth_uri, authority_host, ca_file...), and "api" for Account.config.
-    oauth_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    oauth_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    # Where Slack serves files: the only origin the bot token is sent to for a download.
+    # GovSlack, and tests (the fake Slack serves files on loopback), set it explicitly.
+    slack_files_url: str = "https://files.slack.com"
     # Push notifications (docs/oauth-providers.md "Push notifications").
     gmail_push_topic: str | None = None
     gmail_push_service_account: str | None = None
@@ -200,6 +210,8 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         slack_app_token=env.get("SLACK_APP_TOKEN") or None,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         slack_api_url=env.get("SLACK_API_URL") or None,
+        slack_files_url=(env.get("SLACK_FILES_URL") or "").strip().rstrip("/")
+        or "https://files.slack.com",
         port=port,
         database_url=normalize_database_url(database_url),
         data_dir=data_dir,

@@ -31,6 +31,7 @@ from bot.blocks.home import (
 from bot.blocks.search import FILTERS, ResultItem, thread_url
 from bot.folder_choices import readable_folders
 from bot.services import Services
+from bot.store.db import read_scope
 from bot.store.models import (
     Account,
     Client,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 def visible_account_ids(services: Services, client: WebClient, user_id: str) -> list[int]:
     """Accounts whose channel the person is a member of (admins included: mail follows
     channel membership; admins manage accounts without reading their mail)."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         rows = session.execute(select(Account.id, Account.channel_id)).all()
     channels = services.access.visible_channels(client, user_id, sorted({c for _, c in rows if c}))
     return sorted(acc_id for acc_id, channel in rows if channel in channels)
@@ -299,7 +300,7 @@ def home_data(
     pages = pages or HomePages()
     is_admin = services.access.is_admin(client, user_id)
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         connected = int(session.scalar(select(func.count(Account.id))) or 0)
         counts = filter_counts(session, account_ids, user_id)
         recent = result_items(session, list_conversations(session, account_ids, limit=RECENT_LIMIT))

@@ -38,7 +38,7 @@ from bot.config import Settings
 from bot.providers.errors import ConfigError, ProviderError
 from bot.providers.oauth import GOOGLE, MICROSOFT, PROVIDERS, authorization_url, exchange_code
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, AuditLog, JobLock, Provider
 
 log = logging.getLogger(__name__)
@@ -290,11 +290,18 @@ def _reconnect(
 
     label = LABELS[request.provider]
     email = str(tokens.get("email") or "").lower()
+    if not email:
+        # Without the address we cannot tell these tokens are the account's own mailbox's:
+        # refuse, as _create does (security review #28).
+        raise _Refused(
+            f"{COMPANIES[request.provider]} did not tell Mailroom which mailbox you signed in "
+            "to, so nothing changed. Make sure the email permission was granted and try again."
+        )
     with session_scope(services.session_factory) as s:
         account = s.get(Account, request.account_id)
         if account is None:
             raise _Refused("The account was removed from Mailroom meanwhile: nothing changed.")
-        if email and email != account.email.lower():
+        if email != account.email.lower():
             raise _Refused(
                 f"You signed in as {email}, but this account is {account.email}. Nothing "
                 f"changed: reconnect again and sign in to {label} as {account.email}."
@@ -405,7 +412,7 @@ def _complete(
     except ConfigError as exc:
         raise _Refused(str(exc)) from exc
     if request.account_id is not None:
-        with services.session_factory() as s:
+        with read_scope(services.session_factory) as s:
             account = s.get(Account, request.account_id)
             if account is None or account.provider.value != request.provider:
                 raise _Refused("That account is no longer in Mailroom: nothing changed.")

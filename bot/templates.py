@@ -2,18 +2,23 @@
 
 Templates are written by admins and rendered when someone picks one in the compose modal. The
 sandbox keeps a template away from Python internals (no `_`-prefixed attributes, no `__globals__`),
-and a budget keeps it from burning CPU or memory (`range`, `*` and `**` are bounded). Unknown
+and a budget keeps it from burning CPU or memory: `range`, `*` and `**` are bounded in the
+template, and `render` / `validate` run in a child process with a CPU, memory and wall-clock
+limit, since format widths, `center`, `indent`, `replace`, `join` and loops over strings can
+each allocate gigabytes or loop for minutes (security review #14). Unknown
 variable names are errors (typos must not silently send "Hi ,"), while a known variable whose value
 is missing renders empty, and `| default('there')` treats empty as missing.
 
-Pure: no I/O. Output is text (the body's text nodes, see render_rich), so there is no HTML
-autoescaping: the HTML is generated from the text later, escaped.
+No I/O but the child process. Output is text (the body's text nodes, see render_rich), so
+there is no HTML autoescaping: the HTML is generated from the text later, escaped.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +30,15 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from bot.mail import richtext
+
+log = logging.getLogger(__name__)
+
+# What one render (subject and body together) may use, in its child process. The wall clock
+# is the one a person waits for: saving a template renders inside Slack's 3 s ack.
+RENDER_SECONDS = 2.0
+RENDER_CPU_SECONDS = 2
+RENDER_EXTRA_MEMORY = 256 * 1024 * 1024  # address space over the child's own at start
+TOO_COSTLY = "not allowed: the template takes too much time or memory to render"
 
 # A template must fit the compose modal's body box (plain_text_input max_length).
 MAX_BODY_SOURCE = 3000
@@ -233,14 +247,15 @@ def _render_one(field: str, source: str, variables: Mapping[str, Any]) -> str | 
         return "".join(out)
     except RecursionError:
         return TemplateProblem(field, "not allowed: the template nests too deeply")
+    except MemoryError:  # the child's memory limit (see _bounded)
+        return TemplateProblem(field, TOO_COSTLY)
     except Exception as exc:  # a template is user code: every failure becomes a message
         return _problem(field, exc)
 
 
-def render(
+def _render_unbounded(
     subject: str, body: str, variables: Mapping[str, Any]
 ) -> tuple[str, str] | TemplateProblem:
-    """Render a template's subject and body, or say what is wrong with it."""
     rendered_subject = _render_one("subject", subject or "", variables)
     if isinstance(rendered_subject, TemplateProblem):
         return rendered_subject
@@ -250,6 +265,84 @@ def render(
     # A header field must not carry CR/LF: a subject is one line whatever the template did.
     one_line = " ".join(rendered_subject.split())
     return one_line, rendered_body
+
+
+def _limit_child() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (RENDER_CPU_SECONDS, RENDER_CPU_SECONDS + 1))
+    with open("/proc/self/statm") as f:  # the child's address space now, in pages
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    limit = size + RENDER_EXTRA_MEMORY
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """In the child: limits first, then the render; the answer goes back through the pipe."""
+    try:
+        _limit_child()
+        result = fn(*args)
+    except MemoryError:
+        result = TemplateProblem("body", TOO_COSTLY)
+    except BaseException as exc:  # the parent gets a message, never a hang
+        result = TemplateProblem("body", f"could not render: {type(exc).__name__}")
+    try:
+        conn.send(result)
+    except MemoryError:
+        conn.send(TemplateProblem("body", TOO_COSTLY))
+    conn.close()
+
+
+def _bounded(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn(*args)` in a child process forked by the fork server (the same one the parse
+    worker uses: a clean single-threaded process, so no lock of this threaded one is
+    inherited), with CPU and memory limits and a wall-clock timeout. Where there is no fork
+    server (not Linux), in this process."""
+    from bot.sync.parse_pool import mp_context
+
+    ctx = mp_context()
+    if ctx.get_start_method() != "forkserver":
+        return fn(*args)
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
+    started = time.monotonic()
+    try:
+        proc.start()
+    except OSError:
+        log.warning("template render: no child process; rendering in-process", exc_info=True)
+        return fn(*args)
+    send.close()
+    try:
+        if receive.poll(RENDER_SECONDS):
+            return receive.recv()
+        log.warning("template render stopped after %.1f s", time.monotonic() - started)
+        return TemplateProblem("body", TOO_COSTLY)
+    except (EOFError, OSError):  # killed by its CPU limit
+        return TemplateProblem("body", TOO_COSTLY)
+    finally:
+        receive.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(1)
+
+
+def render(
+    subject: str, body: str, variables: Mapping[str, Any]
+) -> tuple[str, str] | TemplateProblem:
+    """Render a template's subject and body, or say what is wrong with it."""
+    result: tuple[str, str] | TemplateProblem = _bounded(
+        _render_unbounded, subject, body, dict(variables)
+    )
+    return result
+
+
+def _check_fields(fields: list[tuple[str, str]]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for field, source in fields:
+        result = _render_one(field, source, sample_variables())
+        if isinstance(result, TemplateProblem):
+            errors[field] = str(result)
+    return errors
 
 
 def validate(name: str, subject: str, body: str) -> dict[str, str]:
@@ -267,12 +360,12 @@ def validate(name: str, subject: str, body: str) -> dict[str, str]:
         errors["body"] = f"Keep the body under {MAX_BODY_SOURCE} characters."
     if not body.strip():
         errors["body"] = "The body is empty."
-    for field, source in (("subject", subject), ("body", body)):
-        if field in errors:
-            continue
-        result = _render_one(field, source, sample_variables())
-        if isinstance(result, TemplateProblem):
-            errors[field] = str(result)
+    fields = [(f, src) for f, src in (("subject", subject), ("body", body)) if f not in errors]
+    if fields:
+        found = _bounded(_check_fields, fields)
+        if isinstance(found, TemplateProblem):  # the child ran out of time or memory
+            found = {fields[-1][0]: str(found)}
+        errors.update(found)
     return errors
 
 
@@ -307,10 +400,9 @@ def _rich_problem(problem: TemplateProblem) -> TemplateProblem:
     return problem
 
 
-def render_rich(
+def _render_rich_unbounded(
     subject: str, body_rich: Mapping[str, Any], variables: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]] | TemplateProblem:
-    """Render a rich text template: (one-line subject, rendered rich_text value)."""
     rendered_subject = _render_one("subject", subject or "", variables)
     if isinstance(rendered_subject, TemplateProblem):
         return rendered_subject
@@ -320,6 +412,17 @@ def render_rich(
     if isinstance(out, TemplateProblem):
         return _rich_problem(out)
     return " ".join(rendered_subject.split()), richtext.from_rendered(out, slots)
+
+
+def render_rich(
+    subject: str, body_rich: Mapping[str, Any], variables: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]] | TemplateProblem:
+    """Render a rich text template: (one-line subject, rendered rich_text value). In a child
+    process under the same CPU, memory and wall-clock limits as `render` (review #14)."""
+    result: tuple[str, dict[str, Any]] | TemplateProblem = _bounded(
+        _render_rich_unbounded, subject, dict(body_rich), dict(variables)
+    )
+    return result
 
 
 def validate_rich(name: str, subject: str, body_rich: Mapping[str, Any]) -> dict[str, str]:

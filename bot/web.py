@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bot.oauth_connect import CALLBACK_PATH, complete, provider_error
 from bot.services import Services
+from bot.store.db import read_scope
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,22 @@ def _push(
 
 
 PUSH_PATHS = ("/push/gmail", "/push/graph", "/push/graph/lifecycle")
+# The largest request Mailroom reads. Slack's biggest payload is a view submission (a modal is
+# at most ~250 kB of JSON, URL-encoded); without a cap a client with no signature made the
+# server read and decode any body (1 GB by default) before the signature check refused it.
+MAX_BODY_BYTES = 2_000_000
+
+# What `mailroom serve` hands waitress: it refuses a longer body itself (also a chunked one,
+# which has no Content-Length).
+WAITRESS_OPTIONS: dict[str, Any] = {"max_request_body_size": MAX_BODY_BYTES}
+
+
+def _too_large(environ: dict[str, Any]) -> bool:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True
+    return length > MAX_BODY_BYTES
 
 
 def make_wsgi_app(
@@ -168,6 +185,9 @@ def make_wsgi_app(
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if _too_large(environ):  # refused before a byte of the body is read
+            start_response("413 Payload Too Large", [("Content-Type", "text/plain")])
+            return [b"request body too large"]
         if slack_events and path in SLACK_PATHS:
             return slack(environ, start_response)
         if path == CALLBACK_PATH:
@@ -178,7 +198,7 @@ def make_wsgi_app(
             status = "200 OK"
             body: dict[str, object] = {"ok": True}
             try:
-                with services.session_factory() as session:
+                with read_scope(services.session_factory) as session:
                     session.execute(text("SELECT 1"))
             except Exception as exc:  # the health check reports, never raises
                 status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}

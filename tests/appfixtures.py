@@ -9,7 +9,9 @@ at the fake Slack server, a real database (SQLite and PostgreSQL), and the outbo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +45,16 @@ class Mailroom:
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.services, self.app.client)
+        self.listeners = _track_listeners(self.app)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every listener Bolt started has finished: a listener writes after its
+        ack (the HTTP answer), so a test that acts on those writes waits for them first."""
+        self.listeners.wait_idle(timeout)
 
     def run_outbox(self, timeout: float = 15.0) -> None:
         """Run every due outbox row (Slack posts, write-backs, sends) until none is due."""
+        self.settle()
         self.dispatcher.run_until_idle(timeout)
 
     def account(
@@ -113,11 +122,47 @@ class Mailroom:
         return acc, user
 
 
+class _TrackingExecutor(Executor):
+    """Bolt's listener executor, counting the listeners still running."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.cond = threading.Condition()
+        self.running = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self.cond:
+            self.running += 1
+        future = self.inner.submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[Any]) -> None:
+        with self.cond:
+            self.running -= 1
+            self.cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.running == 0, timeout):
+                raise AssertionError(f"listeners still running after {timeout}s")
+
+
+def _track_listeners(app: App) -> _TrackingExecutor:
+    runner = app._listener_runner
+    tracking = _TrackingExecutor(runner.listener_executor)
+    runner.listener_executor = tracking
+    runner.lazy_listener_runner.executor = tracking  # type: ignore[attr-defined]
+    return tracking
+
+
 def make_services(session_factory: SessionFactory, fake: FakeSlack) -> Services:
     settings = Settings(
         slack_bot_token=fake.bot_token,
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake.api_url,
+        # Explicitly, for tests only: the fake serves files on loopback over http.
+        slack_files_url=fake.base_url,
         database_url=str(session_factory.kw["bind"].url),
         secret_key=generate_key(),
         admins=frozenset(),  # admins come from Slack's is_admin (UADMIN in the fake)

@@ -58,12 +58,12 @@ class ImapForm:
     imap_port: int
     imap_security: str
     imap_username: str
-    imap_password: str
+    imap_password: str = field(repr=False)
     smtp_host: str
     smtp_port: int
     smtp_security: str
     smtp_username: str
-    smtp_password: str
+    smtp_password: str = field(repr=False)
     channel_id: str | None
     interval: int
     folders: tuple[str, ...]

@@ -366,8 +366,9 @@ def _arrived_blocks(arrived: list[Arrived]) -> list[dict[str, Any]]:
     return blocks
 
 
-def held_view(arrived: list[Arrived], outbox_id: int) -> dict[str, Any]:
-    """Shown instead of closing the modal when new mail arrived after it was opened."""
+def held_view(arrived: list[Arrived], outbox_id: int | str) -> dict[str, Any]:
+    """Shown instead of closing the modal when new mail arrived after it was opened.
+    `outbox_id`: the row's id, or its Message-ID when the row is written after the ack."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
@@ -445,7 +446,8 @@ def sent_post(
 
 
 def failed_post(user_id: str, error: str, outbox_id: int) -> tuple[str, list[dict[str, Any]]]:
-    text = f"Not sent: the email <@{user_id}> wrote was refused. {error}"
+    # The error is the mail server's or provider's words: escaped in the notification text too.
+    text = f"Not sent: the email <@{user_id}> wrote was refused. {escape_mrkdwn(truncate(error, 2500))}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",

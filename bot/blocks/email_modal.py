@@ -31,6 +31,9 @@ MAX_BLOCKS = 100
 RESERVED_BLOCKS = 8
 # Escaped body characters in one modal: well under the 250 kB view limit even for 3-byte UTF-8.
 MAX_BODY_CHARS = 70_000
+# Slack's 250 kB counts the view's JSON as UTF-8 bytes: `&`/`<` grow 5x when escaped and an
+# emoji takes 4 bytes, so the body is also cut by that measure (security review #19).
+MAX_BODY_BYTES = 180_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,12 @@ def email_modal(email: EmailView) -> dict[str, Any]:
     if len(pieces) > room:
         pieces = pieces[:room]
         body_cut = True
+    used = 0
+    for n, piece in enumerate(pieces):
+        used += len(json.dumps(piece, ensure_ascii=False).encode("utf-8", "replace"))
+        if used > MAX_BODY_BYTES:
+            pieces, body_cut = pieces[:n], True
+            break
     blocks.extend(section(p) for p in pieces)
     if body_cut:
         blocks.append(

@@ -34,6 +34,30 @@ PAGE_SIZE = 10  # two blocks per result: a page stays well inside 50 (message) /
 SEARCH_BLOCK = "search_q"  # block_id of the query input; kept stable so typed text survives
 FILTER_BLOCK = "search_f"
 RESULTS_MAX_QUERY = 1500  # paging value must stay under the 2000-char button value limit
+BUTTON_VALUE_MAX = 2000  # Slack: a button's value
+METADATA_MAX = 3000  # Slack: a view's private_metadata
+
+
+def fit_json(data: dict[str, Any], key: str, limit: int) -> str:
+    """`data` as JSON within `limit` UTF-8 bytes, cutting the text under `key` as needed.
+    Non-ASCII stays as itself (ensure_ascii=False): a `\\uXXXX` escape is 6 characters for
+    one letter, which put a query of ~500 Cyrillic letters over the limit (review #19)."""
+
+    def encoded(text: str) -> str:
+        return json.dumps({**data, key: text}, ensure_ascii=False)
+
+    text = str(data.get(key) or "")
+    out = encoded(text)
+    if len(out.encode("utf-8", "replace")) <= limit:
+        return out
+    lo, hi = 0, len(text)  # the longest prefix that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(encoded(text[:mid]).encode("utf-8", "replace")) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return encoded(text[:lo])
 
 
 @dataclass(frozen=True)
@@ -72,9 +96,8 @@ class PageState:
     page: int = 0
 
     def to_value(self) -> str:
-        return json.dumps(
-            {"k": self.kind, "q": truncate(self.query, RESULTS_MAX_QUERY, ""), "p": self.page}
-        )
+        data = {"k": self.kind, "q": truncate(self.query, RESULTS_MAX_QUERY, ""), "p": self.page}
+        return fit_json(data, "q", BUTTON_VALUE_MAX)
 
     @staticmethod
     def from_value(value: str | None) -> PageState | None:
@@ -299,8 +322,8 @@ def search_modal(
         "title": plain("Search mail", 24),
         "submit": plain("Search", 24),  # Slack wants one with an input; Enter lands here
         "close": plain("Close", 24),
-        "private_metadata": json.dumps(
-            {"q": truncate(query, 1000, ""), "f": filter_name, "p": page}
+        "private_metadata": fit_json(
+            {"q": truncate(query, 1000, ""), "f": filter_name, "p": page}, "q", METADATA_MAX
         ),
         "blocks": blocks,
     }

@@ -55,11 +55,14 @@ def serve(no_worker: bool, port: int | None) -> None:
     migrate.upgrade(services.session_factory.kw["bind"])
     app = create_app(services)
     runner = None
+    from bot.sync.parse_pool import prestart
+
+    # The fork server also runs template renders (bot/templates.py), which happen inside a
+    # Slack ack: it must be up before the first request, with or without the worker.
+    prestart()
     if settings.run_worker and not no_worker:
-        from bot.sync.parse_pool import prestart
         from bot.worker import Worker
 
-        prestart()  # the parse worker's fork server, as `mailroom worker` does
         runner = Worker(services, app.client)
         runner.start()
     try:
@@ -74,13 +77,18 @@ def serve(no_worker: bool, port: int | None) -> None:
         else:
             import waitress
 
-            from bot.web import make_wsgi_app
+            from bot.web import WAITRESS_OPTIONS, make_wsgi_app
 
             listen = port or settings.port
             log.info("Starting in HTTP mode on port %s (POST /slack/events, GET /healthz)", listen)
             on_push = runner.scheduler.trigger if runner is not None else None
-            wsgi = make_wsgi_app(app, services, on_push=on_push)
-            waitress.serve(wsgi, host="0.0.0.0", port=listen, threads=16)
+            waitress.serve(
+                make_wsgi_app(app, services, on_push=on_push),
+                host="0.0.0.0",
+                port=listen,
+                threads=16,
+                **WAITRESS_OPTIONS,
+            )
     finally:
         if runner is not None:
             runner.stop()
@@ -93,13 +101,13 @@ def _serve_callback_in_background(
     /oauth/callback. Served without /slack/events: Socket Mode skips signature checks."""
     import waitress
 
-    from bot.web import make_wsgi_app
+    from bot.web import WAITRESS_OPTIONS, make_wsgi_app
 
     wsgi = make_wsgi_app(app, services, slack_events=False, on_push=on_push)
     thread = threading.Thread(
         target=waitress.serve,
         args=(wsgi,),
-        kwargs={"host": "0.0.0.0", "port": port, "threads": 4},
+        kwargs={"host": "0.0.0.0", "port": port, "threads": 4, **WAITRESS_OPTIONS},
         name="oauth-callback-http",
         daemon=True,
     )

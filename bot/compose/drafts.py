@@ -1,7 +1,9 @@
 """Starting a draft from the store: who a reply goes to, what it quotes, what a forward carries.
 
 Queries only (the caller owns the session). The original is re-read from its raw bytes when we
-have them, so quoting and reply-all see exactly what the sender wrote.
+have them, so quoting and reply-all see exactly what the sender wrote; reading the bytes
+(`load_*`) and parsing them (`finish_draft`, `build_body_from`) are separate steps, so the
+parse, CPU work of unbounded length for a hostile email, runs after the session.
 """
 
 from __future__ import annotations
@@ -113,10 +115,17 @@ def _source_message(session: Session, conv: Conversation, message_pk: int | None
     raise DraftError("This conversation has no messages to reply to.")
 
 
-def parsed_original(session: Session, message: Message) -> ParsedMessage:
+# What `load_original` read: the raw bytes (parsed later, outside the session) or, without
+# them, the stored fields as a ParsedMessage.
+Original = bytes | ParsedMessage
+
+
+def load_original(session: Session, message: Message) -> Original:
+    """The original's raw bytes (or its stored fields). Parsing is CPU work of unbounded
+    length for a hostile email, so it happens in `parse_original`, after the session."""
     raw = session.get(MessageRaw, message.id)
     if raw is not None:
-        return parse_message(raw.raw)
+        return bytes(raw.raw)
 
     def addrs(items: Any) -> list[Address]:
         return [
@@ -148,14 +157,27 @@ def parsed_original(session: Session, message: Message) -> ParsedMessage:
     )
 
 
+def parse_original(original: Original) -> ParsedMessage:
+    return parse_message(original) if isinstance(original, bytes) else original
+
+
 def own_addresses(session: Session) -> set[str]:
     """Every mailbox we manage: reply-all never copies our own accounts."""
     return {e.lower() for e in session.scalars(select(Account.email))}
 
 
-def start_from_conversation(
+@dataclass
+class DraftInputs:
+    """What a draft needs from the store; `finish_draft` does the parsing without a session."""
+
+    start: DraftStart
+    original: Original
+    own: set[str]
+
+
+def load_draft(
     session: Session, mode: str, conversation_id: int, message_pk: int | None = None
-) -> DraftStart:
+) -> DraftInputs:
     conv = live_conversation(session, conversation_id)
     if conv is None or conv.deleted:
         raise DraftError("This conversation no longer exists.")
@@ -163,7 +185,6 @@ def start_from_conversation(
     if account is None:
         raise DraftError("The mailbox of this conversation was removed.")
     source = _source_message(session, conv, message_pk)
-    original = parsed_original(session, source)
     start = DraftStart(
         mode=mode,
         account=account,
@@ -172,18 +193,35 @@ def start_from_conversation(
         newest_seen=newest_message_id(session, conv.id),
     )
     if mode == "forward":
-        start.subject = forward_subject(original.subject or conv.subject)
         start.forward_attachments = [
             a.filename or "attachment"
             for a in session.scalars(
                 select(Attachment).where(Attachment.message_id == source.id).order_by(Attachment.id)
             )
         ]
+    own = own_addresses(session) | {account.email.lower()}
+    return DraftInputs(start, load_original(session, source), own)
+
+
+def finish_draft(inputs: DraftInputs) -> DraftStart:
+    start = inputs.start
+    original = parse_original(inputs.original)
+    subject = original.subject or (start.conversation.subject if start.conversation else "")
+    if start.mode == "forward":
+        start.subject = forward_subject(subject)
     else:
-        own = own_addresses(session) | {account.email.lower()}
-        start.to, start.cc = reply_recipients(original, own, reply_all=mode == "reply_all")
-        start.subject = reply_subject(original.subject or conv.subject)
+        reply_all = start.mode == "reply_all"
+        start.to, start.cc = reply_recipients(original, inputs.own, reply_all=reply_all)
+        start.subject = reply_subject(subject)
     return start
+
+
+def start_from_conversation(
+    session: Session, mode: str, conversation_id: int, message_pk: int | None = None
+) -> DraftStart:
+    """Both steps in one go (the CLI and tests); Slack listeners call them around the
+    session, so the parse runs with no transaction open."""
+    return finish_draft(load_draft(session, mode, conversation_id, message_pk))
 
 
 @dataclass
@@ -194,28 +232,41 @@ class BuiltBody:
     html: str | None = None  # the HTML part, when the typed part came as HTML
 
 
-def build_body(
-    session: Session,
-    mode: str,
-    source_pk: int | None,
-    typed: str,
-    *,
-    quote: bool,
-    typed_html: str | None = None,
-) -> BuiltBody:
-    """What goes out: what was typed, plus the quote (reply) or original (forward).
+@dataclass
+class BodySource:
+    """The answered message as `build_body_from` needs it, read inside a session."""
 
-    `typed_html` is the HTML fragment of what was typed (bot/mail/richtext.py); with it the
-    result has an HTML part too, where a quoted original is a blockquote."""
+    mode: str
+    original: Original | None = None
+    message_id: str = ""
+    message_id_synthetic: bool = False
+
+
+def load_body_source(session: Session, mode: str, source_pk: int | None) -> BodySource:
     if mode == "new" or source_pk is None:
-        html = html_document(typed_html) if typed_html is not None else None
-        return BuiltBody(typed, None, [], html)
+        return BodySource(mode)
     source = session.get(Message, source_pk)
     if source is None:
         raise DraftError("The message you were answering is gone.")
-    original = parsed_original(session, source)
+    return BodySource(
+        mode, load_original(session, source), source.message_id, source.message_id_synthetic
+    )
+
+
+def build_body_from(
+    src: BodySource, typed: str, *, quote: bool, typed_html: str | None = None
+) -> BuiltBody:
+    """What goes out: what was typed, plus the quote (reply) or original (forward).
+    Pure: the original is parsed here, with no session open.
+
+    `typed_html` is the HTML fragment of what was typed (bot/mail/richtext.py); with it the
+    result has an HTML part too, where a quoted original is a blockquote."""
+    if src.original is None:
+        html = html_document(typed_html) if typed_html is not None else None
+        return BuiltBody(typed, None, [], html)
+    original = parse_original(src.original)
     typed = typed.rstrip()
-    if mode == "forward":
+    if src.mode == "forward":
         forwarded = forward_body(original)
         text = (typed + "\n\n" if typed else "") + forwarded
         html = None
@@ -230,11 +281,25 @@ def build_body(
             head = reply_attribution(original.from_, original.date)
             html_parts.append(text_block_html(original.text, head=head, quoted=True))
     html = html_document("".join(html_parts)) if html_parts is not None else None
-    if source.message_id_synthetic:
+    if src.message_id_synthetic:
         # The original had no Message-ID: ours is meaningless to other servers.
         return BuiltBody(text, None, list(original.references), html)
-    refs = reply_references(original.references, source.message_id)
-    return BuiltBody(text, source.message_id, refs, html)
+    refs = reply_references(original.references, src.message_id)
+    return BuiltBody(text, src.message_id, refs, html)
+
+
+def build_body(
+    session: Session,
+    mode: str,
+    source_pk: int | None,
+    typed: str,
+    *,
+    quote: bool,
+    typed_html: str | None = None,
+) -> BuiltBody:
+    return build_body_from(
+        load_body_source(session, mode, source_pk), typed, quote=quote, typed_html=typed_html
+    )
 
 
 def template_variables(

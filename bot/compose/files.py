@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # what most mail servers accept for a whole message
 
@@ -22,19 +24,66 @@ class Downloaded:
     data: bytes
 
 
+SLACK_FILES_URL = "https://files.slack.com"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the origin the token was meant for: urllib would send
+    the Authorization header to wherever a redirect points."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            raise urllib.error.HTTPError(
+                newurl, code, "redirect to another host refused", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_SameOriginRedirects)
+
+
 def download(
-    url: str, token: str, *, name: str, mimetype: str, timeout: float = 30.0
+    url: str,
+    token: str,
+    *,
+    name: str,
+    mimetype: str,
+    timeout: float = 30.0,
+    files_url: str = SLACK_FILES_URL,
 ) -> Downloaded:
     """GET a Slack `url_private_download` with the bot token.
+
+    The URL comes from the view submission, so the token goes only to Slack's file origin
+    (`files_url`, https://files.slack.com unless configured): any other URL is refused before
+    a connection is made, and a redirect off that origin is not followed (security review #10).
 
     Slack answers a request it does not accept with its HTML sign-in page and status 200, so an
     HTML answer for a file that is not HTML is an error, not the file.
     """
-    if not url.startswith(("https://", "http://")):
-        raise DownloadError(f"{name}: Slack gave no download link", transient=False)
+    if _origin(url) != _origin(files_url) or not urlsplit(url).path.startswith("/"):
+        raise DownloadError(
+            f"{name}: not a Slack file link, so it was not fetched", transient=False
+        )
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _opener.open(req, timeout=timeout) as resp:
             ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             data = resp.read(MAX_FILE_BYTES + 1)
     except urllib.error.HTTPError as exc:

@@ -18,13 +18,13 @@ from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.blocks.text import escape_mrkdwn
 from bot.compose import saved, signature
-from bot.compose.drafts import DraftError, start_from_conversation, template_variables
+from bot.compose.drafts import DraftError, finish_draft, load_draft, template_variables
 from bot.compose.form import ComposeMeta, body_value, format_addresses
 from bot.mail.compose import HeaderError, make_message_id, parse_address_list
 from bot.mail.richtext import mention_ids, plain_to_rich_text, rich_text_append
 from bot.services import Services
-from bot.store.db import session_scope
-from bot.store.models import Account, AccountStatus, Attachment
+from bot.store.db import read_scope
+from bot.store.models import Account, AccountStatus, Attachment, Conversation, Message
 from bot.store.templates import get_template, list_templates, may_see
 from bot.templates import TemplateProblem, render, render_rich
 
@@ -85,13 +85,13 @@ def _templates(services: Services, user_id: str) -> list[tuple[int, str]]:
     """The shared templates and the person's own, for the picker."""
     from bot.blocks.templates import picker_label
 
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         return [(t.id, picker_label(t, user_id)) for t in list_templates(session, user_id=user_id)]
 
 
 def sendable_accounts(services: Services, client: WebClient, user_id: str) -> list[Account]:
     """Accounts whose channel the person is in: the only ones they may send from."""
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         accounts = list(
             session.scalars(
                 select(Account)
@@ -160,13 +160,15 @@ def conversation_view(
     """The reply / reply-all / forward modal; ComposeRefused when the person may not.
 
     `body_rich`, `thread_draft`, `message_id`: "Edit first" on a message typed in the thread
-    (its rich text, and the draft's Message-ID, so the button and the modal can never both send it). Otherwise a draft
-    this person closed unsent in this conversation is filled in, with a way to discard it."""
-    with session_scope(services.session_factory) as session:
+    (its rich text, and the draft's Message-ID, so the button and the modal can never both
+    send it). Otherwise a draft this person closed unsent in this conversation is filled in,
+    with a way to discard it."""
+    with read_scope(services.session_factory) as session:
         try:
-            start = start_from_conversation(session, mode, conversation_id, message_pk)
+            inputs = load_draft(session, mode, conversation_id, message_pk)
         except DraftError as exc:
             raise ComposeRefused(str(exc)) from exc
+        start = inputs.start
         channel = start.account.channel_id
         account_email = start.account.email
         has_signature = signature.has_signature(start.account)
@@ -201,6 +203,7 @@ def conversation_view(
         )
     if not services.access.can_see_channel(client, user_id, channel):
         raise ComposeRefused("You can only answer mail of mailboxes whose channel you are in.")
+    start = finish_draft(inputs)  # parses the original: after the session, not inside it
     meta = ComposeMeta(
         mode=mode,
         message_id=message_id or _message_id_for(account_email),
@@ -270,8 +273,12 @@ def with_template(
             account_id = int(str(picked.get("value")))
         except (TypeError, ValueError):
             pass
+    if not _may_see_all(services, client, user_id, account_id, meta):
+        return cb.notice_view(
+            "Email", "You can only use mail of mailboxes whose channel you are in."
+        )
     name = agent_name(client, user_id)
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         template = get_template(session, template_id)
         if template is not None and not may_see(template, user_id):
             template = None  # another person's personal template: as if it did not exist
@@ -336,6 +343,29 @@ def with_template(
         form.from_options = _from_options_of(view)
         form.from_selected = account_id
     return cb.compose_view(form)
+
+
+def _may_see_all(
+    services: Services, client: WebClient, user_id: str, account_id: int | None, meta: ComposeMeta
+) -> bool:
+    """Every account the template would read from (the sender, the conversation's and the
+    answered message's, all named by private_metadata) is one whose channel the person is
+    in: a forged form reads nothing of another mailbox (security review #9)."""
+    with read_scope(services.session_factory) as session:
+        account_ids: set[int | None] = {account_id} if account_id is not None else set()
+        if meta.conversation_id is not None:
+            conv = session.get(Conversation, meta.conversation_id)
+            account_ids.add(conv.account_id if conv else None)
+        if meta.source_message is not None:
+            msg = session.get(Message, meta.source_message)
+            account_ids.add(msg.account_id if msg else None)
+        if None in account_ids:
+            return False
+        accounts = [session.get(Account, a) for a in account_ids]
+        channels = [acc.channel_id if acc else None for acc in accounts]
+    return all(
+        c is not None and services.access.can_see_channel(client, user_id, c) for c in channels
+    )
 
 
 def _context_of(view: dict[str, Any]) -> str:

@@ -246,6 +246,7 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
                 token,
                 name=str(f.get("name")),
                 mimetype=str(f.get("mimetype")),
+                files_url=ctx.services.settings.slack_files_url,
             )
         except DownloadError as exc:
             if exc.transient and row.attempts < MAX_ATTEMPTS:

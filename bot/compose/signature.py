@@ -6,12 +6,15 @@ Stored as cleaned Slack rich text (`accounts.signature_rich`, see bot/mail/richt
 its plain text (`accounts.signature`); a signature saved as plain text only still works, as one
 paragraph. Variables only ever render into text nodes, which are escaped when the HTML is made.
 
-Queries only (the caller owns the session); the agent's name comes from the caller, who asks
-Slack for it outside any transaction.
+`load` queries (the caller owns the session); `render_loaded` renders, in the template child
+process, with no session open (a render may take up to its time budget, and must not hold a
+transaction meanwhile). The agent's name comes from the caller, who asks Slack for it outside
+any transaction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -47,16 +50,24 @@ def check(rich: dict[str, Any]) -> str | None:
     return None
 
 
-def rendered(
+@dataclass
+class SignatureSource:
+    """What rendering a signature needs, read in a session and rendered after it."""
+
+    rich: dict[str, Any] | None  # the cleaned rich text template, or None (plain only)
+    plain: str
+    variables: dict[str, Any]
+
+
+def load(
     session: Session,
     account: Account,
     *,
     conversation_id: int | None,
     source_pk: int | None,
     agent_name: str,
-) -> dict[str, Any] | None:
-    """The account's signature for this send, as rich text; None when there is none or it no
-    longer renders (a broken signature must not block a reply: the admin form refuses them)."""
+) -> SignatureSource | None:
+    """Reads only: the account's signature template and its variables (None: no signature)."""
     if not has_signature(account):
         return None
     variables = template_variables(
@@ -66,17 +77,47 @@ def rendered(
         source_pk=source_pk,
         agent_name=agent_name,
     )
-    if not is_blank(account.signature_rich):
-        rich = render_rich("", clean_rich_text(account.signature_rich), variables)
+    rich = None if is_blank(account.signature_rich) else clean_rich_text(account.signature_rich)
+    return SignatureSource(rich, (account.signature or "").strip(), variables)
+
+
+def render_loaded(src: SignatureSource | None) -> dict[str, Any] | None:
+    """The signature for this send, as rich text; None when there is none or it no longer
+    renders (a broken signature must not block a reply: the admin form refuses them).
+    No session: call it after the read."""
+    if src is None:
+        return None
+    if src.rich is not None:
+        rich = render_rich("", src.rich, src.variables)
         if isinstance(rich, TemplateProblem):
             return None
         value = rich[1]
     else:
-        plain = render("", (account.signature or "").strip(), variables)
+        plain = render("", src.plain, src.variables)
         if isinstance(plain, TemplateProblem):
             return None
         value = plain_to_rich_text(plain[1].strip())
     return None if is_blank(value) else value
+
+
+def rendered(
+    session: Session,
+    account: Account,
+    *,
+    conversation_id: int | None,
+    source_pk: int | None,
+    agent_name: str,
+) -> dict[str, Any] | None:
+    """Both steps (the CLI and tests); listeners render after their read session."""
+    return render_loaded(
+        load(
+            session,
+            account,
+            conversation_id=conversation_id,
+            source_pk=source_pk,
+            agent_name=agent_name,
+        )
+    )
 
 
 def with_signature(body: dict[str, Any], signature: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,9 @@ only; what is sent is what was stored. A reply goes out as the modal's does: the
 text as an HTML part plus a plain-text part (bot/mail/richtext.py), signature below.
 
 Queries only: the caller owns the session and checks that the person is still in the channel.
+Sending, like the modal's submit, is three steps: `load_send` reads (a read-only session),
+`prepare_send` parses the original and renders the signature with no session open, and
+`enqueue_send` is the one short write.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -27,12 +30,22 @@ from sqlalchemy.sql.elements import ColumnElement
 from bot.compose import signature
 from bot.compose.drafts import (
     DraftError,
+    DraftInputs,
+    finish_draft,
     live_conversation,
+    load_draft,
     newest_message_id,
-    start_from_conversation,
+    parse_original,
 )
 from bot.compose.form import ComposeMeta, SlackFile, Submission
-from bot.compose.submit import SubmitResult, submit
+from bot.compose.submit import (
+    PreparedSend,
+    SendInputs,
+    SubmitResult,
+    enqueue_send,
+    load_send,
+    prepare_send,
+)
 from bot.mail.compose import HeaderError, make_message_id
 from bot.mail.richtext import clean_rich_text, is_blank, plain_to_rich_text, rich_text_to_text
 from bot.mail.types import Address
@@ -179,13 +192,27 @@ class Recipients:
     reply_all: list[Address]  # To and Cc of a reply-all
 
 
-def recipients(session: Session, draft: ThreadDraft) -> Recipients | None:
-    """Who each choice would write to (None: nothing left to reply to)."""
+def load_recipients(session: Session, draft: ThreadDraft) -> DraftInputs | None:
+    """Reads only: what `recipients` needs (None: nothing left to reply to)."""
     try:
-        one = start_from_conversation(session, "reply", draft.conversation_id)
-        everyone = start_from_conversation(session, "reply_all", draft.conversation_id)
+        return load_draft(session, "reply_all", draft.conversation_id)
     except DraftError:
         return None
+
+
+def recipients(session: Session, draft: ThreadDraft) -> Recipients | None:
+    """Both steps in one go (tests); the listener parses after its transaction."""
+    return recipients_from(load_recipients(session, draft))
+
+
+def recipients_from(inputs: DraftInputs | None) -> Recipients | None:
+    """Who each choice would write to (None: nothing left to reply to). No session: the
+    original is parsed here, once, for both choices."""
+    if inputs is None:
+        return None
+    parsed = DraftInputs(inputs.start, parse_original(inputs.original), inputs.own)
+    one = finish_draft(replace(parsed, start=replace(inputs.start, mode="reply")))
+    everyone = finish_draft(replace(parsed, start=replace(inputs.start, mode="reply_all")))
     return Recipients(one.to + one.cc, everyone.to + everyone.cc)
 
 
@@ -207,34 +234,40 @@ class Outcome:
     problem: str | None = None
 
 
-def send(
-    session: Session,
-    draft_id: int,
-    mode: str,
-    *,
-    user_id: str,
-    agent_name: str = "",
-    names: Mapping[str, str] | None = None,
-) -> Outcome:
-    """Enqueue the draft as a reply (or reply all) from its author. Idempotent: the Message-ID
-    was chosen with the draft, so a second click (or a Slack retry) sends nothing more.
+@dataclass
+class TypedSend:
+    """What sending a typed draft needs, read before the build."""
 
-    It goes out as the modal's does: the typed rich text as HTML plus a plain-text part;
-    `names` (mention id → name, resolved by the caller) spell out mentioned people."""
+    draft_id: int
+    mode: str
+    draft: DraftInputs
+    meta: ComposeMeta
+    account: Account
+    send: SendInputs
+    rich: dict[str, Any]
+    files: list[SlackFile]
+    signature: signature.SignatureSource | None
+
+
+def load_send_typed(
+    session: Session, draft_id: int, mode: str, *, user_id: str, agent_name: str = ""
+) -> TypedSend | Outcome:
+    """Reads only: the draft, its conversation and original, the send checks (the
+    conversation and the answered email belong to the draft's mailbox, review #8) and the
+    signature's template. An Outcome when the answer is already known."""
     draft = session.get(ThreadDraft, draft_id)
     if draft is None or mode not in MODES:
         return Outcome(False, "", problem="This message is no longer waiting to be sent.")
-    if not _claim(session, draft.id, SENT):
-        session.refresh(draft)
+    if draft.status != PENDING:
         return Outcome(False, draft.status)
     account = session.get(Account, draft.account_id)
     try:
         if account is None:
             raise DraftError("The mailbox of this conversation was removed.")
-        start = start_from_conversation(session, mode, draft.conversation_id)
+        inputs = load_draft(session, mode, draft.conversation_id)
     except DraftError as exc:
-        draft.status = PENDING
         return Outcome(False, PENDING, problem=str(exc))
+    start = inputs.start
     assert start.conversation is not None and start.source is not None
     meta = ComposeMeta(
         mode=mode,
@@ -244,30 +277,67 @@ def send(
         source_message=start.source.id,
         newest_seen=draft.newest_seen,
     )
-    rich = typed_rich(draft)
-    sub = Submission(
-        to=start.to,
-        cc=start.cc,
-        bcc=[],
-        subject=start.subject,
-        body=rich_text_to_text(rich, names),
-        quote=True,
-        from_account=None,
-        files=files_of(draft),
-        body_rich=rich,
-        names=dict(names or {}),
-    )
-    sig = signature.rendered(
+    loaded = load_send(session, meta, user_id=user_id, account=account)
+    if isinstance(loaded, SubmitResult):
+        if loaded.problem:
+            return Outcome(False, PENDING, result=loaded, problem=loaded.problem)
+        return Outcome(False, SENT, result=loaded)  # its Message-ID was queued already
+    sig = signature.load(
         session,
         account,
         conversation_id=start.conversation.id,
         source_pk=start.source.id,
         agent_name=agent_name,
     )
-    result = submit(session, meta, sub, user_id=user_id, account=account, signature=sig)
-    if result.problem:
-        draft.status = PENDING
-        return Outcome(False, PENDING, result=result, problem=result.problem)
+    return TypedSend(
+        draft.id, mode, inputs, meta, account, loaded, typed_rich(draft), files_of(draft), sig
+    )
+
+
+def prepare_send_typed(
+    typed: TypedSend, *, user_id: str, names: Mapping[str, str] | None = None
+) -> PreparedSend | Outcome:
+    """No session: parses the original (recipients, subject, quote) and renders the
+    signature. It goes out as the modal's does: the typed rich text as HTML plus a plain-text
+    part; `names` (mention id → name, resolved by the caller) spell out mentioned people."""
+    start = finish_draft(typed.draft)
+    sub = Submission(
+        to=start.to,
+        cc=start.cc,
+        bcc=[],
+        subject=start.subject,
+        body=rich_text_to_text(typed.rich, names),
+        quote=True,
+        from_account=None,
+        files=typed.files,
+        body_rich=typed.rich,
+        names=dict(names or {}),
+    )
+    prepared = prepare_send(
+        typed.send,
+        typed.meta,
+        sub,
+        user_id=user_id,
+        account=typed.account,
+        signature=signature.render_loaded(typed.signature),
+    )
+    if isinstance(prepared, SubmitResult):
+        return Outcome(False, PENDING, result=prepared, problem=prepared.problem)
+    return prepared
+
+
+def enqueue_send_typed(
+    session: Session, typed: TypedSend, prepared: PreparedSend, *, user_id: str
+) -> Outcome:
+    """The one write: claim the draft (a double click or a Slack retry finds it claimed and
+    sends nothing more; the Message-ID was chosen with the draft) and queue the send."""
+    draft = session.get(ThreadDraft, typed.draft_id)
+    if draft is None:
+        return Outcome(False, "", problem="This message is no longer waiting to be sent.")
+    if not _claim(session, draft.id, SENT):
+        session.refresh(draft)
+        return Outcome(False, draft.status)
+    result = enqueue_send(session, prepared, user_id=user_id)
     draft.outbox_id = result.outbox_id
     audit.record(
         session,
@@ -275,9 +345,29 @@ def send(
         "thread.typed.sent",
         account_id=draft.account_id,
         conversation_id=draft.conversation_id,
-        details={"draft": draft.id, "mode": mode, "message_id": draft.message_id},
+        details={"draft": draft.id, "mode": typed.mode, "message_id": draft.message_id},
     )
     return Outcome(True, SENT, result=result)
+
+
+def send(
+    session: Session,
+    draft_id: int,
+    mode: str,
+    *,
+    user_id: str,
+    agent_name: str = "",
+    names: Mapping[str, str] | None = None,
+) -> Outcome:
+    """Enqueue the draft as a reply (or reply all) from its author, all three steps in one
+    session (the CLI and tests; the Slack listener splits them). Idempotent."""
+    typed = load_send_typed(session, draft_id, mode, user_id=user_id, agent_name=agent_name)
+    if isinstance(typed, Outcome):
+        return typed
+    prepared = prepare_send_typed(typed, user_id=user_id, names=names)
+    if isinstance(prepared, Outcome):
+        return prepared
+    return enqueue_send_typed(session, typed, prepared, user_id=user_id)
 
 
 def files_of(draft: ThreadDraft) -> list[SlackFile]:

@@ -22,7 +22,7 @@ from bot.inbox.announce import refresh_parent
 from bot.mail.parse import HEADER_ONLY_NOTE, is_header_only
 from bot.services import Services
 from bot.store import audit, clients, outbox
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Message
 
 SET_READ = "mail.set_read"
@@ -71,7 +71,7 @@ def conversation_info(
     services: Services, slack: WebClient, user_id: str, conversation_id: int
 ) -> ConversationInfo:
     """Read a conversation for `user_id`; AccessDenied unless they are in its channel."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         conversation, account = _load(session, conversation_id)
         link = conversation.link
         info = ConversationInfo(
@@ -252,22 +252,39 @@ def open_email(
     user_id: str,
     conversation_id: int,
     message_id: int | None = None,
+    *,
+    mark_read: bool = True,
 ) -> EmailView:
-    """The email to show in the Open modal, and mark it read.
+    """The email to show in the Open modal, and mark it read (`mark_read=False`: the caller
+    calls `mark_opened_read` once the modal is open).
 
     From the parent message (no `message_id`) the whole conversation counts as read; from an
     email in the thread, that email. The mailbox learns it through a "mail.set_read" row.
     """
     conversation_info(services, slack, user_id, conversation_id)
-    with session_scope(services.session_factory) as session:
+    # Reads in a read-only transaction (the text was converted once, at parse: Open converts
+    # nothing); then the short write.
+    with read_scope(services.session_factory) as session:
         conversation, account = _load(session, conversation_id)
         message = _pick_message(session, conversation, message_id)
         view = _email_view(session, conversation, account, message)
+        picked = message.id
+    if mark_read:
+        mark_opened_read(services, user_id, view.conversation_id, picked, message_id is not None)
+    return view
+
+
+def mark_opened_read(
+    services: Services, user_id: str, conversation_id: int, message_pk: int, only_it: bool
+) -> None:
+    """Opening marks read: the whole conversation (from the parent), or only that email."""
+    with session_scope(services.session_factory) as session:
+        conversation, _account = _load(session, conversation_id)
         query = select(Message.id).where(
             Message.conversation_id == conversation.id, Message.is_read.is_(False)
         )
-        if message_id is not None:
-            query = query.where(Message.id == message.id)
+        if only_it:
+            query = query.where(Message.id == message_pk)
         unread = list(session.scalars(query))
         changed: list[int] = []
         for mid in unread:
@@ -281,7 +298,7 @@ def open_email(
                 changed.append(mid)
         if changed:
             session.expire_all()
-            conversation, account = _load(session, conversation.id)
+            conversation, _account = _load(session, conversation.id)
             _recount_unread(session, conversation)
             _effects(
                 session,
@@ -291,7 +308,6 @@ def open_email(
                 writeback=(SET_READ, {"message_ids": changed, "read": True}),
                 details={"message_ids": changed},
             )
-    return view
 
 
 # -- state changes --------------------------------------------------------------------------

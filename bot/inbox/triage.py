@@ -26,7 +26,7 @@ from bot.inbox.announce import DM, POST_IN_THREAD, refresh_parent
 from bot.services import Services
 from bot.store import outbox
 from bot.store import triage as st
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Direction, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def triage_state(
 
 
 def history(services: Services, conversation_id: int) -> list[tb.HistoryEntry]:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         rows = st.history(session, conversation_id)
         return [
             tb.HistoryEntry(
@@ -210,6 +210,23 @@ def _checked(
     return actions.conversation_info(services, slack, user_id, conversation_id)
 
 
+def check_assign(
+    services: Services,
+    slack: WebClient,
+    actor: str,
+    conversation_id: int,
+    assignee: str | None,
+) -> actions.ConversationInfo:
+    """Reads only (a form checks with it before its ack): AccessDenied for a clicker outside
+    the channel, NotMember for an owner outside it, NotFound for a conversation gone."""
+    info = _checked(services, slack, actor, conversation_id)
+    if assignee is not None and not services.access.can_see_channel(
+        slack, assignee, info.channel_id
+    ):
+        raise NotMember("Only members of this mailbox's channel can own its conversations.")
+    return info
+
+
 def assign(
     services: Services,
     slack: WebClient,
@@ -219,11 +236,7 @@ def assign(
 ) -> Outcome:
     """Set (or clear) the owner. AccessDenied for a clicker outside the channel, NotMember
     for an owner outside it."""
-    info = _checked(services, slack, actor, conversation_id)
-    if assignee is not None and not services.access.can_see_channel(
-        slack, assignee, info.channel_id
-    ):
-        raise NotMember("Only members of this mailbox's channel can own its conversations.")
+    info = check_assign(services, slack, actor, conversation_id, assignee)
     with session_scope(services.session_factory) as session:
         conversation, _ = actions._load(session, info.conversation_id)
         change = st.set_assignee(session, conversation, actor, assignee)
@@ -367,7 +380,7 @@ def reaction_added(services: Services, slack: WebClient, event: dict[str, Any]) 
 
     from bot.store.models import SlackThread
 
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         thread = session.scalar(
             select(SlackThread).where(
                 SlackThread.channel_id == str(item.get("channel") or ""),
@@ -400,7 +413,7 @@ def wake_due(services: Services, now: datetime | None = None, limit: int = 50) -
     are claimed with SKIP LOCKED and each wake is a conditional UPDATE."""
     now = now or utcnow()
     woken: list[int] = []
-    with services.session_factory() as reader:  # most ticks find nothing: no write lock
+    with read_scope(services.session_factory) as reader:  # most ticks find nothing: no write lock
         if not st.anything_due(reader, now):
             return woken
     with session_scope(services.session_factory) as session:

@@ -79,7 +79,7 @@ class OAuthApp:
 
     provider: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in repr() (security review #26)
     redirect_uri: str = ""
     tenant: str = ""
     scopes: tuple[str, ...] = ()
@@ -376,7 +376,7 @@ class TokenSource:
     (including the rotated refresh token) and must persist it."""
 
     app: OAuthApp
-    tokens: dict[str, Any]
+    tokens: dict[str, Any] = field(repr=False)  # access and refresh tokens
     save: Callable[[dict[str, Any]], None] | None = None
     now: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

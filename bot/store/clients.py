@@ -188,6 +188,30 @@ def _snapshot(client: Client) -> dict[str, object]:
     }
 
 
+def check_client_form(
+    session: Session,
+    *,
+    client_id: int | None,
+    name: str,
+    emails: Sequence[str] = (),
+    domains: Sequence[str] = (),
+) -> None:
+    """What create_client / edit_client would refuse, found with reads only (a form checks it
+    before its ack; the write follows the ack). ClientError says what is wrong."""
+    if not " ".join((name or "").split()):
+        raise ClientError("a client needs a name")
+    if client_id is not None and get_client(session, client_id) is None:
+        raise ClientError("This client was deleted meanwhile.")
+    for raw in emails:
+        owner = _owner_of_address(session, _check_email(raw))
+        if owner is not None and owner != client_id:
+            raise ClientError(f"{normalize_email(raw)} already belongs to client #{owner}")
+    for raw in domains:
+        owner = _owner_of_domain(session, _check_domain(raw))
+        if owner is not None and owner != client_id:
+            raise ClientError(f"{normalize_domain(raw)} already belongs to client #{owner}")
+
+
 def create_client(
     session: Session,
     *,

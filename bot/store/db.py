@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,15 +50,29 @@ def _sqlite_file_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# The execution option `read_scope` sets on its connection: the transaction only reads.
+READ_ONLY = "mailroom_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader takes a deferred BEGIN: in WAL mode it reads its snapshot while one writer
+    # writes, and never queues on (or holds) the write lock. query_only makes a write inside
+    # a read scope fail loudly instead of silently upgrading to a writer (which could fail
+    # with SQLITE_BUSY_SNAPSHOT at any point). The pragma outlives the transaction, so it is
+    # set per pooled DBAPI connection only when the kind of transaction changes.
+    read_only = bool(conn.get_execution_options().get(READ_ONLY, False))
+    info = conn.connection.info
+    if info.get(READ_ONLY, False) != read_only:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+        info[READ_ONLY] = read_only
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and "mode=memory" not in url:
+            _private_data_dir(Path(parsed.database))
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite opens transactions lazily (on the first write), so a SAVEPOINT issued first
@@ -93,9 +108,39 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 @contextmanager
 def session_scope(factory: SessionFactory) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error."""
+    """One write transaction: commit on success, roll back on error. On SQLite it holds the
+    database's single write lock from its start (BEGIN IMMEDIATE), so keep it short: no
+    network, no parsing, no rendering inside (docs/security.md)."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def read_scope(factory: SessionFactory) -> Iterator[Session]:
+    """One read-only transaction, for work that only reads (Slack listeners, App Home,
+    search). On SQLite a deferred BEGIN: it neither waits for nor blocks the writer, and a
+    write inside fails (query_only). On PostgreSQL a READ ONLY transaction. Nothing is
+    committed; the session is closed (not expired) on exit, like `with factory() as s`."""
+    with factory() as session:
+        # The options apply to the connection before its BEGIN (procured here, first use).
+        session.connection(execution_options={READ_ONLY: True, "postgresql_readonly": True})
+        yield session
+
+
+def _private_data_dir(path: Path) -> None:
+    """The database holds every email in clear: only the service's user may read it. A new
+    data directory is 0700; a new database file is created empty with 0600 (SQLite takes a
+    zero-length file as a new database and gives its -wal/-shm files the database file's
+    mode); existing files are tightened."""
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        f = path.with_name(path.name + suffix)
+        if f.exists():
+            f.chmod(f.stat().st_mode & 0o700)
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

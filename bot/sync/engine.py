@@ -174,6 +174,7 @@ def _run(
         provider_kind = account.provider
     stats = RunStats()
     error: BaseException | None = None
+    unfinished: set[int] = set()  # removed in a folder whose sync did not finish
     try:
         if provider_kind in (Provider.GMAIL, Provider.GRAPH):
             from bot.sync.api_sync import sync_api_account
@@ -217,10 +218,15 @@ def _run(
             )
             for info in chosen:
                 stats.folders.append(info.name)
+                before = set(stats.removed_messages)
                 try:
                     sync_folder(job, info.name, info.role)
                 except FolderNotFound as exc:
+                    unfinished |= stats.removed_messages - before
                     stats.problem(info.name, None, str(exc))
+                except BaseException:
+                    unfinished |= stats.removed_messages - before
+                    raise
             stuck = sorted(n for n, runs in stats.stalled.items() if runs >= STALL_RUNS)
             if stuck:
                 raise ProtocolError(
@@ -233,7 +239,7 @@ def _run(
         log.exception("sync of account %s failed", account_id)
         error = exc
     finally:
-        _finish(services, account_id, run_id, stats, error)
+        _finish(services, account_id, run_id, stats, error, unfinished=unfinished)
     return _summary(run_id, account_id, email, stats, error)
 
 
@@ -272,9 +278,14 @@ def _finish(
     run_id: int,
     stats: RunStats,
     error: BaseException | None,
+    *,
+    unfinished: set[int] | frozenset[int] = frozenset(),
 ) -> None:
     with session_scope(services.session_factory) as s:
-        convs = mark_deleted_if_gone(s, stats.removed_messages)
+        # A folder that failed part-way lost locations it had not found again yet: after a
+        # UIDVALIDITY reset, all of them. Those are not "gone" (security review #18); the next
+        # run re-reads the folder and finds them by Message-ID.
+        convs = mark_deleted_if_gone(s, stats.removed_messages - unfinished)
         changed = recompute_conversations(s, convs) | stats.changed_conversations
         refresh_parents(s, changed)
         account = s.get_one(Account, account_id)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from bot.blocks.text import escape_mrkdwn, truncate
 from bot.providers.errors import AuthError
 from bot.store.models import Account, AccountStatus, Provider, utcnow
 
@@ -62,7 +63,7 @@ def record_success(
             session,
             account,
             admins,
-            f":white_check_mark: Mail sync for {account.email} works again.",
+            f":white_check_mark: Mail sync for {escape_mrkdwn(account.email)} works again.",
         )
 
 
@@ -102,7 +103,10 @@ def record_failure(
             session,
             account,
             admins,
-            f":warning: Mail sync for {account.email} {what}: {account.last_error}",
+            # The error is the mail server's or provider's words: escaped, so it cannot ping
+            # <!channel> or show a disguised link in an admin's DM (security review #20).
+            f":warning: Mail sync for {escape_mrkdwn(account.email)} {what}: "
+            f"{escape_mrkdwn(truncate(account.last_error or '', 2000))}",
         )
     account.status = new
     return new

@@ -190,6 +190,7 @@ def test_clients_add_opens_a_modal_and_saves_the_client(mailroom: Any) -> None:
         },
     )
     assert resp.status == 200 and resp.body == ""
+    mailroom.settle()  # saved right after the ack
     with mailroom.services.session_factory() as s:
         c = s.scalars(select(Client).where(Client.name == "Globex")).one()
         assert [a.email for a in c.addresses] == ["hank@globex.test"]

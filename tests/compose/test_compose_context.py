@@ -94,6 +94,7 @@ def test_signature_set_by_an_admin_is_in_the_sent_mail(mailroom: Any, box: dict[
         {**base, B_SIGNATURE: {"v": "Cheers,\n{{ agent.name }}\n{{ account.email }}"}},
     )
     assert good.status == 200 and good.body == ""
+    mailroom.settle()  # the signature is written after the ack
     view = _open(mailroom, box, ids.CONV_REPLY)
     assert "signature" in _block(view, "body_0")["hint"]["text"]
     to = _block(view, cb.TO_BLOCK)["element"]["initial_value"]

@@ -127,6 +127,7 @@ def _save_template(mailroom: Any, name: str, subject: str, body: dict[str, Any])
         },
     )
     assert resp.status == 200 and resp.body == "", resp.body
+    mailroom.settle()  # the template is written after the ack
     with session_scope(mailroom.services.session_factory) as s:
         return next(tpl for tpl in list_templates(s) if tpl.name == name)
 

@@ -172,6 +172,7 @@ def test_rich_signature_with_a_variable_is_in_both_parts(
         "UADMIN", edit["id"], {**base, B_SIGNATURE: {"v": _rich_entry(signature)}}
     )
     assert good.status == 200 and good.body == ""
+    mailroom.settle()  # settings and signature are written after the ack
     with session_scope(mailroom.services.session_factory) as s:
         stored = s.get_one(Account, box["acc"].id).signature_rich
     assert stored is not None and "javascript" not in json.dumps(stored)  # stored cleaned

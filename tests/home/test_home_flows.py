@@ -174,6 +174,7 @@ def test_add_imap_account_with_failing_then_passing_connection_test(
     wait_view(mailroom, form["id"], "SMTP")
     resp = mailroom.driver.view_submission("UADMIN", form["id"], values(password))
     assert resp.status == 200 and resp.body == "", resp.body
+    mailroom.settle()  # added right after the ack
     with mailroom.services.session_factory() as s:
         acc = s.scalars(select(Account).where(Account.email == address)).one()
         assert acc.channel_id == "CINBOX" and acc.sync_interval_seconds == 60
@@ -261,6 +262,7 @@ def test_edit_sync_settings_from_server_folders_is_used_by_next_run(
         {B_CHANNEL: {"v": "CINBOX"}, "acc_freq": {"v": "900"}, B_FOLDERS: {"v": ["Archive"]}},
     )
     assert resp.status == 200 and resp.body == ""
+    mailroom.settle()  # saved right after the ack
     with mailroom.services.session_factory() as s:
         saved = s.get_one(Account, acc.id)
         assert saved.folders == ["Archive"] and saved.sync_interval_seconds == 900

@@ -68,6 +68,7 @@ def test_admin_re_enters_the_password_from_the_app_home(mailroom: Any, dovecot: 
 
     ok = mailroom.driver.view_submission("UADMIN", modal["id"], {B_IMAP_PW: {"v": good}})
     assert ok.status == 200 and ok.body == "", ok.body
+    mailroom.settle()  # stored right after the ack
     with mailroom.services.session_factory() as s:
         row = s.get_one(Account, acc.id)
         assert row.status == AccountStatus.ACTIVE and row.last_error is None

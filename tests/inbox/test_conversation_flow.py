@@ -359,6 +359,7 @@ def test_delete_asks_first_then_moves_to_trash(inbox: Any, dovecot: Any) -> None
     view_id = m.fake.modal_stack("UMEMBER")[-1]["id"]
     resp = m.driver.view_submission("UMEMBER", view_id)
     assert resp.status == 200
+    m.settle()  # the change is written right after the ack
     assert conversation(m, cid).deleted
     run_all(m)
     boxes = folders(dovecot, user)
@@ -386,6 +387,7 @@ def test_link_and_unlink_client_with_confirmation(inbox: Any, dovecot: Any) -> N
     m.driver.view_submission(
         "UMEMBER", view_id, {LINK_BLOCK: {ids.LINK_CLIENT_SELECT: str(client_id)}}
     )
+    m.settle()  # the change is written right after the ack
     with m.services.session_factory() as s:
         c = s.get_one(Conversation, cid)
         assert c.link is not None and c.link.client_id == client_id
@@ -401,6 +403,7 @@ def test_link_and_unlink_client_with_confirmation(inbox: Any, dovecot: Any) -> N
         assert s.get_one(Conversation, cid).link is not None  # still linked until confirmed
     view_id = m.fake.modal_stack("UMEMBER")[-1]["id"]
     m.driver.view_submission("UMEMBER", view_id)
+    m.settle()
     with m.services.session_factory() as s:
         assert s.get_one(Conversation, cid).link is None
     run_all(m)

@@ -124,6 +124,7 @@ def test_take_it_and_assign_set_and_show_the_owner_and_dm_once(inbox: Any, dovec
         "UMEMBER", view["id"], {tb.ASSIGN_BLOCK: {tb.ASSIGN_SELECT: "UADMIN"}}
     )
     assert ok.status == 200 and ok.body == ""
+    m.settle()  # the owner is written after the ack
     assert conversation(m, cid).assignee == "UADMIN"
     # The same assignment again (a retry, a second person) changes and DMs nothing.
     _click(m, "UMEMBER", tb.ASSIGN, str(cid))
@@ -375,6 +376,7 @@ def test_snooze_until_a_chosen_time_in_the_clickers_zone(inbox: Any, dovecot: An
         },
     )
     assert resp.status == 200 and resp.body == ""
+    m.settle()  # the snooze is written after the ack
     until = conversation(m, cid).snoozed_until
     assert until is not None
     assert until == datetime.fromisoformat(f"{day}T14:30:00+09:00").astimezone(UTC)

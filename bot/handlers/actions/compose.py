@@ -7,12 +7,14 @@ talks to a mailbox: sending happens in the outbox.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.blocks import compose as cb
@@ -30,7 +32,7 @@ from bot.compose.modal import (
 from bot.compose.submit import release_held, retry_failed
 from bot.handlers.middleware import services_of
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Outbox, ThreadDraft
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def template_picked(
 
 
 def _may_act(services: Services, client: WebClient, user_id: str, outbox_id: int) -> bool:
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         row = session.get(Outbox, outbox_id)
         if row is None or row.account_id is None:
             return False
@@ -123,9 +125,23 @@ def _tell(body: dict[str, Any], client: WebClient, respond: Respond, text: str) 
             log.info("could not update the modal: %s", exc.response.get("error"))
 
 
-def _outbox_id(body: dict[str, Any]) -> int | None:
+def _outbox_id(services: Services, body: dict[str, Any]) -> int | None:
+    """The button's row: its id, or (Send anyway, written after the submit's ack) the send's
+    Message-ID; that row may still be being written, so look a few times."""
     value = str(body["actions"][0].get("value") or "")
-    return int(value) if value.isdigit() else None
+    if value.isdigit():
+        return int(value)
+    if not value:
+        return None
+    from bot.compose.submit import send_key
+
+    for _ in range(20):
+        with read_scope(services.session_factory) as session:
+            found = session.scalar(select(Outbox.id).where(Outbox.key == send_key(value)))
+        if found is not None:
+            return int(found)
+        time.sleep(0.25)
+    return None
 
 
 def _outbox_button(
@@ -141,8 +157,8 @@ def _outbox_button(
         ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
     ) -> None:
         ack()
-        outbox_id = _outbox_id(body)
         services = services_of(context)
+        outbox_id = _outbox_id(services, body)
         user_id = body["user"]["id"]
         if outbox_id is None:
             return
@@ -191,7 +207,7 @@ def typed_clicked(
         return
     draft_id, user_id = int(value), body["user"]["id"]
     services = services_of(context)
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         draft = session.get(ThreadDraft, draft_id)
         owner = (draft.user_id, draft.channel_id, draft.conversation_id) if draft else None
         signed = False
@@ -217,16 +233,29 @@ def typed_clicked(
     # names of people and channels mentioned in the message (an email shows "@Jane Doe").
     name = agent_name(client, user_id) if signed or kind == ids.TYPED_NOTE else ""
     names = mention_names(client, typed)
-    with session_scope(services.session_factory) as session:
-        if kind == ids.TYPED_NOTE:
+    if kind == ids.TYPED_NOTE:
+        with session_scope(services.session_factory) as session:
             outcome = thread_reply.keep_as_note(
                 session, draft_id, user_id=user_id, author_name=name, names=names
             )
-        else:
-            mode = "reply_all" if kind == ids.TYPED_SEND_ALL else "reply"
-            outcome = thread_reply.send(
-                session, draft_id, mode, user_id=user_id, agent_name=name, names=names
-            )
+        _tell_outcome(respond, outcome)
+        return
+    # As the modal's submit: reads, then the build (parsing the original, rendering the
+    # signature) with no session open, then one short write.
+    mode = "reply_all" if kind == ids.TYPED_SEND_ALL else "reply"
+    with read_scope(services.session_factory) as session:
+        typed_send = thread_reply.load_send_typed(
+            session, draft_id, mode, user_id=user_id, agent_name=name
+        )
+    if isinstance(typed_send, thread_reply.Outcome):
+        _tell_outcome(respond, typed_send)
+        return
+    prepared = thread_reply.prepare_send_typed(typed_send, user_id=user_id, names=names)
+    if isinstance(prepared, thread_reply.Outcome):
+        _tell_outcome(respond, prepared)
+        return
+    with session_scope(services.session_factory) as session:
+        outcome = thread_reply.enqueue_send_typed(session, typed_send, prepared, user_id=user_id)
     _tell_outcome(respond, outcome)
 
 
@@ -267,7 +296,7 @@ def _edit_first(
     conversation_id: int,
 ) -> None:
     user_id = body["user"]["id"]
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         draft = session.get(ThreadDraft, draft_id)
         if draft is None:
             return

@@ -74,7 +74,7 @@ def open_clicked(
     user_id = body["user"]["id"]
     try:
         view = actions.open_email(
-            services_of(context), client, user_id, conversation_id, message_id
+            services_of(context), client, user_id, conversation_id, message_id, mark_read=False
         )
     except AccessDenied:
         refuse(body, client, respond)
@@ -90,6 +90,10 @@ def open_clicked(
     from bot.inbox.triage import add_history  # who changed owner/status/snooze (issue 16)
 
     show_modal(body, client, add_history(services_of(context), modal, view.conversation_id))
+    # The write comes after the modal is open: a busy database never lets the trigger expire.
+    actions.mark_opened_read(
+        services_of(context), user_id, view.conversation_id, view.message_id, message_id is not None
+    )
 
 
 def step_clicked(
@@ -102,15 +106,19 @@ def step_clicked(
     modal = body.get("view") or {}
     if parsed is None or parsed[1] is None or not modal.get("id"):
         return
+    services, user_id = services_of(context), body["user"]["id"]
+    opened = None
     try:
-        view = actions.open_email(services_of(context), client, body["user"]["id"], *parsed)
+        opened = actions.open_email(services, client, user_id, *parsed, mark_read=False)
     except AccessDenied:
         new = notice_modal("Not allowed", REFUSAL)
     except actions.NotFound:
         new = notice_modal("Email not found", "This email is no longer in the mailbox.")
     else:
-        new = email_modal(view)
+        new = email_modal(opened)
     client.views_update(view_id=modal["id"], view=new)
+    if opened is not None:  # marked read once shown, as Open does
+        actions.mark_opened_read(services, user_id, opened.conversation_id, opened.message_id, True)
 
 
 def more_selected(

@@ -48,6 +48,7 @@ from bot.handlers.views.accounts import (
 )
 from bot.home import publish_home
 from bot.services import Services
+from bot.store.db import read_scope
 from bot.store.models import Account, Client
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ def test_connection(
         imap_password=form.imap_password,
         smtp_password=form.smtp_password,
         folders=form.folders,
+        generic_network_errors=True,
     )
     outcome = ConnectionOutcome(
         result.ok,
@@ -260,7 +262,7 @@ def _edit(services: Services, client: WebClient, trigger_id: str, account_id: in
     from bot.folder_choices import read_choices
 
     provider, names, error = read_choices(services, account_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             client.views_update(view_id=view_id, view=notice("Sync settings", "Account removed."))
@@ -390,7 +392,7 @@ def client_menu(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
             return
         client.views_open(trigger_id=body["trigger_id"], view=delete_view(services, int(raw_id)))
         return
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         target = session.get(Client, int(raw_id))
         if target is None:
             client.views_open(trigger_id=body["trigger_id"], view=notice("Client", "Not found."))

@@ -23,6 +23,7 @@ from bot.home import (
     visible_account_ids,
 )
 from bot.services import Services
+from bot.store.db import read_scope
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def search_view(
 
     account_ids = visible_account_ids(services, client, user_id)
     error = None
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         counts = filter_counts(session, account_ids, user_id)
         if query.strip():
             found = search(

@@ -15,7 +15,7 @@ from bot.blocks.templates import template_edit_view
 from bot.handlers.middleware import services_of
 from bot.services import Services
 from bot.store import audit
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.templates import delete_template, get_template, may_change
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def edit_clicked(ack: Ack, body: dict[str, Any], client: WebClient, context: Bol
     user_id = body["user"]["id"]
     is_admin = services.access.is_admin(client, user_id)
     template_id = _value_id(body)
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         tpl = get_template(session, template_id) if template_id is not None else None
         if tpl is not None and not may_change(tpl, user_id, is_admin=is_admin):
             view = cb.notice_view("Templates", ADMINS_ONLY)

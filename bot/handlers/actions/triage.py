@@ -15,7 +15,7 @@ from bot.blocks import triage as tb
 from bot.handlers.actions.conversation import refuse, show_modal
 from bot.handlers.middleware import services_of
 from bot.inbox import actions, triage
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import utcnow
 from bot.store.triage import set_assignment_dms
 
@@ -65,7 +65,7 @@ def assign_clicked(
         return
     except actions.NotFound:
         return
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         from bot.store.models import Conversation
 
         current = session.get(Conversation, info.conversation_id)

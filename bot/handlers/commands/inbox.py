@@ -35,7 +35,7 @@ from bot.home import (
     visible_account_ids,
 )
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import (
     Client,
     Conversation,
@@ -68,7 +68,7 @@ def search_page(
     from bot.store.search import search
 
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         found = search(
             session,
             query,
@@ -97,7 +97,7 @@ def list_page(
     services: Services, client: WebClient, user_id: str, filter_name: str, page: int
 ) -> dict[str, Any]:
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         counts = filter_counts(session, account_ids, user_id)
         convs = list_conversations(
             session,
@@ -149,7 +149,7 @@ def client_page(
     client_id: int | None = None,
 ) -> dict[str, Any]:
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         target = session.get(Client, client_id) if client_id is not None else None
         if target is None:
             target = find_client(session, name)
@@ -219,7 +219,7 @@ def resolve_conversation(services: Services, ref_text: str) -> int | None:
         return None
     if ref.conversation_id is not None:
         return ref.conversation_id
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         conv_id = session.scalar(
             select(SlackThread.conversation_id).where(
                 SlackThread.channel_id == ref.channel_id, SlackThread.ts == ref.ts
@@ -265,7 +265,7 @@ def do_link(
     from bot.inbox import actions
     from bot.store import clients as store_clients
 
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         found = find_client(session, client_name)
         client_id, name = found.id, found.name
     conv_id = resolve_conversation(services, target)
@@ -295,7 +295,7 @@ def do_link(
         if not exact_owner:
             store_clients.edit_client(session, client_id, add_emails=[address], actor=user_id)
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         conv_ids = _address_conversations(session, account_ids, address)
     linked = sum(
         1 for cid in conv_ids if actions.link_client(services, client, user_id, cid, client_id)
@@ -331,7 +331,7 @@ def do_unlink(services: Services, client: WebClient, user_id: str, target: str) 
         client_id, name = owner.id, owner.name
         store_clients.edit_client(session, client_id, remove_emails=[address], actor=user_id)
     account_ids = visible_account_ids(services, client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         conv_ids = _address_conversations(session, account_ids, address, linked_to=client_id)
     unlinked = sum(1 for cid in conv_ids if actions.unlink_client(services, client, user_id, cid))
     return (

@@ -1,8 +1,8 @@
 """A person's message in a conversation's thread: store it as a draft and ask its author,
 privately, whether to email it, edit it first or keep it as an internal note.
 
-Bolt acknowledges the event before this runs; duplicates are dropped by the event-id
-middleware and, for another delivery of the same message, by the draft's (channel, ts).
+Bolt acknowledges the event before this runs; duplicates are dropped by first_delivery_only
+and, for another delivery of the same message, by the draft's (channel, ts).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def message_posted(
         draft = thread_reply.record(session, typed, body.get("event_id"))
         if draft is None:
             return
-        who = thread_reply.recipients(session, draft)
+        loaded = thread_reply.load_recipients(session, draft)
         draft_id = draft.id
+    who = thread_reply.recipients_from(loaded)  # parses the original: after the transaction
     if who is None or not who.reply:
         return
     reply_to = format_addresses(who.reply)

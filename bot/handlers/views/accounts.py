@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.blocks import ids
 from bot.blocks.accounts import (
@@ -29,14 +30,15 @@ from bot.blocks.accounts import (
     sync_log_modal,
 )
 from bot.blocks.state import state_values
-from bot.blocks.text import truncate
+from bot.blocks.text import escape_mrkdwn, truncate
 from bot.compose.signature import check as signature_check
+from bot.handlers.after_ack import write_after_ack
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.mail.richtext import is_blank, rich_text_to_text
 from bot.providers.types import ImapSettings, SmtpSettings
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import (
     Account,
     AccountStatus,
@@ -66,6 +68,11 @@ def require_admin(services: Services, client: WebClient, user_id: str) -> None:
 # -- store updates (each in its own transaction, each audited) -------------------------------
 
 
+# Test connection waits this long for a server; a failure before a mail server answered is
+# reported only after it, whatever the failure (bot/accounts.py `_generic`).
+FORM_TIMEOUT = 10.0
+
+
 def imap_from_form(form: ImapForm) -> tuple[ImapSettings, SmtpSettings]:
     return (
         ImapSettings(
@@ -73,14 +80,14 @@ def imap_from_form(form: ImapForm) -> tuple[ImapSettings, SmtpSettings]:
             port=form.imap_port,
             security=form.imap_security,  # type: ignore[arg-type]
             username=form.imap_username,
-            timeout=15.0,
+            timeout=FORM_TIMEOUT,
         ),
         SmtpSettings(
             host=form.smtp_host,
             port=form.smtp_port,
             security=form.smtp_security,  # type: ignore[arg-type]
             username=form.smtp_username,
-            timeout=15.0,
+            timeout=FORM_TIMEOUT,
         ),
     )
 
@@ -107,57 +114,66 @@ def add_account(services: Services, form: ImapForm, user_id: str) -> int:
         return account.id
 
 
-def save_sync_settings(
-    services: Services, account_id: int, form: SyncSettingsForm, user_id: str
+def save_settings_and_signature(
+    services: Services,
+    account_id: int,
+    form: SyncSettingsForm,
+    signature: dict[str, Any],
+    user_id: str,
 ) -> bool:
-    """Store the settings; the next run (due now) uses them. False if the account is gone."""
+    """The account edit form's one write (settings and signature together, after the ack).
+    False if the account is gone."""
     with session_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return False
-        before = {
-            "channel_id": account.channel_id,
-            "interval": account.sync_interval_seconds,
-            "folders": list(account.folders or []),
-            "auto_link": account.auto_link,
-        }
-        account.channel_id = form.channel_id
-        account.sync_interval_seconds = form.interval
-        account.folders = list(form.folders)
-        from bot.folder_choices import remember_names
-
-        account.config = remember_names(account.config, form.folders, form.folder_names)
-        account.auto_link = form.auto_link
-        if form.broadcast is not None:
-            account.config = {**(account.config or {}), "broadcast_followups": form.broadcast}
-        account.next_sync_at = utcnow()
-        session.add(
-            AuditLog(
-                actor=user_id,
-                action="account.settings",
-                account_id=account.id,
-                details={"before": before, "after": {**before, **_form_dict(form)}},
-            )
-        )
+        store_sync_settings(session, account, form, user_id)
+        store_signature(session, account, signature, user_id)
         return True
 
 
-def save_signature(services: Services, account_id: int, rich: dict[str, Any], user_id: str) -> None:
+def store_sync_settings(
+    session: Session, account: Account, form: SyncSettingsForm, user_id: str
+) -> None:
+    """Store the settings; the next run (due now) uses them."""
+    before = {
+        "channel_id": account.channel_id,
+        "interval": account.sync_interval_seconds,
+        "folders": list(account.folders or []),
+        "auto_link": account.auto_link,
+    }
+    account.channel_id = form.channel_id
+    account.sync_interval_seconds = form.interval
+    account.folders = list(form.folders)
+    from bot.folder_choices import remember_names
+
+    account.config = remember_names(account.config, form.folders, form.folder_names)
+    account.auto_link = form.auto_link
+    if form.broadcast is not None:
+        account.config = {**(account.config or {}), "broadcast_followups": form.broadcast}
+    account.next_sync_at = utcnow()
+    session.add(
+        AuditLog(
+            actor=user_id,
+            action="account.settings",
+            account_id=account.id,
+            details={"before": before, "after": {**before, **_form_dict(form)}},
+        )
+    )
+
+
+def store_signature(session: Session, account: Account, rich: dict[str, Any], user_id: str) -> None:
     """The signature added below mail sent from Slack (checked by the caller): the cleaned
     rich text that is sent, and its plain text."""
     blank = is_blank(rich)
     text = "" if blank else rich_text_to_text(rich).strip()
-    with session_scope(services.session_factory) as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            return
-        if (account.signature or "") == text and (account.signature_rich or None) == (
-            None if blank else rich
-        ):
-            return
-        account.signature = text or None
-        account.signature_rich = None if blank else rich
-        session.add(AuditLog(actor=user_id, action="account.signature", account_id=account.id))
+    if (account.signature or "") == text and (account.signature_rich or None) == (
+        None if blank else rich
+    ):
+        return
+    account.signature = text or None
+    account.signature_rich = None if blank else rich
+    session.add(AuditLog(actor=user_id, action="account.signature", account_id=account.id))
 
 
 def _form_dict(form: SyncSettingsForm) -> dict[str, Any]:
@@ -222,7 +238,7 @@ def remove(services: Services, account_id: int, user_id: str) -> str | None:
 
 
 def sync_log_view(services: Services, account_id: int, limit: int = 30) -> dict[str, Any] | None:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return None
@@ -250,7 +266,7 @@ def sync_log_view(services: Services, account_id: int, limit: int = 30) -> dict[
 
 
 def remove_view(services: Services, account_id: int) -> dict[str, Any] | None:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return None
@@ -301,18 +317,25 @@ def account_add_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    from bot.accounts import AccountError
+    from bot.accounts import AccountError, get_account
+    from bot.blocks.accounts import B_EMAIL
 
-    try:
-        add_account(services, form, user_id)
-    except AccountError as exc:
-        from bot.blocks.accounts import B_EMAIL
-
-        ack(response_action="errors", errors={B_EMAIL: str(exc)})
+    with read_scope(services.session_factory) as session:
+        taken = get_account(session, form.email) is not None
+    if taken:
+        email = form.email.strip().lower()
+        ack(response_action="errors", errors={B_EMAIL: f"An account for {email} exists already."})
         return
-    ack()
-    _join_channel(client, form.channel_id)
-    publish_home(services, client, user_id)
+    ack()  # the write follows: a busy database never delays the ack
+    if write_after_ack(
+        client,
+        user_id,
+        lambda: add_account(services, form, user_id),
+        failed=f"{escape_mrkdwn(form.email)} was not added:",
+        expected=(AccountError,),
+    ):
+        _join_channel(client, form.channel_id)
+        publish_home(services, client, user_id)
 
 
 def _join_channel(client: WebClient, channel_id: str | None) -> None:
@@ -341,13 +364,20 @@ def account_edit_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    if account_id is None or not save_sync_settings(services, account_id, form, user_id):
+    with read_scope(services.session_factory) as session:
+        exists = account_id is not None and session.get(Account, account_id) is not None
+    if account_id is None or not exists:
         ack(response_action="errors", errors={"acc_channel": "This account no longer exists."})
         return
-    save_signature(services, account_id, sig, user_id)
-    ack()
-    _join_channel(client, form.channel_id)
-    publish_home(services, client, user_id)
+    ack()  # the write follows: a busy database never delays the ack
+    if write_after_ack(
+        client,
+        user_id,
+        lambda: save_settings_and_signature(services, account_id, form, sig, user_id),
+        failed="The account's settings were not saved:",
+    ):
+        _join_channel(client, form.channel_id)
+        publish_home(services, client, user_id)
 
 
 def account_remove_submitted(
@@ -416,7 +446,7 @@ def oauth_link_view(
 
 def reconnect_target(services: Services, account_id: int) -> Account | None:
     """The account to reconnect, when it is a Gmail / Microsoft 365 one."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None or account.provider not in (Provider.GMAIL, Provider.GRAPH):
             return None
@@ -426,7 +456,7 @@ def reconnect_target(services: Services, account_id: int) -> Account | None:
 
 def imap_reconnect_target(services: Services, account_id: int) -> tuple[int, str] | None:
     """(id, address) of an IMAP account whose password may be re-entered."""
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None or account.provider != Provider.IMAP:
             return None
@@ -444,7 +474,7 @@ def account_password_submitted(
     if admin is None:
         return
     services, user_id = admin
-    from bot.accounts import AccountError, set_passwords
+    from bot.accounts import AccountError, check_passwords, store_passwords
     from bot.blocks.accounts import B_IMAP_PW, read_password_form
 
     imap_pw, smtp_pw, errors = read_password_form(state_values(view))
@@ -452,29 +482,35 @@ def account_password_submitted(
         ack(response_action="errors", errors=errors)
         return
     account_id = json.loads(view.get("private_metadata") or "{}").get("account_id")
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, int(account_id or 0))
-        if account is None:
-            ack(response_action="errors", errors={B_IMAP_PW: "This account no longer exists."})
-            return
-        try:
-            result = set_passwords(
-                services,
-                session,
-                account,
-                imap_password=imap_pw,
-                smtp_password=smtp_pw,
-                actor=user_id,
-                timeout=PASSWORD_CHECK_TIMEOUT,
-                check_smtp=False,
-            )
-        except AccountError as exc:
-            ack(response_action="errors", errors={B_IMAP_PW: str(exc)})
-            return
+    if account is None:
+        ack(response_action="errors", errors={B_IMAP_PW: "This account no longer exists."})
+        return
+    # The login (network) runs with no session open; the write follows the ack.
+    try:
+        result = check_passwords(
+            account,
+            imap_password=imap_pw,
+            smtp_password=smtp_pw,
+            timeout=PASSWORD_CHECK_TIMEOUT,
+            check_smtp=False,
+            generic_network_errors=True,
+        )
+    except AccountError as exc:
+        ack(response_action="errors", errors={B_IMAP_PW: str(exc)})
+        return
     if not result.ok:
         ack(response_action="errors", errors={B_IMAP_PW: truncate(result.message(), 1900)})
         return
     ack()
+    with session_scope(services.session_factory) as session:
+        stored = session.get(Account, account.id)
+        if stored is None:
+            return
+        store_passwords(
+            services, session, stored, imap_password=imap_pw, smtp_password=smtp_pw, actor=user_id
+        )
     publish_home(services, client, user_id)
 
 

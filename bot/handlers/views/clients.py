@@ -12,9 +12,11 @@ from slack_sdk import WebClient
 from bot.blocks import ids
 from bot.blocks.clients import B_DOMAINS, B_EMAILS, B_NAME, client_id_of, read_client_form
 from bot.blocks.state import state_values
+from bot.blocks.text import escape_mrkdwn
+from bot.handlers.after_ack import write_after_ack
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,20 @@ def client_submitted(
         return
     client_id = client_id_of(view)
     try:
+        with read_scope(services.session_factory) as session:
+            store.check_client_form(
+                session,
+                client_id=client_id,
+                name=form["name"],
+                emails=form["emails"],
+                domains=form["domains"],
+            )
+    except store.ClientError as exc:
+        ack(response_action="errors", errors={_error_block(str(exc)): str(exc)})
+        return
+    ack()  # the write follows: a busy database never delays the ack
+
+    def save() -> None:
         with session_scope(services.session_factory) as session:
             if client_id is None:
                 store.create_client(
@@ -70,11 +86,16 @@ def client_submitted(
                     remove_domains=sorted(old_domains - set(form["domains"])),
                     actor=user_id,
                 )
-    except store.ClientError as exc:
-        ack(response_action="errors", errors={_error_block(str(exc)): str(exc)})
-        return
-    ack()
-    publish_home(services, client, user_id)  # the Home tab lists clients for everyone
+
+    saved = write_after_ack(
+        client,
+        user_id,
+        save,
+        failed=f"The client {escape_mrkdwn(form['name'])} was not saved:",
+        expected=(store.ClientError,),
+    )
+    if saved:
+        publish_home(services, client, user_id)  # the Home tab lists clients for everyone
 
 
 def register(app: Any) -> None:

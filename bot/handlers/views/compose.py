@@ -14,9 +14,10 @@ from bot.blocks.state import state_values
 from bot.compose import saved, signature, thread_reply
 from bot.compose.form import ComposeMeta, read_submission
 from bot.compose.modal import agent_name, mention_names, sendable_accounts
-from bot.compose.submit import submit
+from bot.compose.submit import SubmitResult, enqueue_send, load_send, prepare_send
+from bot.handlers.after_ack import tell
 from bot.handlers.middleware import services_of
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def compose_submitted(
             )
             return
         meta.account_id = account_id
-    with session_scope(services.session_factory) as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, meta.account_id) if meta.account_id else None
         channel = account.channel_id if account else None
         signed = account is not None and signature.has_signature(account)
@@ -88,31 +89,63 @@ def compose_submitted(
             ),
         )
         return
-    # Slack calls before the transaction: the sender's name (signature variables) and the
+    # Slack calls before any session: the sender's name (signature variables) and the
     # names of people and channels mentioned in the body.
     name = agent_name(client, user_id) if signed else ""
     sub.names = mention_names(client, sub.body_rich)
-    with session_scope(services.session_factory) as session:
-        account = session.get(Account, meta.account_id)
-        assert account is not None
-        if meta.thread_draft is not None:
-            sub.files += thread_reply.files_for(session, meta.thread_draft, user_id)
-        sig = signature.rendered(
-            session,
-            account,
-            conversation_id=meta.conversation_id,
-            source_pk=meta.source_message,
-            agent_name=name,
+    # Reads, then the body (parsing the original) and the signature (rendered in its child
+    # process) without a session, then the ack; the writes follow the ack, so a busy database
+    # never makes Slack time out the submit.
+    sig_source = None
+    with read_scope(services.session_factory) as session:
+        inputs = load_send(session, meta, user_id=user_id, account=account)
+        if not isinstance(inputs, SubmitResult):
+            if meta.thread_draft is not None:
+                sub.files += thread_reply.files_for(session, meta.thread_draft, user_id)
+            sig_source = signature.load(
+                session,
+                account,
+                conversation_id=inputs.conversation_id,
+                source_pk=meta.source_message,
+                agent_name=name,
+            )
+    prepared = (
+        inputs
+        if isinstance(inputs, SubmitResult)
+        else prepare_send(
+            inputs,
+            meta,
+            sub,
+            user_id=user_id,
+            account=account,
+            signature=signature.render_loaded(sig_source),
         )
-        result = submit(session, meta, sub, user_id=user_id, account=account, signature=sig)
-        if not result.problem:
+    )
+    if isinstance(prepared, SubmitResult):
+        if prepared.problem:
+            ack(response_action="update", view=cb.notice_view("Not sent", prepared.problem))
+        elif prepared.held and prepared.outbox_id is not None:
+            ack(response_action="update", view=cb.held_view(prepared.held, prepared.outbox_id))
+        else:
+            ack()
+        _replying_ended(context, view, user_id)
+        return
+    if prepared.held:
+        # The row is written just below; the button finds it by its Message-ID.
+        ack(response_action="update", view=cb.held_view(prepared.held, meta.message_id))
+    else:
+        ack()  # closes the modal; "sent" shows in the thread once the server accepted it
+    try:
+        with session_scope(services.session_factory) as session:
+            result = enqueue_send(session, prepared, user_id=user_id)
             saved.drop(session, user_id, meta.conversation_id)
             if meta.thread_draft is not None:
                 thread_reply.sent_from_modal(session, meta.thread_draft, result.outbox_id)
+    except Exception:
+        log.exception("compose: the send row could not be written")
+        tell(
+            client,
+            user_id,
+            "Your email was not sent: Mailroom could not queue it. Please send it again.",
+        )
     _replying_ended(context, view, user_id)  # written (or held): no longer "is replying"
-    if result.problem:
-        ack(response_action="update", view=cb.notice_view("Not sent", result.problem))
-    elif result.held and result.outbox_id is not None:
-        ack(response_action="update", view=cb.held_view(result.held, result.outbox_id))
-    else:
-        ack()  # closes the modal; "sent" shows in the thread once the server accepted it

@@ -93,7 +93,9 @@ def check_and_save(
         credentials = account.credentials
         change = keep_private_ca(change_from_form(form), account.config or {})
     try:
-        result = check_connection_change(services.vault, credentials, change)
+        result = check_connection_change(
+            services.vault, credentials, change, generic_network_errors=True
+        )
     except AccountError as exc:
         return ConnectionOutcome(False, str(exc))
     if not result.ok:

@@ -1,11 +1,13 @@
 """Submissions of the Delete / Unlink confirmations and the Link-to-client modal.
 
-The change is made before the ack (a few fast store writes), so a refusal or a vanished
-client can still be shown in the modal; the Slack and mailbox effects run later from the outbox.
+Access and a vanished conversation or client are checked with reads before the ack, so a
+refusal still shows in the modal; the change (a write) follows the ack, so a busy database
+never makes Slack time out. The Slack and mailbox effects run later from the outbox.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,10 @@ from bot.handlers.actions.conversation import REFUSAL
 from bot.handlers.middleware import services_of
 from bot.inbox import actions
 from bot.services import Services
+from bot.store.db import read_scope
+from bot.store.models import Client
+
+log = logging.getLogger(__name__)
 
 
 def register(app: Any) -> None:
@@ -47,8 +53,9 @@ def _confirmed(
         if meta is None:
             _gone(ack)
             return
-        try:
-            action(services_of(context), client, body["user"]["id"], meta[0])
+        services, user_id = services_of(context), body["user"]["id"]
+        try:  # reads only before the ack; the action (a write) follows it
+            actions.conversation_info(services, client, user_id, meta[0])
         except AccessDenied:
             _refused(ack)
             return
@@ -56,6 +63,10 @@ def _confirmed(
             _gone(ack)
             return
         ack()
+        try:
+            action(services, client, user_id, meta[0])
+        except (AccessDenied, actions.NotFound) as exc:  # changed in between: nothing done
+            log.info("confirmed action not done: %s", exc)
 
     return submitted
 
@@ -74,12 +85,22 @@ def link_submitted(ack: Ack, body: dict[str, Any], client: WebClient, context: B
     if client_id is None:
         ack(response_action="errors", errors={LINK_BLOCK: "Pick a client."})
         return
-    try:
-        actions.link_client(services_of(context), client, body["user"]["id"], meta[0], client_id)
+    services, user_id = services_of(context), body["user"]["id"]
+    try:  # reads only before the ack; the link (a write) follows it
+        actions.conversation_info(services, client, user_id, meta[0])
     except AccessDenied:
         _refused(ack)
         return
     except actions.NotFound:
+        _gone(ack)
+        return
+    with read_scope(services.session_factory) as session:
+        exists = session.get(Client, client_id) is not None
+    if not exists:
         ack(response_action="errors", errors={LINK_BLOCK: "That client no longer exists."})
         return
     ack()
+    try:
+        actions.link_client(services, client, user_id, meta[0], client_id)
+    except (AccessDenied, actions.NotFound) as exc:  # changed in between: nothing done
+        log.info("link not done: %s", exc)

@@ -8,17 +8,21 @@ from typing import Any
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
+from sqlalchemy import select
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks import templates as tb
 from bot.blocks.state import state_values
+from bot.blocks.text import escape_mrkdwn
 from bot.compose.form import body_value
 from bot.handlers.actions.templates import ADMINS_ONLY, refresh_home
+from bot.handlers.after_ack import write_after_ack
 from bot.handlers.middleware import services_of
 from bot.mail.richtext import rich_text_to_text
 from bot.store import audit
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
+from bot.store.models import Template
 from bot.store.templates import (
     DuplicateName,
     create_template,
@@ -27,6 +31,11 @@ from bot.store.templates import (
     update_template,
 )
 from bot.templates import validate_rich
+
+
+class Refused(Exception):
+    """A reason, in words for the person, that a write after the ack did not happen."""
+
 
 FIELD_BLOCKS = {"name": tb.NAME_BLOCK, "subject": tb.SUBJECT_BLOCK, "body": tb.BODY_BLOCK}
 
@@ -49,7 +58,7 @@ def template_submitted(
     template_id = tb.template_id_of(view.get("private_metadata"))
     if template_id is not None:
         is_admin = services.access.is_admin(client, user_id)
-        with session_scope(services.session_factory) as session:
+        with read_scope(services.session_factory) as session:
             current = get_template(session, template_id)
             allowed = current is None or may_change(current, user_id, is_admin=is_admin)
         if not allowed:
@@ -67,7 +76,25 @@ def template_submitted(
             errors={FIELD_BLOCKS[k]: v[:2000] for k, v in problems.items()},
         )
         return
-    try:
+    with read_scope(services.session_factory) as session:
+        taken = session.scalar(
+            select(Template.id).where(
+                Template.name == name,
+                *([Template.id != template_id] if template_id is not None else []),
+            )
+        )
+    if taken is not None:
+        ack(response_action="errors", errors={tb.NAME_BLOCK: "Another template has this name."})
+        return
+    ack()  # the write follows: a busy database never delays the ack
+
+    def save() -> None:
+        try:
+            _save()
+        except DuplicateName as exc:  # saved meanwhile by someone else
+            raise Refused("another template has this name now.") from exc
+
+    def _save() -> None:
         with session_scope(services.session_factory) as session:
             if template_id is None:
                 row = create_template(
@@ -113,8 +140,12 @@ def template_submitted(
                     "shared": shared,
                 },
             )
-    except DuplicateName:
-        ack(response_action="errors", errors={tb.NAME_BLOCK: "Another template has this name."})
-        return
-    ack()
-    refresh_home(services, client, user_id)
+
+    if write_after_ack(
+        client,
+        user_id,
+        save,
+        failed=f"The template {escape_mrkdwn(name)} was not saved:",
+        expected=(Refused,),
+    ):
+        refresh_home(services, client, user_id)

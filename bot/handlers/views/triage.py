@@ -1,4 +1,6 @@
-"""Submitting the Assign and Snooze-until modals; validation errors show in the modal."""
+"""Submitting the Assign and Snooze-until modals; validation errors show in the modal.
+
+Checks (reads and Slack calls) run before the ack, the write after it (bot/handlers/after_ack.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from bot.blocks import triage as tb
 from bot.blocks.email_modal import notice_modal
 from bot.blocks.state import state_values
 from bot.handlers.actions.conversation import REFUSAL
+from bot.handlers.after_ack import write_after_ack
 from bot.handlers.middleware import services_of
 from bot.inbox import actions, triage
 from bot.store.models import utcnow
@@ -41,8 +44,9 @@ def assign_submitted(
     assignee = str(picked or "") or None
     if assignee == tb.NOBODY:
         assignee = None
-    try:
-        triage.assign(services_of(context), client, body["user"]["id"], meta[0], assignee)
+    services, actor = services_of(context), body["user"]["id"]
+    try:  # reads only: the write follows the ack
+        triage.check_assign(services, client, actor, meta[0], assignee)
     except triage.NotMember as exc:
         ack(response_action="errors", errors={tb.ASSIGN_BLOCK: str(exc)})
         return
@@ -52,7 +56,14 @@ def assign_submitted(
     except actions.NotFound:
         ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
         return
-    ack()
+    ack()  # the write follows: a busy database never delays the ack
+    write_after_ack(
+        client,
+        actor,
+        lambda: triage.assign(services, client, actor, meta[0], assignee),
+        failed="The owner was not changed:",
+        expected=(triage.NotMember, AccessDenied, actions.NotFound),
+    )
 
 
 def snooze_submitted(
@@ -74,12 +85,20 @@ def snooze_submitted(
     if until <= utcnow():
         ack(response_action="errors", errors={tb.SNOOZE_TIME_BLOCK: "Pick a time in the future."})
         return
-    try:
-        triage.snooze(services_of(context), client, user_id, meta[0], until)
+    services = services_of(context)
+    try:  # reads only: the write follows the ack
+        actions.conversation_info(services, client, user_id, meta[0])
     except AccessDenied:
         ack(response_action="update", view=notice_modal("Not allowed", REFUSAL))
         return
     except actions.NotFound:
         ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
         return
-    ack()
+    ack()  # the write follows: a busy database never delays the ack
+    write_after_ack(
+        client,
+        user_id,
+        lambda: triage.snooze(services, client, user_id, meta[0], until),
+        failed="The conversation was not snoozed:",
+        expected=(AccessDenied, actions.NotFound),
+    )

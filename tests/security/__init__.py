@@ -1,0 +1,1 @@
+"""Security review fixes (docs/security.md names each test here)."""
