@@ -445,14 +445,20 @@ def sent_post(
     return text, blocks
 
 
-def failed_post(user_id: str, error: str, outbox_id: int) -> tuple[str, list[dict[str, Any]]]:
+def _author(name: str) -> str:
+    # By name, never a mention: the thread's followers are not pinged; the author gets a DM.
+    return escape_mrkdwn(truncate(name or "a teammate", 80))
+
+
+def failed_post(author_name: str, error: str, outbox_id: int) -> tuple[str, list[dict[str, Any]]]:
     # The error is the mail server's or provider's words: escaped in the notification text too.
-    text = f"Not sent: the email <@{user_id}> wrote was refused. {escape_mrkdwn(truncate(error, 2500))}"
+    who = _author(author_name)
+    text = f"Not sent: the email {who} wrote was refused. {escape_mrkdwn(truncate(error, 2500))}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "text": mrkdwn(
-                f":x: *Not sent.* The email <@{user_id}> wrote could not be sent:\n"
+                f":x: *Not sent.* The email {who} wrote could not be sent:\n"
                 f"```{escape_mrkdwn(truncate(error, 2500))}```"
             ),
         },
@@ -471,10 +477,18 @@ def failed_post(user_id: str, error: str, outbox_id: int) -> tuple[str, list[dic
     return text, blocks
 
 
+def author_dm(text: str, thread_url: str | None) -> dict[str, Any]:
+    """What the author of a failed or held email is told directly (the thread post names
+    them without a mention)."""
+    link = f" <{thread_url}|Open the thread>" if thread_url else ""
+    return {"text": text, "blocks": [{"type": "section", "text": mrkdwn(text + link)}]}
+
+
 def held_post(
-    user_id: str, arrived: list[Arrived], outbox_id: int
+    author_name: str, arrived: list[Arrived], outbox_id: int
 ) -> tuple[str, list[dict[str, Any]]]:
-    text = f"The email <@{user_id}> wrote is held: new mail arrived in this conversation first."
+    who = _author(author_name)
+    text = f"The email {who} wrote is held: new mail arrived in this conversation first."
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": mrkdwn(":hand: " + text)},
         *_arrived_blocks(arrived),

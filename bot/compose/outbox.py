@@ -91,8 +91,11 @@ def _post(
     key: str,
     text: str,
     blocks: list[dict[str, Any]],
+    *,
+    tell_author: bool = False,
 ) -> None:
-    """Into the conversation's thread when it has one, else a DM to the person who wrote it."""
+    """Into the conversation's thread when it has one, else a DM to the person who wrote it.
+    `tell_author`: the thread post names them without a mention, so they get a DM too."""
     conv = _thread_ready(session, conversation_id)
     if conv is not None and conv.slack_thread is not None:
         outbox.enqueue(
@@ -104,6 +107,18 @@ def _post(
             conversation_id=conv.id,
             channel_id=conv.slack_thread.channel_id,
         )
+        author = row.payload.get("slack_user")
+        if tell_author and author:
+            from bot.blocks.search import thread_url
+
+            url = thread_url(conv.slack_thread.channel_id, conv.slack_thread.ts)
+            outbox.enqueue(
+                session,
+                kind=DM_KIND,
+                key=key + ":author",
+                payload={"user_id": author, **cb.author_dm(text, url)},
+                created_by=str(author),
+            )
         return
     user = row.payload.get("slack_user")
     if user:
@@ -150,7 +165,15 @@ def _forward_attachments(session: Session, message_pk: int | None) -> list[Outgo
     return out
 
 
-def _hold_if_new_mail(session: Session, row: Outbox) -> bool:
+def _author_name(ctx: OutboxContext, row: Outbox) -> str:
+    """The display name of the person who wrote the email (a cached Slack lookup)."""
+    from bot.outbox.slack_handlers import user_names
+
+    user = str(row.payload.get("slack_user") or "")
+    return user_names(ctx.slack, [user]).get(user, "") if user else ""
+
+
+def _hold_if_new_mail(session: Session, row: Outbox, author: str = "") -> bool:
     """New mail since the modal opened: hold the send and ask in the thread."""
     p = row.payload
     if p.get("send_anyway") or p.get("conversation_id") is None:
@@ -169,9 +192,10 @@ def _hold_if_new_mail(session: Session, row: Outbox) -> bool:
     fresh.status = OutboxStatus.HELD
     fresh.lease_owner = None
     fresh.lease_expires_at = None
-    text, blocks = cb.held_post(str(p.get("slack_user") or ""), arrived, row.id)
+    text, blocks = cb.held_post(author, arrived, row.id)
     newest = newest_message_id(session, conv.id)
-    _post(session, row, conv.id, f"compose.held:{p['message_id']}:{newest}", text, blocks)
+    key = f"compose.held:{p['message_id']}:{newest}"
+    _post(session, row, conv.id, key, text, blocks, tell_author=True)
     return True
 
 
@@ -179,10 +203,11 @@ def _fail(ctx: OutboxContext, row: Outbox, error: str) -> PermanentFailure:
     """Post the error with a Retry button (once per attempt) and fail the row."""
     p = row.payload
     attempt = row.lease_expires_at.timestamp() if row.lease_expires_at else row.attempts
+    author = _author_name(ctx, row)  # Slack, before the transaction
     with session_scope(ctx.services.session_factory) as session:
-        text, blocks = cb.failed_post(str(p.get("slack_user") or ""), error, row.id)
+        text, blocks = cb.failed_post(author, error, row.id)
         key = f"compose.failed:{p['message_id']}:{attempt}"
-        _post(session, row, p.get("conversation_id"), key, text, blocks)
+        _post(session, row, p.get("conversation_id"), key, text, blocks, tell_author=True)
         audit.record(
             session,
             "system",
@@ -230,8 +255,9 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
             return RetryLater(f"sent; saving the sent copy is pending: {error}")
         return _fail(ctx, row, error)
 
+    author = _author_name(ctx, row) if accepted is None else ""  # Slack, before the session
     with session_scope(services.session_factory) as session:
-        if accepted is None and _hold_if_new_mail(session, row):
+        if accepted is None and _hold_if_new_mail(session, row, author):
             return None
         account = session.get(Account, row.account_id) if row.account_id else None
         if account is None:

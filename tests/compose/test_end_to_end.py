@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import json
 from email import message_from_bytes
 from email.message import Message as EmailMsg
 from typing import Any
@@ -217,6 +218,10 @@ def test_failed_send_shows_retry_and_retry_works(mailroom: Any, box: dict[str, A
     thread = mailroom.fake.thread("CINBOX", box["parent"]["ts"])
     failed = [m for m in thread if ids.SEND_RETRY in str(m.get("blocks"))]
     assert len(failed) == 1 and not any("Sent by" in m.get("text", "") for m in thread)
+    # The thread names the author without pinging anyone; the author is told directly.
+    assert "Max Member" in failed[0]["text"] and "<@" not in json.dumps(failed[0])
+    dms = [c for c in mailroom.fake.calls_to("chat.postMessage") if "Not sent" in str(c.args)]
+    assert any(c.arg("channel") != "CINBOX" for c in dms)
     assert _inbox(box) == []
     with session_scope(mailroom.services.session_factory) as s:
         acc = s.get_one(Account, box["acc"].id)
