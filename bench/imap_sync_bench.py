@@ -140,6 +140,14 @@ def fill(server: Any, username: str, messages: list[bytes]) -> None:
 # -- children: one measurement per process, so peak RSS belongs to it ---------------------
 
 
+def key_file_for(db: str) -> Path:
+    """The secret key of a bench database: beside a SQLite file, in the temp dir for a
+    PostgreSQL database (named after it)."""
+    if db.startswith("sqlite:///"):
+        return Path(db.removeprefix("sqlite:///") + ".key")
+    return Path(tempfile.gettempdir()) / f"mailroom-bench-{db.rsplit('/', 1)[-1]}.key"
+
+
 def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     from bot.access import AccessControl
     from bot.config import Settings
@@ -154,7 +162,7 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     if args.create:
         migrate.upgrade(engine)
     factory = make_session_factory(engine)
-    key_file = Path(args.db.removeprefix("sqlite:///") + ".key")
+    key_file = key_file_for(args.db)
     if args.create:
         key_file.write_text(generate_key())
     settings = Settings(secret_key=key_file.read_text())
