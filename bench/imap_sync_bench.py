@@ -188,6 +188,8 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
             account_id = acc.id
     else:
         account_id = 1
+    if args.setup_only:
+        return {"account_id": account_id}
     # What a running `mailroom worker` has already imported: time the sync, not the imports.
     import bot.inbox.announce
     import bot.store.ingest  # noqa: F401
@@ -602,9 +604,25 @@ def main() -> None:
     p.add_argument("--db", default="")
     p.add_argument("--create", action="store_true")
     p.add_argument("--inline-parse", action="store_true", help="engine child: no parse worker")
+    p.add_argument("--setup-only", action="store_true", help="engine child: create, do not sync")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="the issue-19 table: bare imapclient, mbsync and `mailroom sync --once` as a whole "
+        "process on SQLite and PostgreSQL, interleaved, --rounds times each",
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--pg",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="--whole: a PostgreSQL URL whose server may CREATE DATABASE (one per run)",
+    )
     args = p.parse_args()
     if args.child:
         child(args)
+        return
+    if args.whole:
+        main_whole(args)
         return
 
     from tests.mailservers.dovecot import start_dovecot
@@ -688,6 +706,177 @@ def main() -> None:
         say(f"results in {work / 'results.json'}")
     finally:
         server.stop()
+
+
+# -- whole processes, both stores, interleaved (issue 19) -----------------------------------
+
+
+def machine_load() -> dict[str, Any]:
+    import os
+
+    one, five, _fifteen = os.getloadavg()
+    return {"load1": round(one, 2), "load5": round(five, 2), "cpus": os.cpu_count()}
+
+
+def run_cli_sync(db: str, key: str, work: Path) -> dict[str, Any]:
+    """`mailroom sync --once` as a person runs it: a new process, its start-up included,
+    timed from outside; peak RSS of the process tree's largest (GNU time: the CLI itself)."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db,
+        MAILROOM_SECRET_KEY=key,
+        MAILROOM_DATA_DIR=str(work),
+        PYTHONPATH=str(ROOT),
+        MAILROOM_LOG_LEVEL="WARNING",
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m", "bot", "sync", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=env,
+        cwd=str(work),
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"mailroom sync failed: {proc.stdout[-800:]} {proc.stderr[-1500:]}")
+    rss = next(
+        (int(x.split()[1]) / 1024 for x in proc.stderr.splitlines() if x.startswith("MAXRSS")), 0.0
+    )
+    new = next((ln.strip() for ln in proc.stdout.splitlines() if "new" in ln), "")
+    return {"wall": wall, "maxrss_mb": rss, "summary": new}
+
+
+def fresh_database(kind: str, work: Path, admin_url: str, tag: str) -> str:
+    """A new, empty store: a SQLite file, or a PostgreSQL database made for this run."""
+    if kind == "sqlite":
+        return f"sqlite:///{work}/whole-{tag}.db"
+    from sqlalchemy import text
+
+    from bot.store.db import make_engine
+
+    name = f"mailroom_bench_{tag}".replace("-", "_")
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(db: str, admin_url: str) -> None:
+    if not db.startswith("postgresql"):
+        return
+    from sqlalchemy import text
+
+    from bot.store.db import make_engine
+
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{db.rsplit("/", 1)[-1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def setup_store(server: Any, user: str, db: str) -> str:
+    """Migrate a fresh store and add the account (untimed); its secret key."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "engine",
+        "--setup-only",
+        "--create",
+        "--port",
+        str(server.port),
+        "--user",
+        user,
+        f"--password={server.password(user)}",
+        f"--db={db}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if "RESULT " not in out.stdout:
+        raise RuntimeError(f"setup failed: {out.stderr[-2000:]}")
+    return key_file_for(db).read_text().strip()
+
+
+def main_whole(args: argparse.Namespace) -> None:
+    from tests.mailservers.dovecot import start_dovecot
+
+    work = Path(tempfile.mkdtemp(prefix="mailroom-bench-whole-"))
+    say(f"work dir {work}; starting Dovecot; load {machine_load()}")
+    server = start_dovecot()
+    results: dict[str, Any] = {"load_start": machine_load(), "rounds": args.rounds}
+    try:
+        msgs = generate(args.big)
+        users = {}
+        for n in (args.small, args.big):
+            name, _ = server.new_user(f"whole{n}-")
+            say(f"APPENDing {n} messages to {name}")
+            fill(server, name, msgs[:n])
+            users[n] = name
+        results["mailbox_mb"] = {
+            str(n): round(sum(map(len, msgs[:n])) / 1e6, 1) for n in (args.small, args.big)
+        }
+        for n, user in users.items():
+            say(f"[{n}] warm-up: bare fetch loop")
+            run_child("bare", server, user)
+            runs: dict[str, list[dict[str, Any]]] = {
+                "bare": [],
+                "mbsync": [],
+                "sqlite": [],
+                "postgresql": [],
+            }
+            for k in range(args.rounds):
+                # Interleaved: one of each per round, so a slow minute hurts all alike.
+                runs["bare"].append(run_child("bare", server, user))
+                runs["mbsync"].append(run_mbsync(server, user, work))
+                for kind in ("sqlite", "postgresql"):
+                    db = fresh_database(kind, work, args.pg, f"{n}_{k}")
+                    key = setup_store(server, user, db)
+                    try:
+                        runs[kind].append(run_cli_sync(db, key, work))
+                    finally:
+                        drop_database(db, args.pg)
+                say(f"[{n}] round {k + 1}: " + json.dumps({t: r[-1] for t, r in runs.items()}))
+            results[str(n)] = {
+                t: {
+                    "wall": statistics.median(r["wall"] for r in rs),
+                    "walls": [round(r["wall"], 2) for r in rs],
+                    "maxrss_mb": max(r["maxrss_mb"] for r in rs),
+                }
+                for t, rs in runs.items()
+            }
+            results[str(n)]["load"] = machine_load()
+        results["load_end"] = machine_load()
+        print_whole(args, results)
+        (work / "results-whole.json").write_text(json.dumps(results, indent=2))
+        say(f"results in {work / 'results-whole.json'}")
+    finally:
+        server.stop()
+
+
+def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    print(f"\nmachine: {r['load_start']} at the start, {r['load_end']} at the end")
+    print("| tool | msgs | wall s (median) | runs | msgs/s | speed vs mbsync | peak RSS MB |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    labels = {
+        "bare": "imapclient bare fetch",
+        "mbsync": "mbsync → Maildir",
+        "sqlite": "`mailroom sync --once`, SQLite",
+        "postgresql": "`mailroom sync --once`, PostgreSQL",
+    }
+    for n in (args.small, args.big):
+        d = r[str(n)]
+        for t, label in labels.items():
+            w = d[t]["wall"]
+            ratio = d["mbsync"]["wall"] / w
+            print(
+                f"| {label} | {n:,} | {w:.2f} | {d[t]['walls']} | {n / w:,.0f} | "
+                f"{ratio:.2f} | {d[t]['maxrss_mb']:.0f} |"
+            )
 
 
 def print_table(args: argparse.Namespace, r: dict[str, Any]) -> None:

@@ -508,7 +508,7 @@ def _grouped(
         else:
             # A lower bound: the conversations seen (PostgreSQL: or among the capped count's
             # emails, when that is more).
-            seen = _capped_conversations(session, [*conds, *w.text]) if engine.pg else 0
+            seen = _seen_conversations(session, engine, conds, w.text)
             total, capped = min(max(len(firsts), seen), COUNT_CAP), True
     found = _page(session, engine, [i for _c, i in page], total, capped, partial, q.errors)
     for hit in found.hits:
@@ -554,6 +554,21 @@ def _match_counts(
         if i in hits:
             counts[c] = counts.get(c, 0) + 1
     return counts
+
+
+def _seen_conversations(
+    session: Session,
+    engine: _Engine,
+    conds: list[ColumnElement[bool]],
+    text_conds: list[ColumnElement[bool]],
+) -> int:
+    """A lower bound of the matching conversations, for a capped total: those among the
+    first COUNT_CAP + 1 matching emails (SQLite with a text: among the newest COUNT_CAP + 1
+    text matches that pass the filters, read from the index's doclist, never a row scan)."""
+    if engine.pg or engine.positive is None:
+        return _capped_conversations(session, [*conds, *text_conds])
+    kept = _filter(session, engine.fts_newest(session, COUNT_CAP + 1), conds)
+    return len(set(_conversations(session, kept).values()))
 
 
 def _capped_conversations(session: Session, conds: Sequence[ColumnElement[bool]]) -> int:
