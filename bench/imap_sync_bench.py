@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -34,7 +35,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+# MAILROOM_BENCH_TREE: another checkout's code (a "before" commit, `--before`) for a child.
+ROOT = Path(os.environ.get("MAILROOM_BENCH_TREE") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
 
@@ -613,6 +615,12 @@ def main() -> None:
     )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument(
+        "--before",
+        default="",
+        help="--whole: also run `mailroom sync --once` from this checkout (e.g. a `git archive` "
+        "of the commit before a change), interleaved: the same-run baseline",
+    )
+    p.add_argument(
         "--pg",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="--whole: a PostgreSQL URL whose server may CREATE DATABASE (one per run)",
@@ -718,7 +726,7 @@ def machine_load() -> dict[str, Any]:
     return {"load1": round(one, 2), "load5": round(five, 2), "cpus": os.cpu_count()}
 
 
-def run_cli_sync(db: str, key: str, work: Path) -> dict[str, Any]:
+def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, Any]:
     """`mailroom sync --once` as a person runs it: a new process, its start-up included,
     timed from outside; peak RSS of the process tree's largest (GNU time: the CLI itself)."""
     import os
@@ -728,7 +736,7 @@ def run_cli_sync(db: str, key: str, work: Path) -> dict[str, Any]:
         DATABASE_URL=db,
         MAILROOM_SECRET_KEY=key,
         MAILROOM_DATA_DIR=str(work),
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(tree),
         MAILROOM_LOG_LEVEL="WARNING",
     )
     t0 = time.perf_counter()
@@ -780,8 +788,9 @@ def drop_database(db: str, admin_url: str) -> None:
     admin.dispose()
 
 
-def setup_store(server: Any, user: str, db: str) -> str:
-    """Migrate a fresh store and add the account (untimed); its secret key."""
+def setup_store(server: Any, user: str, db: str, tree: Path = ROOT) -> str:
+    """Migrate a fresh store with `tree`'s migrations and add the account (untimed); its
+    secret key."""
     cmd = [
         sys.executable,
         __file__,
@@ -796,7 +805,8 @@ def setup_store(server: Any, user: str, db: str) -> str:
         f"--password={server.password(user)}",
         f"--db={db}",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, MAILROOM_BENCH_TREE=str(tree))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if "RESULT " not in out.stdout:
         raise RuntimeError(f"setup failed: {out.stderr[-2000:]}")
     return key_file_for(db).read_text().strip()
@@ -829,15 +839,22 @@ def main_whole(args: argparse.Namespace) -> None:
                 "sqlite": [],
                 "postgresql": [],
             }
+            trees = [("", ROOT)]
+            if args.before:
+                trees.append(("before ", Path(args.before).resolve()))
+                runs.update({"before sqlite": [], "before postgresql": []})
             for k in range(args.rounds):
                 # Interleaved: one of each per round, so a slow minute hurts all alike.
                 runs["bare"].append(run_child("bare", server, user))
                 runs["mbsync"].append(run_mbsync(server, user, work))
-                for kind in ("sqlite", "postgresql"):
-                    db = fresh_database(kind, work, args.pg, f"{n}_{k}")
-                    key = setup_store(server, user, db)
+                for (label, tree), kind in [
+                    (t, kd) for t in trees for kd in ("sqlite", "postgresql")
+                ]:
+                    tag = f"{n}_{k}_{'b' if label else 'a'}"
+                    db = fresh_database(kind, work, args.pg, tag)
+                    key = setup_store(server, user, db, tree)
                     try:
-                        runs[kind].append(run_cli_sync(db, key, work))
+                        runs[label + kind].append(run_cli_sync(db, key, work, tree))
                     finally:
                         drop_database(db, args.pg)
                 say(f"[{n}] round {k + 1}: " + json.dumps({t: r[-1] for t, r in runs.items()}))
@@ -867,10 +884,14 @@ def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
         "mbsync": "mbsync → Maildir",
         "sqlite": "`mailroom sync --once`, SQLite",
         "postgresql": "`mailroom sync --once`, PostgreSQL",
+        "before sqlite": "before (`--before`), SQLite",
+        "before postgresql": "before (`--before`), PostgreSQL",
     }
     for n in (args.small, args.big):
         d = r[str(n)]
         for t, label in labels.items():
+            if t not in d:
+                continue
             w = d[t]["wall"]
             ratio = d["mbsync"]["wall"] / w
             print(
