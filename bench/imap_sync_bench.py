@@ -739,9 +739,19 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         PYTHONPATH=str(tree),
         MAILROOM_LOG_LEVEL="WARNING",
     )
+    server_cpu0 = server_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(
-        ["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m", "bot", "sync", "--once"],
+        [
+            "/usr/bin/time",
+            "-f",
+            "MAXRSS %M\nCPU %U %S",
+            sys.executable,
+            "-m",
+            "bot",
+            "sync",
+            "--once",
+        ],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -754,8 +764,34 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
     rss = next(
         (int(x.split()[1]) / 1024 for x in proc.stderr.splitlines() if x.startswith("MAXRSS")), 0.0
     )
+    cpu = next((x.split()[1:] for x in proc.stderr.splitlines() if x.startswith("CPU ")), [])
     new = next((ln.strip() for ln in proc.stdout.splitlines() if "new" in ln), "")
-    return {"wall": wall, "maxrss_mb": rss, "summary": new}
+    return {
+        "wall": wall,
+        "maxrss_mb": rss,
+        # CPU s of the process and the children it waited for (GNU time), and of every
+        # PostgreSQL server process meanwhile (the backend's tsvector, TOAST, WAL work).
+        "cpu_cli": round(sum(float(c) for c in cpu), 2),
+        "cpu_postgres": round(server_cpu() - server_cpu0, 2),
+        "summary": new,
+    }
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by every process named postgres (readable in /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def fresh_database(kind: str, work: Path, admin_url: str, tag: str) -> str:
@@ -863,6 +899,8 @@ def main_whole(args: argparse.Namespace) -> None:
                     "wall": statistics.median(r["wall"] for r in rs),
                     "walls": [round(r["wall"], 2) for r in rs],
                     "maxrss_mb": max(r["maxrss_mb"] for r in rs),
+                    "cpu_cli": statistics.median(r.get("cpu_cli", 0.0) for r in rs),
+                    "cpu_postgres": statistics.median(r.get("cpu_postgres", 0.0) for r in rs),
                 }
                 for t, rs in runs.items()
             }
@@ -877,8 +915,11 @@ def main_whole(args: argparse.Namespace) -> None:
 
 def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"\nmachine: {r['load_start']} at the start, {r['load_end']} at the end")
-    print("| tool | msgs | wall s (median) | runs | msgs/s | speed vs mbsync | peak RSS MB |")
-    print("|---|---:|---:|---|---:|---:|---:|")
+    print(
+        "| tool | msgs | wall s (median) | runs | msgs/s | speed vs mbsync | peak RSS MB "
+        "| CPU s: process / PostgreSQL |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     labels = {
         "bare": "imapclient bare fetch",
         "mbsync": "mbsync → Maildir",
@@ -896,7 +937,12 @@ def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
             ratio = d["mbsync"]["wall"] / w
             print(
                 f"| {label} | {n:,} | {w:.2f} | {d[t]['walls']} | {n / w:,.0f} | "
-                f"{ratio:.2f} | {d[t]['maxrss_mb']:.0f} |"
+                f"{ratio:.2f} | {d[t]['maxrss_mb']:.0f} | "
+                + (
+                    f"{d[t]['cpu_cli']:.1f} / {d[t]['cpu_postgres']:.1f} |"
+                    if "sqlite" in t or "postgresql" in t
+                    else "|"
+                )
             )
 
 

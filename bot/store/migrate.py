@@ -1,8 +1,8 @@
 """Run Alembic programmatically (`mailroom db upgrade`, and on start of `serve` / `worker`).
 
-Every `mailroom` command upgrades the database first. Importing Alembic and loading every
-revision costs ~0.35 s of each command's start (measured, issue 19), so when the database is
-already at the one head the revision files name (read with a regex, not imported), Alembic
+Every `mailroom` command upgrades the database first. Importing Alembic and running it over
+every revision cost ~0.08 s of each command's start (0.80 -> 0.72 s measured for `mailroom
+sync --once`, issue 19), so when the database is already at the one head the revision files name (read with a regex, not imported), Alembic
 is not loaded at all. Anything unusual (two heads, an unreadable file, no version table) goes
 to Alembic as before.
 """

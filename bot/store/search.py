@@ -421,12 +421,17 @@ class _Walk:
     partial: bool = False
     # Every match, newest first, when the walk knows them all (a selective text).
     every: list[int] | None = None
-    # Extra conditions that make `conds` match exactly (PostgreSQL past the candidates).
-    text: list[ColumnElement[bool]] = field(default_factory=list)
 
 
-def _walk(session: Session, engine: _Engine, conds: list[ColumnElement[bool]], want: int) -> _Walk:
-    """The newest `want` emails matching the text and `conds`, with a capped count."""
+def _walk(
+    session: Session,
+    engine: _Engine,
+    conds: list[ColumnElement[bool]],
+    want: int,
+    count: bool = True,
+) -> _Walk:
+    """The newest `want` emails matching the text and `conds`, with a capped count
+    (`count=False`: PostgreSQL skips the count query; fewer than `want` ids is then all)."""
     if engine.positive is not None:
         candidates = engine.candidates(session)
         if len(candidates) <= CANDIDATE_LIMIT:
@@ -451,8 +456,8 @@ def _walk(session: Session, engine: _Engine, conds: list[ColumnElement[bool]], w
                 hits = engine.matching(session, few)
                 ids = [i for _d, i in _newest(session, list(hits), len(hits))]
                 return _Walk(ids[:want], min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, every=ids)
-            found, count, partial = _stream(session, engine, conds, candidates, want)
-            return _Walk(found, min(count, COUNT_CAP), count > COUNT_CAP or partial, partial)
+            found, n, partial = _stream(session, engine, conds, candidates, want)
+            return _Walk(found, min(n, COUNT_CAP), n > COUNT_CAP or partial, partial)
 
     # PostgreSQL past the candidate fetch, and queries without a positive text: one query
     # over every visible account; the planner walks the (date, id) index newest first and
@@ -466,8 +471,10 @@ def _walk(session: Session, engine: _Engine, conds: list[ColumnElement[bool]], w
             .limit(want)
         )
     )
+    if not count:
+        return _Walk(ids, len(ids), len(ids) >= want)
     total, capped = _capped_count(session, [*conds, *extra])
-    return _Walk(ids, total, capped, text=extra)
+    return _Walk(ids, total, capped)
 
 
 def _grouped(
@@ -483,7 +490,7 @@ def _grouped(
     need = offset + limit + 1  # one past the page: whether a next page exists is known
     n = max(2 * need, 50)
     while True:
-        w = _walk(session, engine, conds, n)
+        w = _walk(session, engine, conds, n, count=False)
         ids = w.every if w.every is not None else w.ids
         conv_of = _conversations(session, ids)
         firsts: dict[int, int] = {}  # conversation -> its newest matching email
@@ -506,10 +513,10 @@ def _grouped(
         if exhausted and not w.capped:
             total, capped = len(firsts), False
         else:
-            # A lower bound: the conversations seen (PostgreSQL: or among the capped count's
-            # emails, when that is more).
-            seen = _seen_conversations(session, engine, conds, w.text)
-            total, capped = min(max(len(firsts), seen), COUNT_CAP), True
+            # A lower bound: the conversations seen, at least one past the page when there
+            # are more (enough for "Next"; the modal and /inbox show no count when capped).
+            # Counting further would read matches no page shows.
+            total, capped = min(len(firsts), COUNT_CAP), True
     found = _page(session, engine, [i for _c, i in page], total, capped, partial, q.errors)
     for hit in found.hits:
         hit.matches = max(1, counts.get(hit.conversation_id, 1))
@@ -554,27 +561,6 @@ def _match_counts(
         if i in hits:
             counts[c] = counts.get(c, 0) + 1
     return counts
-
-
-def _seen_conversations(
-    session: Session,
-    engine: _Engine,
-    conds: list[ColumnElement[bool]],
-    text_conds: list[ColumnElement[bool]],
-) -> int:
-    """A lower bound of the matching conversations, for a capped total: those among the
-    first COUNT_CAP + 1 matching emails (SQLite with a text: among the newest COUNT_CAP + 1
-    text matches that pass the filters, read from the index's doclist, never a row scan)."""
-    if engine.pg or engine.positive is None:
-        return _capped_conversations(session, [*conds, *text_conds])
-    kept = _filter(session, engine.fts_newest(session, COUNT_CAP + 1), conds)
-    return len(set(_conversations(session, kept).values()))
-
-
-def _capped_conversations(session: Session, conds: Sequence[ColumnElement[bool]]) -> int:
-    """The conversations among the first COUNT_CAP + 1 matching emails (a lower bound)."""
-    inner = select(Message.conversation_id).where(*conds).limit(COUNT_CAP + 1).subquery()
-    return session.scalar(select(func.count(inner.c.conversation_id.distinct()))) or 0
 
 
 def _capped_count(session: Session, conds: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
