@@ -739,7 +739,7 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         PYTHONPATH=str(tree),
         MAILROOM_LOG_LEVEL="WARNING",
     )
-    server_cpu0 = server_cpu()
+    server = ServerCpu()
     t0 = time.perf_counter()
     proc = subprocess.run(
         [
@@ -759,6 +759,7 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         cwd=str(work),
     )
     wall = time.perf_counter() - t0
+    server_cpu = server.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"mailroom sync failed: {proc.stdout[-800:]} {proc.stderr[-1500:]}")
     rss = next(
@@ -772,15 +773,15 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         # CPU s of the process and the children it waited for (GNU time), and of every
         # PostgreSQL server process meanwhile (the backend's tsvector, TOAST, WAL work).
         "cpu_cli": round(sum(float(c) for c in cpu), 2),
-        "cpu_postgres": round(server_cpu() - server_cpu0, 2),
+        "cpu_postgres": round(server_cpu, 2),
         "summary": new,
     }
 
 
-def server_cpu() -> float:
-    """CPU seconds used so far by every process named postgres (readable in /proc)."""
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each process named postgres (readable in /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    out: dict[int, float] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -790,8 +791,32 @@ def server_cpu() -> float:
             fields = (proc / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+        out[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class ServerCpu:
+    """PostgreSQL's CPU seconds during a run, sampled every 100 ms: a backend ends with its
+    connection (and its /proc entry with it), so its last sample is what it used."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._first = postgres_cpu()
+        self._last = dict(self._first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._last.update(postgres_cpu())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(postgres_cpu())
+        return sum(v - self._first.get(pid, 0.0) for pid, v in self._last.items())
 
 
 def fresh_database(kind: str, work: Path, admin_url: str, tag: str) -> str:
