@@ -72,6 +72,8 @@ FEW_ROWS = 300
 # conversations (a page of long threads whose every email matches stops here: "more may exist").
 GROUP_SCAN_CAP = 5000
 HIGHLIGHT = ("«", "»")
+# PostgreSQL: the subject's own tsvector, exactly as ix_messages_subject_tsv indexes it.
+SUBJECT_TSV = "to_tsvector('simple', coalesce(messages.subject, ''))"
 _WS = re.compile(r"\s+")
 
 
@@ -266,7 +268,9 @@ def _subject(term: Term) -> ColumnElement[bool]:
     its only weight-A part), checked on the subject text: a substring test of each word first,
     so the parse runs only on rows that can match."""
     words = [func.strpos(func.lower(Message.subject), func.lower(w)) > 0 for w in term_words(term)]
-    vector = func.to_tsvector("simple", func.coalesce(Message.subject, ""))
+    # Written as the expression of the GIN index ix_messages_subject_tsv (migration 0012),
+    # constants inline, so the planner can intersect it with the whole-message index.
+    vector: ColumnElement[Any] = literal_column(SUBJECT_TSV)
     cond = and_(*words, vector.op("@@")(func.to_tsquery("simple", ts_operand(term))))
     return not_(cond) if term.negated else cond
 

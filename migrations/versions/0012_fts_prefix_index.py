@@ -8,6 +8,12 @@ still use the main index (few terms share them). The table is rebuilt from `mess
 index is external-content since 0004: no text is copied). PostgreSQL needs no index change:
 `to_tsquery('simple', 'inv:*')` is answered by the existing GIN index.
 
+PostgreSQL: a GIN index on the subject's own tsvector, for `subject:` terms. They were checked
+row by row on the rows the whole-message index returned, and a prefix (`subject:inv`) widens
+those to every row with any word starting "inv" anywhere (200 ms at 100,000 rows, measured);
+with this index the two GIN indexes are intersected before any row is read.
+`bot/store/search.py` writes the same expression (SUBJECT_TSV) so the planner can use it.
+
 PostgreSQL: the raw bytes of every email and the bodies are compressed with lz4 instead of
 the default pglz (PostgreSQL 14+ built with lz4; otherwise nothing changes). Storing the raw
 bytes was half of a first sync's time in the database, nearly all of it pglz (issue 19);
@@ -77,11 +83,25 @@ def _compression(method: str) -> None:
         op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}")
 
 
+SUBJECT_TSV = "to_tsvector('simple', coalesce(subject, ''))"
+
+
+def _subject_index(create: bool) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    if create:
+        op.execute(f"CREATE INDEX ix_messages_subject_tsv ON messages USING gin (({SUBJECT_TSV}))")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_messages_subject_tsv")
+
+
 def upgrade() -> None:
     _recreate(", prefix = '2 3'")
     _compression("lz4")
+    _subject_index(True)
 
 
 def downgrade() -> None:
+    _subject_index(False)
     _recreate("")
     _compression("pglz")
