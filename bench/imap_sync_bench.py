@@ -837,6 +837,7 @@ def fresh_database(kind: str, work: Path, admin_url: str, tag: str) -> str:
 
 
 def drop_database(db: str, admin_url: str) -> None:
+    key_file_for(db).unlink(missing_ok=True)  # the store's secret key goes with it
     if not db.startswith("postgresql"):
         return
     from sqlalchemy import text
