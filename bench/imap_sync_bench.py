@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -34,7 +35,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+# MAILROOM_BENCH_TREE: another checkout's code (a "before" commit, `--before`) for a child.
+ROOT = Path(os.environ.get("MAILROOM_BENCH_TREE") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
 
@@ -140,6 +142,14 @@ def fill(server: Any, username: str, messages: list[bytes]) -> None:
 # -- children: one measurement per process, so peak RSS belongs to it ---------------------
 
 
+def key_file_for(db: str) -> Path:
+    """The secret key of a bench database: beside a SQLite file, in the temp dir for a
+    PostgreSQL database (named after it)."""
+    if db.startswith("sqlite:///"):
+        return Path(db.removeprefix("sqlite:///") + ".key")
+    return Path(tempfile.gettempdir()) / f"mailroom-bench-{db.rsplit('/', 1)[-1]}.key"
+
+
 def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     from bot.access import AccessControl
     from bot.config import Settings
@@ -154,7 +164,7 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     if args.create:
         migrate.upgrade(engine)
     factory = make_session_factory(engine)
-    key_file = Path(args.db.removeprefix("sqlite:///") + ".key")
+    key_file = key_file_for(args.db)
     if args.create:
         key_file.write_text(generate_key())
     settings = Settings(secret_key=key_file.read_text())
@@ -180,6 +190,8 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
             account_id = acc.id
     else:
         account_id = 1
+    if args.setup_only:
+        return {"account_id": account_id}
     # What a running `mailroom worker` has already imported: time the sync, not the imports.
     import bot.inbox.announce
     import bot.store.ingest  # noqa: F401
@@ -594,9 +606,31 @@ def main() -> None:
     p.add_argument("--db", default="")
     p.add_argument("--create", action="store_true")
     p.add_argument("--inline-parse", action="store_true", help="engine child: no parse worker")
+    p.add_argument("--setup-only", action="store_true", help="engine child: create, do not sync")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="the issue-19 table: bare imapclient, mbsync and `mailroom sync --once` as a whole "
+        "process on SQLite and PostgreSQL, interleaved, --rounds times each",
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--before",
+        default="",
+        help="--whole: also run `mailroom sync --once` from this checkout (e.g. a `git archive` "
+        "of the commit before a change), interleaved: the same-run baseline",
+    )
+    p.add_argument(
+        "--pg",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="--whole: a PostgreSQL URL whose server may CREATE DATABASE (one per run)",
+    )
     args = p.parse_args()
     if args.child:
         child(args)
+        return
+    if args.whole:
+        main_whole(args)
         return
 
     from tests.mailservers.dovecot import start_dovecot
@@ -680,6 +714,262 @@ def main() -> None:
         say(f"results in {work / 'results.json'}")
     finally:
         server.stop()
+
+
+# -- whole processes, both stores, interleaved (issue 19) -----------------------------------
+
+
+def machine_load() -> dict[str, Any]:
+    import os
+
+    one, five, _fifteen = os.getloadavg()
+    return {"load1": round(one, 2), "load5": round(five, 2), "cpus": os.cpu_count()}
+
+
+def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, Any]:
+    """`mailroom sync --once` as a person runs it: a new process, its start-up included,
+    timed from outside; peak RSS of the process tree's largest (GNU time: the CLI itself)."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db,
+        MAILROOM_SECRET_KEY=key,
+        MAILROOM_DATA_DIR=str(work),
+        PYTHONPATH=str(tree),
+        MAILROOM_LOG_LEVEL="WARNING",
+    )
+    server = ServerCpu()
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "MAXRSS %M\nCPU %U %S",
+            sys.executable,
+            "-m",
+            "bot",
+            "sync",
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=env,
+        cwd=str(work),
+    )
+    wall = time.perf_counter() - t0
+    server_cpu = server.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"mailroom sync failed: {proc.stdout[-800:]} {proc.stderr[-1500:]}")
+    rss = next(
+        (int(x.split()[1]) / 1024 for x in proc.stderr.splitlines() if x.startswith("MAXRSS")), 0.0
+    )
+    cpu = next((x.split()[1:] for x in proc.stderr.splitlines() if x.startswith("CPU ")), [])
+    new = next((ln.strip() for ln in proc.stdout.splitlines() if "new" in ln), "")
+    return {
+        "wall": wall,
+        "maxrss_mb": rss,
+        # CPU s of the process and the children it waited for (GNU time), and of every
+        # PostgreSQL server process meanwhile (the backend's tsvector, TOAST, WAL work).
+        "cpu_cli": round(sum(float(c) for c in cpu), 2),
+        "cpu_postgres": round(server_cpu, 2),
+        "summary": new,
+    }
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each process named postgres (readable in /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class ServerCpu:
+    """PostgreSQL's CPU seconds during a run, sampled every 100 ms: a backend ends with its
+    connection (and its /proc entry with it), so its last sample is what it used."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._first = postgres_cpu()
+        self._last = dict(self._first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._last.update(postgres_cpu())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(postgres_cpu())
+        return sum(v - self._first.get(pid, 0.0) for pid, v in self._last.items())
+
+
+def fresh_database(kind: str, work: Path, admin_url: str, tag: str) -> str:
+    """A new, empty store: a SQLite file, or a PostgreSQL database made for this run."""
+    if kind == "sqlite":
+        return f"sqlite:///{work}/whole-{tag}.db"
+    from sqlalchemy import text
+
+    from bot.store.db import make_engine
+
+    name = f"mailroom_bench_{tag}".replace("-", "_")
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(db: str, admin_url: str) -> None:
+    key_file_for(db).unlink(missing_ok=True)  # the store's secret key goes with it
+    if not db.startswith("postgresql"):
+        return
+    from sqlalchemy import text
+
+    from bot.store.db import make_engine
+
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{db.rsplit("/", 1)[-1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def setup_store(server: Any, user: str, db: str, tree: Path = ROOT) -> str:
+    """Migrate a fresh store with `tree`'s migrations and add the account (untimed); its
+    secret key."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "engine",
+        "--setup-only",
+        "--create",
+        "--port",
+        str(server.port),
+        "--user",
+        user,
+        f"--password={server.password(user)}",
+        f"--db={db}",
+    ]
+    env = dict(os.environ, MAILROOM_BENCH_TREE=str(tree))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    if "RESULT " not in out.stdout:
+        raise RuntimeError(f"setup failed: {out.stderr[-2000:]}")
+    return key_file_for(db).read_text().strip()
+
+
+def main_whole(args: argparse.Namespace) -> None:
+    from tests.mailservers.dovecot import start_dovecot
+
+    work = Path(tempfile.mkdtemp(prefix="mailroom-bench-whole-"))
+    say(f"work dir {work}; starting Dovecot; load {machine_load()}")
+    server = start_dovecot()
+    results: dict[str, Any] = {"load_start": machine_load(), "rounds": args.rounds}
+    try:
+        msgs = generate(args.big)
+        users = {}
+        for n in (args.small, args.big):
+            name, _ = server.new_user(f"whole{n}-")
+            say(f"APPENDing {n} messages to {name}")
+            fill(server, name, msgs[:n])
+            users[n] = name
+        results["mailbox_mb"] = {
+            str(n): round(sum(map(len, msgs[:n])) / 1e6, 1) for n in (args.small, args.big)
+        }
+        for n, user in users.items():
+            say(f"[{n}] warm-up: bare fetch loop")
+            run_child("bare", server, user)
+            runs: dict[str, list[dict[str, Any]]] = {
+                "bare": [],
+                "mbsync": [],
+                "sqlite": [],
+                "postgresql": [],
+            }
+            trees = [("", ROOT)]
+            if args.before:
+                trees.append(("before ", Path(args.before).resolve()))
+                runs.update({"before sqlite": [], "before postgresql": []})
+            for k in range(args.rounds):
+                # Interleaved: one of each per round, so a slow minute hurts all alike.
+                runs["bare"].append(run_child("bare", server, user))
+                runs["mbsync"].append(run_mbsync(server, user, work))
+                for (label, tree), kind in [
+                    (t, kd) for t in trees for kd in ("sqlite", "postgresql")
+                ]:
+                    tag = f"{n}_{k}_{'b' if label else 'a'}"
+                    db = fresh_database(kind, work, args.pg, tag)
+                    key = setup_store(server, user, db, tree)
+                    try:
+                        runs[label + kind].append(run_cli_sync(db, key, work, tree))
+                    finally:
+                        drop_database(db, args.pg)
+                say(f"[{n}] round {k + 1}: " + json.dumps({t: r[-1] for t, r in runs.items()}))
+            results[str(n)] = {
+                t: {
+                    "wall": statistics.median(r["wall"] for r in rs),
+                    "walls": [round(r["wall"], 2) for r in rs],
+                    "maxrss_mb": max(r["maxrss_mb"] for r in rs),
+                    "cpu_cli": statistics.median(r.get("cpu_cli", 0.0) for r in rs),
+                    "cpu_postgres": statistics.median(r.get("cpu_postgres", 0.0) for r in rs),
+                }
+                for t, rs in runs.items()
+            }
+            results[str(n)]["load"] = machine_load()
+        results["load_end"] = machine_load()
+        print_whole(args, results)
+        (work / "results-whole.json").write_text(json.dumps(results, indent=2))
+        say(f"results in {work / 'results-whole.json'}")
+    finally:
+        server.stop()
+
+
+def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    print(f"\nmachine: {r['load_start']} at the start, {r['load_end']} at the end")
+    print(
+        "| tool | msgs | wall s (median) | runs | msgs/s | speed vs mbsync | peak RSS MB "
+        "| CPU s: process / PostgreSQL |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    labels = {
+        "bare": "imapclient bare fetch",
+        "mbsync": "mbsync → Maildir",
+        "sqlite": "`mailroom sync --once`, SQLite",
+        "postgresql": "`mailroom sync --once`, PostgreSQL",
+        "before sqlite": "before (`--before`), SQLite",
+        "before postgresql": "before (`--before`), PostgreSQL",
+    }
+    for n in (args.small, args.big):
+        d = r[str(n)]
+        for t, label in labels.items():
+            if t not in d:
+                continue
+            w = d[t]["wall"]
+            ratio = d["mbsync"]["wall"] / w
+            print(
+                f"| {label} | {n:,} | {w:.2f} | {d[t]['walls']} | {n / w:,.0f} | "
+                f"{ratio:.2f} | {d[t]['maxrss_mb']:.0f} | "
+                + (
+                    f"{d[t]['cpu_cli']:.1f} / {d[t]['cpu_postgres']:.1f} |"
+                    if "sqlite" in t or "postgresql" in t
+                    else "|"
+                )
+            )
 
 
 def print_table(args: argparse.Namespace, r: dict[str, Any]) -> None:

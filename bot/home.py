@@ -123,7 +123,8 @@ def _context(
 
 
 def hit_items(session: Session, hits: Sequence[Any]) -> list[ResultItem]:
-    """Result lines for search hits (bot.store.search.SearchHit): one email each."""
+    """Result lines for search hits (bot.store.search.SearchHit): one email each, or one
+    conversation each with how many of its emails match (a per-conversation search)."""
     if not hits:
         return []
     conv_ids = sorted({h.conversation_id for h in hits})
@@ -150,6 +151,7 @@ def hit_items(session: Session, hits: Sequence[Any]) -> list[ResultItem]:
                 unread=bool(conv and conv.unread_count > 0),
                 archived=bool(conv and conv.archived),
                 message_count=conv.message_count if conv else 1,
+                matches=getattr(h, "matches", 0),
             )
         )
     return items

@@ -13,7 +13,12 @@ target_metadata = Base.metadata
 
 # Search indexes are dialect specific and created by hand in the revisions (tsvector column and
 # GIN index on PostgreSQL, an FTS5 table and triggers on SQLite); autogenerate must not see them.
-SEARCH_OBJECTS = {"message_fts", "search_vector", "ix_messages_search_vector"}
+SEARCH_OBJECTS = {
+    "message_fts",
+    "search_vector",
+    "ix_messages_search_vector",
+    "ix_messages_subject_tsv",  # PostgreSQL: subject: terms (0012)
+}
 
 
 def include_object(

@@ -78,6 +78,7 @@ class ResultItem:
     message_count: int = 1
     message_id: int | None = None  # a search hit: Open shows this email
     note: str = ""  # an internal note on the conversation: "Name: text" (plain)
+    matches: int = 0  # a search hit grouped per conversation: its emails that match
 
     @property
     def open_value(self) -> str:
@@ -152,7 +153,9 @@ def result_blocks(item: ResultItem) -> list[dict[str, Any]]:
         if item.client_name
         else "no client"
     )
-    if item.message_count > 1:
+    if item.matches > 1:
+        context.append(f"{item.matches} of {max(item.message_count, item.matches)} emails match")
+    elif item.message_count > 1:
         context.append(f"{item.message_count} messages")
     if item.thread_url:
         context.append(f"<{item.thread_url}|View thread in Slack>")

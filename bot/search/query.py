@@ -34,6 +34,8 @@ class Term:
     phrase: bool = False
     negated: bool = False
     field: str | None = None  # None: any column; "subject": subject only
+    # Search as you type: the last word matches as a prefix ("inv" finds "invoice").
+    prefix: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,43 @@ def parse_query(text: str) -> SearchQuery:
             q.filters.append(Filter("has", v, neg))
         else:
             q.filters.append(Filter(name, value, neg))
+    _mark_prefix(q, text)
     return q
+
+
+# A last word shorter than this matches whole: one letter as a prefix matches most of the
+# mail, and the person is still typing.
+PREFIX_MIN = 2
+
+
+def _mark_prefix(q: SearchQuery, text: str) -> None:
+    """Search as you type: the query's last part, when it is free text (or subject:) typed
+    bare (not a "quoted phrase", not negated) and not yet ended by a space, matches its last
+    word as a prefix."""
+    if not q.terms or text != text.rstrip():
+        return
+    last = list(_TOKEN_RE.finditer(text))
+    if not last:
+        return
+    m = last[-1]
+    name = (m.group(2) or "").lower()
+    if m.group(1) == "-" or m.group(3) is not None or (name in FIELDS and name != "subject"):
+        return
+    term = q.terms[-1]
+    words = term_words(term)
+    if term.negated or not words or len(words[-1]) < PREFIX_MIN:
+        return
+    if m.end() != len(text) or term.text != _token_text(m):
+        return
+    q.terms[-1] = Term(term.text, term.phrase, term.negated, term.field, prefix=True)
+
+
+def _token_text(m: re.Match[str]) -> str:
+    name = (m.group(2) or "").lower()
+    value = (m.group(4) or "").strip()
+    if name and name not in FIELDS:
+        return f"{m.group(2)}:{value}"
+    return value
 
 
 def _multiword(value: str) -> bool:
@@ -150,6 +188,8 @@ def fts5_string(text: str) -> str:
 
 def fts5_term(term: Term) -> str:
     s = fts5_string(term.text)  # a string of several tokens is a phrase in FTS5
+    if term.prefix:
+        s += "*"  # FTS5: the string's last token is a prefix (the prefix index, 0012)
     return f"subject : {s}" if term.field == "subject" else s
 
 
@@ -172,11 +212,13 @@ def fts5_negatives(query: SearchQuery) -> str | None:
     return " OR ".join(neg) if neg else None
 
 
-def _ts_lexeme(text: str, weight: str | None) -> str:
+def _ts_lexeme(text: str, weight: str | None, prefix: bool = False) -> str:
     # A quoted tsquery operand: to_tsquery still runs it through the 'simple' parser, so a
-    # multi-word value becomes a <-> phrase; quotes and backslashes are escaped.
+    # multi-word value becomes a <-> phrase; quotes and backslashes are escaped. `:*` makes
+    # it a prefix (of each of its words: a little looser than FTS5 for "a-b", never stricter).
     escaped = text.replace("\\", "\\\\").replace("'", "''")
-    return f"'{escaped}'" + (f":{weight}" if weight else "")
+    label = ("*" if prefix else "") + (weight or "")
+    return f"'{escaped}'" + (f":{label}" if label else "")
 
 
 def tsquery_text(query: SearchQuery, *, weights: bool = True) -> str | None:
@@ -189,7 +231,7 @@ def tsquery_text(query: SearchQuery, *, weights: bool = True) -> str | None:
     for t in query.terms:
         if t.negated and t.field == "subject" and not weights:
             continue
-        operand = _ts_lexeme(t.text, "A" if weights and t.field == "subject" else None)
+        operand = _ts_lexeme(t.text, "A" if weights and t.field == "subject" else None, t.prefix)
         parts.append(f"!({operand})" if t.negated else f"({operand})")
     if not query.positive_terms:
         return None
@@ -198,7 +240,7 @@ def tsquery_text(query: SearchQuery, *, weights: bool = True) -> str | None:
 
 def ts_operand(term: Term) -> str:
     """One term as an unweighted `to_tsquery('simple', ...)` operand (a phrase if several words)."""
-    return _ts_lexeme(term.text, None)
+    return _ts_lexeme(term.text, None, term.prefix)
 
 
 def term_words(term: Term) -> list[str]:

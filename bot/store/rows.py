@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.mail.thread import ThreadInput, link_ids, normalize_id
@@ -362,7 +363,37 @@ def insert_rows(
     if not rows:
         return
     conn = session.connection()
+    if conn.dialect.name == "postgresql" and not skip_conflicts and len(rows) >= COPY_MIN_ROWS:
+        _copy_rows(conn, _table(model), columns, rows)
+        return
     compiled = _compile(conn.dialect, _table(model), tuple(columns), skip_conflicts)
     shape = compiled.shape
     params = [shape(r) for r in rows] if shape is not tuple else list(rows)
     conn.exec_driver_sql(compiled.sql, params)
+
+
+# PostgreSQL: from this many rows a batch goes in by COPY (one statement, rows streamed, no
+# per-row bind or plan) instead of a pipelined executemany; measured on a sync's batches of
+# 500 messages: message_refs 3x faster, message_raw and messages a fifth.
+COPY_MIN_ROWS = 20
+
+
+def _copy_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """COPY driver-ready rows into `table` (PostgreSQL, psycopg 3). The values are what the
+    columns' bind processors give for an INSERT (JSON wrapped for psycopg, enum names, bytes),
+    which psycopg's COPY writes with the same adapters. A constraint the rows break raises
+    SQLAlchemy's IntegrityError, as the INSERT would (ingest falls back on it)."""
+    import psycopg
+
+    quote = conn.dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    dbapi = conn.connection.dbapi_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(sql, None, exc) from exc

@@ -68,7 +68,12 @@ SCAN_CAP = 20_000  # SQLite: text matches read before a search stops, saying "mo
 # SQLite: when the filters alone leave at most this many rows, check the text on each of them
 # (an FTS5 rowid seek costs ~75 µs: 300 of them stay under 25 ms).
 FEW_ROWS = 300
+# Grouped per conversation: matching emails read newest first, at most, to fill a page of
+# conversations (a page of long threads whose every email matches stops here: "more may exist").
+GROUP_SCAN_CAP = 5000
 HIGHLIGHT = ("«", "»")
+# PostgreSQL: the subject's own tsvector, exactly as ix_messages_subject_tsv indexes it.
+SUBJECT_TSV = "to_tsvector('simple', coalesce(messages.subject, ''))"
 _WS = re.compile(r"\s+")
 
 
@@ -112,6 +117,9 @@ class SearchHit:
     conversation_id: int
     account_id: int
     snippet: str
+    # Grouped per conversation: how many of the conversation's emails match (this one is
+    # the newest of them). 1 for a per-email search.
+    matches: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +132,7 @@ class SearchHit:
             "conversation_id": self.conversation_id,
             "account_id": self.account_id,
             "snippet": self.snippet,
+            "matches": self.matches,
         }
 
 
@@ -259,7 +268,9 @@ def _subject(term: Term) -> ColumnElement[bool]:
     its only weight-A part), checked on the subject text: a substring test of each word first,
     so the parse runs only on rows that can match."""
     words = [func.strpos(func.lower(Message.subject), func.lower(w)) > 0 for w in term_words(term)]
-    vector = func.to_tsvector("simple", func.coalesce(Message.subject, ""))
+    # Written as the expression of the GIN index ix_messages_subject_tsv (migration 0012),
+    # constants inline, so the planner can intersect it with the whole-message index.
+    vector: ColumnElement[Any] = literal_column(SUBJECT_TSV)
     cond = and_(*words, vector.op("@@")(func.to_tsquery("simple", ts_operand(term))))
     return not_(cond) if term.negated else cond
 
@@ -377,10 +388,15 @@ def search(
     limit: int = 20,
     offset: int = 0,
     user_id: str | None = None,
+    per_conversation: bool = False,
 ) -> SearchPage:
     """Messages matching `query`, newest first. `visible_account_ids` is the access filter:
     the accounts this person may see (required on purpose; pass every id for the CLI). None
-    is refused rather than read as "all"."""
+    is refused rather than read as "all".
+
+    `per_conversation`: one hit per conversation (its newest matching email, with the number
+    of its emails that match in `matches`), conversations ordered by that email; `limit`,
+    `offset` and `total` then count conversations."""
     if visible_account_ids is None:
         raise ValueError("visible_account_ids is required (pass the accounts the person may see)")
     q = parse_query(query) if isinstance(query, str) else query
@@ -394,23 +410,47 @@ def search(
         *_structured(q, user_id),  # user_id: whose is:mine
         *engine.extra_conditions(),
     ]
+    if per_conversation:
+        return _grouped(session, engine, conds, q, limit, offset)
+    w = _walk(session, engine, conds, offset + limit)
+    page_ids = w.ids[offset : offset + limit]
+    return _page(session, engine, page_ids, w.total, w.capped, w.partial, q.errors)
 
+
+@dataclass
+class _Walk:
+    ids: list[int]  # the newest `want` matches, newest first
+    total: int  # matching emails, at most COUNT_CAP
+    capped: bool
+    partial: bool = False
+    # Every match, newest first, when the walk knows them all (a selective text).
+    every: list[int] | None = None
+
+
+def _walk(
+    session: Session,
+    engine: _Engine,
+    conds: list[ColumnElement[bool]],
+    want: int,
+    count: bool = True,
+) -> _Walk:
+    """The newest `want` emails matching the text and `conds`, with a capped count
+    (`count=False`: PostgreSQL skips the count query; fewer than `want` ids is then all)."""
     if engine.positive is not None:
         candidates = engine.candidates(session)
         if len(candidates) <= CANDIDATE_LIMIT:
             # Every match is known (PostgreSQL: subject checks included): filter and sort
             # them all (at most 2,000 small rows).
             if not candidates:
-                return SearchPage(hits=[], total=0, capped=False, errors=q.errors)
-            rows = session.execute(
-                select(Message.id)
-                .where(Message.id.in_(candidates), *conds)
-                .order_by(Message.date.desc(), Message.id.desc())
-            ).all()
-            ids = [r[0] for r in rows]
-            page_ids = ids[offset : offset + limit]
-            total, capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
-            return _page(session, engine, page_ids, total, capped, False, q.errors)
+                return _Walk([], 0, False, every=[])
+            ids = list(
+                session.scalars(
+                    select(Message.id)
+                    .where(Message.id.in_(candidates), *conds)
+                    .order_by(Message.date.desc(), Message.id.desc())
+                )
+            )
+            return _Walk(ids[:want], min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, every=ids)
 
         if not engine.pg:
             few = list(session.scalars(select(Message.id).where(*conds).limit(FEW_ROWS + 1)))
@@ -418,31 +458,113 @@ def search(
                 # The filters leave fewer rows than the text matches (e.g. from:an address):
                 # check the text on those rows one by one instead of streaming the matches.
                 hits = engine.matching(session, few)
-                page_ids = [i for _d, i in _newest(session, list(hits), offset + limit)]
-                total, capped = min(len(hits), COUNT_CAP), len(hits) > COUNT_CAP
-                return _page(session, engine, page_ids[offset:], total, capped, False, q.errors)
-            found, count, partial = _stream(session, engine, conds, candidates, offset + limit)
-            total = min(count, COUNT_CAP)
-            capped = count > COUNT_CAP or partial
-            page_ids = found[offset : offset + limit]
-            return _page(session, engine, page_ids, total, capped, partial, q.errors)
+                ids = [i for _d, i in _newest(session, list(hits), len(hits))]
+                return _Walk(ids[:want], min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, every=ids)
+            found, n, partial = _stream(session, engine, conds, candidates, want)
+            return _Walk(found, min(n, COUNT_CAP), n > COUNT_CAP or partial, partial)
 
     # PostgreSQL past the candidate fetch, and queries without a positive text: one query
     # over every visible account; the planner walks the (date, id) index newest first and
     # stops at the page (a common text) or uses the GIN index (a selective one).
-    if engine.positive is not None:
-        conds += [engine.condition(engine.positive), *engine.subject]
-    page_ids = list(
+    extra = [engine.condition(engine.positive), *engine.subject] if engine.positive else []
+    ids = list(
         session.scalars(
             select(Message.id)
-            .where(*conds)
+            .where(*conds, *extra)
             .order_by(Message.date.desc(), Message.id.desc())
-            .offset(offset)
-            .limit(limit)
+            .limit(want)
         )
     )
-    total, capped = _capped_count(session, conds)
-    return _page(session, engine, page_ids, total, capped, False, q.errors)
+    if not count:
+        return _Walk(ids, len(ids), len(ids) >= want)
+    total, capped = _capped_count(session, [*conds, *extra])
+    return _Walk(ids, total, capped)
+
+
+def _grouped(
+    session: Session,
+    engine: _Engine,
+    conds: list[ColumnElement[bool]],
+    q: SearchQuery,
+    limit: int,
+    offset: int,
+) -> SearchPage:
+    """One hit per conversation. The walk is the per-email one, asked for more emails until
+    it yields one conversation past the page (or has no more, or read GROUP_SCAN_CAP)."""
+    need = offset + limit + 1  # one past the page: whether a next page exists is known
+    n = max(2 * need, 50)
+    while True:
+        w = _walk(session, engine, conds, n, count=False)
+        ids = w.every if w.every is not None else w.ids
+        conv_of = _conversations(session, ids)
+        firsts: dict[int, int] = {}  # conversation -> its newest matching email
+        for i in ids:
+            firsts.setdefault(conv_of[i], i)
+        exhausted = w.every is not None or len(w.ids) < n
+        if exhausted or len(firsts) >= need or n >= GROUP_SCAN_CAP:
+            break
+        n = min(4 * n, GROUP_SCAN_CAP)
+    page = list(firsts.items())[offset : offset + limit]
+    page_convs = [c for c, _i in page]
+    if w.every is not None:
+        counts: dict[int, int] = {}
+        for i in w.every:
+            counts[conv_of[i]] = counts.get(conv_of[i], 0) + 1
+        total, capped, partial = min(len(firsts), COUNT_CAP), len(firsts) > COUNT_CAP, False
+    else:
+        counts = _match_counts(session, engine, conds, page_convs)
+        partial = w.partial or (not exhausted and len(firsts) < need)
+        if exhausted and not w.capped:
+            total, capped = len(firsts), False
+        else:
+            # A lower bound: the conversations seen, at least one past the page when there
+            # are more (enough for "Next"; the modal and /inbox show no count when capped).
+            # Counting further would read matches no page shows.
+            total, capped = min(len(firsts), COUNT_CAP), True
+    found = _page(session, engine, [i for _c, i in page], total, capped, partial, q.errors)
+    for hit in found.hits:
+        hit.matches = max(1, counts.get(hit.conversation_id, 1))
+    return found
+
+
+def _conversations(session: Session, ids: Sequence[int]) -> dict[int, int]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Message.id, Message.conversation_id).where(one_of(session, Message.id, ids))
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def _match_counts(
+    session: Session,
+    engine: _Engine,
+    conds: Sequence[ColumnElement[bool]],
+    conv_ids: Sequence[int],
+) -> dict[int, int]:
+    """How many emails of each of a page's conversations match: the conversations' own
+    emails (by the conversation index) checked row by row, never every match of the text."""
+    if not conv_ids:
+        return {}
+    in_page = [Message.conversation_id.in_(list(conv_ids)), *conds]
+    if engine.positive is None or engine.pg:
+        checks: list[ColumnElement[bool]] = []
+        if engine.positive is not None:
+            # The function form: a check on each row, not a GIN scan of a common word.
+            checks = [engine.row_check(engine.positive), *engine.subject]
+        rows = session.execute(
+            select(Message.conversation_id, func.count())
+            .where(*in_page, *checks)
+            .group_by(Message.conversation_id)
+        )
+        return {r[0]: r[1] for r in rows}
+    pairs = session.execute(select(Message.id, Message.conversation_id).where(*in_page)).all()
+    hits = engine.matching(session, [p[0] for p in pairs])
+    counts: dict[int, int] = {}
+    for i, c in pairs:
+        if i in hits:
+            counts[c] = counts.get(c, 0) + 1
+    return counts
 
 
 def _capped_count(session: Session, conds: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:

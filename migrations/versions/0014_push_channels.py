@@ -6,7 +6,7 @@ per-subscription secret stored encrypted; the highest announced Gmail historyId 
 replayed push a no-op.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05 21:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import bot.store.models
 
 revision: str = "0014"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

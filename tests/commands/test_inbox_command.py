@@ -250,3 +250,33 @@ def test_help_names_the_shortcut_and_home_and_results_show_the_ids_it_accepts(
     assert "Acme" in json.dumps(last_response(mailroom, 3))
     with session_scope(mailroom.services.session_factory) as s:
         assert s.scalars(select(ConversationLink.conversation_id)).all() == [conv]
+
+
+def test_search_as_you_type_one_line_per_conversation(mailroom: Any) -> None:
+    """Issue 19: "inv" finds "invoice"; a thread with three matching emails is one line."""
+    from bot.store.ingest import ingest_message
+    from bot.store.models import Account
+    from tests.store.helpers import raw_mail as thread_mail
+
+    inbox, _ = two_accounts(mailroom)
+    with session_scope(mailroom.services.session_factory) as s:
+        account = s.get_one(Account, inbox)
+        prev: str | None = None
+        for n in range(1, 4):
+            mid = f"inv{n}@client.test"
+            raw = thread_mail(
+                mid,
+                "Invoice 7" if n == 1 else "Re: Invoice 7",
+                irt=prev,
+                refs=[prev] if prev else [],
+                date=f"Mon, 0{n} Jan 2024 10:00:00 +0000",
+                body=f"about the invoice, take {n}",
+            )
+            ingest_message(s, account, raw)
+            prev = mid
+    ingest(mailroom, inbox, "Lunch on friday")
+    mailroom.driver.command(text="search inv", user_id="UMEMBER")
+    body = last_response(mailroom, 1)
+    assert subjects(body) == ["Re: Invoice 7"]  # the newest matching email, once
+    assert "3 of 3 emails match" in json.dumps(body)
+    assert mailroom.fake.ack_problems == []

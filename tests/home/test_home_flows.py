@@ -338,3 +338,39 @@ def test_home_with_many_accounts_and_clients_pages_within_100_blocks(mailroom: A
     )
     mailroom.fake.wait_until(lambda: "box08@" in json.dumps(mailroom.fake.home("UADMIN")))
     assert "box00@" not in json.dumps(mailroom.fake.home("UADMIN"))
+
+
+def test_search_modal_as_you_type_shows_each_conversation_once(mailroom: Any) -> None:
+    """Issue 19: a half-typed word finds its matches, one line per conversation."""
+    from bot.store.ingest import ingest_message
+    from tests.store.helpers import raw_mail as thread_mail
+
+    inbox, _ = two_accounts(mailroom)
+    with session_scope(mailroom.services.session_factory) as s:
+        account = s.get_one(Account, inbox)
+        for n, (mid, irt) in enumerate([("r1@c.test", None), ("r2@c.test", "r1@c.test")], 1):
+            raw = thread_mail(
+                mid,
+                "Refund request" if n == 1 else "Re: Refund request",
+                irt=irt,
+                refs=[irt] if irt else [],
+                date=f"Mon, 0{n} Jan 2024 10:00:00 +0000",
+                body="please refund the order",
+            )
+            ingest_message(s, account, raw)
+    ingest(mailroom, inbox, "Lunch plans")
+    home = open_home(mailroom, "UMEMBER")
+    mailroom.driver.block_action("UMEMBER", ids.HOME_SEARCH, view=home["id"])
+    view = opened_view(mailroom, 1)
+    mailroom.driver.block_action(
+        "UMEMBER",
+        ids.SEARCH_QUERY,
+        "refu",
+        view=view["id"],
+        state={"search_q": {ids.SEARCH_QUERY: "refu"}},
+    )
+    mailroom.fake.wait_until(lambda: len(mailroom.fake.calls_to("views.update")) >= 1)
+    text = json.dumps(mailroom.fake.view(view["id"]))
+    assert text.count("Refund request") == 1  # the thread once, its newest email
+    assert "2 of 2 emails match" in text and "Lunch plans" not in text
+    assert mailroom.fake.calls_to("views.update")[-1].ok

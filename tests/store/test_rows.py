@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from bot.devtools.mailgen import MailGen
@@ -199,4 +199,63 @@ def test_bind_flag_is_bind_once_per_value(key: str) -> None:
         assert codec.bind_flag(column, value) is codec.bind_flag(column, value)
     assert codec.bind_flag("direction", Direction.INBOUND) != codec.bind_flag(
         "direction", Direction.OUTBOUND
+    )
+
+
+@pytest.mark.parametrize("copy_min", [1, 10**9], ids=["copy", "executemany"])
+def test_bulk_rows_by_copy_or_executemany_store_the_same(
+    session: Session, monkeypatch: pytest.MonkeyPatch, copy_min: int
+) -> None:
+    """PostgreSQL takes big batches by COPY (bot/store/rows.py): the same bytes, JSON, enums,
+    NULLs and awkward text as the executemany; a broken constraint is SQLAlchemy's
+    IntegrityError, and the savepoint around it leaves the session usable (ingest's fallback)."""
+    from sqlalchemy.exc import IntegrityError
+
+    import bot.store.rows as rows_module
+
+    monkeypatch.setattr(rows_module, "COPY_MIN_ROWS", copy_min)
+    test_encoded_rows_store_what_sqlalchemy_binding_stores(session)
+    account = make_account(session, "copy@ours.example")
+    conv = _conversation(session, account.id)
+    codec = RowCodec.for_key(dialect_key(session.get_bind().dialect))
+    awkward = ["tab\there", "back\\slash", "new\nline", "\\N", "quote'\"", "ü €", "", "a\rb"]
+    rows, want = [], []
+    for n in range(25):
+        text = awkward[n % len(awkward)]
+        p = parse_message(
+            f"From: A <a{n}@x.example>\r\nSubject: s{n} {text.splitlines()[0] if text else ''}\r\n"
+            f"Message-ID: <copy{n}@x>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"body {text}\r\n".encode()
+        )
+        enc = codec.encode(p, 10)
+        store = [codec.bind(c, v) for c, v in [
+            ("message_id", f"copy{n}@x"), ("provider_id", None), ("provider_thread_id", None),
+            ("date", datetime(2024, 1, 1, tzinfo=UTC)), ("received_at", datetime(2024, 1, 2, tzinfo=UTC)),
+            ("is_read", False), ("is_flagged", True), ("direction", Direction.INBOUND),
+            ("sent_by", None), ("parse_defects", []), ("truncated", False), ("deleted", False),
+        ]]  # fmt: skip
+        rows.append((account.id, conv, *store, *enc.values))
+        want.append((p.subject, p.text, True))
+    insert_rows(session, Message, STORE_COLUMNS + PARSED_COLUMNS, rows)
+    ids = session.scalars(
+        select(Message.id).where(Message.account_id == account.id).order_by(Message.id)
+    ).all()
+    raw = [bytes(range(256)) * (n + 1) + b"\\N\t\n" for n in range(len(ids))]
+    insert_rows(
+        session,
+        MessageRaw,
+        ("message_id", "raw"),
+        [(i, codec.bind_to(MessageRaw, "raw", r)) for i, r in zip(ids, raw, strict=True)],
+    )
+    session.expire_all()
+    stored = session.scalars(select(Message).where(Message.id.in_(ids)).order_by(Message.id))
+    assert [(m.subject, m.body_text, m.is_flagged) for m in stored] == want
+    assert [session.get_one(MessageRaw, i).raw for i in ids] == raw
+    with pytest.raises(IntegrityError), session.begin_nested():
+        insert_rows(session, Message, STORE_COLUMNS + PARSED_COLUMNS, rows)  # duplicates
+    assert (
+        session.scalar(
+            select(func.count()).select_from(Message).where(Message.account_id == account.id)
+        )
+        == 25
     )

@@ -76,6 +76,7 @@ def search_page(
             user_id=user_id,
             limit=PAGE_SIZE,
             offset=page * PAGE_SIZE,
+            per_conversation=True,  # one line per conversation (issue 19)
         )
         items = hit_items(session, found.hits)
         if page == 0:  # internal notes are not emails: shown above the first page
