@@ -85,6 +85,7 @@ def test_a_member_browses_searches_and_edits_clients_but_cannot_delete(mailroom:
         {B_NAME: {"v": "Globex"}, B_EMAILS: {"v": "hello@globex.test\nceo@globex.test"}},
     )
     assert resp.status == 200 and resp.body == "", resp.body
+    mailroom.settle()  # the write follows the ack
     with mailroom.services.session_factory() as s:
         emails = set(
             s.scalars(select(ClientAddress.email).where(ClientAddress.client_id == ids_["Globex"]))
@@ -147,6 +148,7 @@ def test_an_admin_deletes_with_confirmation_and_imports_a_csv_upload(mailroom: A
     confirm = opened_view(mailroom, 1)
     assert "Delete *Acme*" in json.dumps(confirm)
     assert mailroom.driver.view_submission("UADMIN", confirm["id"]).body == ""
+    mailroom.settle()
     with mailroom.services.session_factory() as s:
         assert s.get(Client, ids_["Acme"]) is None
         assert s.scalars(select(AuditLog.action).where(AuditLog.action == "client.delete")).all()
