@@ -522,8 +522,18 @@ def _graph_folders(account: Account) -> list[tuple[str, str | None]]:
 
 
 def _graph_page(
-    ctx: _Ctx, client: GraphClient, name: str, page: DeltaPage, seen: set[str] | None
+    ctx: _Ctx,
+    client: GraphClient,
+    name: str,
+    page: DeltaPage,
+    seen: set[str] | None,
+    *,
+    retrying: bool = False,
 ) -> None:
+    """Store one delta page and commit its link with it. A message that fails to store goes
+    on the folder's retry list (its delta entry is gone once the link moves on) and is
+    fetched by id on the next runs; after MAX_ATTEMPTS it is quarantined and listed in the
+    sync log (security review #4). `retrying`: the page is that list, the link stays."""
     factory = ctx.services.session_factory
     new_ids = [item["id"] for item in page.changed]
     known = _known_provider_ids(factory, ctx.account_id, new_ids)
@@ -533,7 +543,11 @@ def _graph_page(
         _begin(s, fs_id)
         account = s.get_one(Account, ctx.account_id)
         fs = s.get_one(FolderState, fs_id)
+        state = json_cursor(fs)
+        retry: dict[str, dict[str, Any]] = dict(state.get("retry") or {})
+        quarantined: list[str] = list(state.get("quarantined") or [])
         for iid in page.removed:
+            retry.pop(iid, None)
             if _drop_locations(ctx, s, iid, [name]):
                 ctx.stats.removed += 1
         for item in page.changed:
@@ -549,6 +563,7 @@ def _graph_page(
             if message is None:
                 raw = mimes.get(iid)
                 if raw is None:
+                    retry.pop(iid, None)
                     continue  # deleted between the delta page and the download
                 try:
                     message = _ingest(
@@ -564,21 +579,44 @@ def _graph_page(
                     )
                 except Exception as exc:
                     log.exception("Graph message in %s could not be stored", name)
-                    ctx.stats.problem(
-                        name, None, f"message {iid} could not be stored ({type(exc).__name__})"
-                    )
+                    attempts = int((retry.get(iid) or {}).get("attempts") or 0) + 1
+                    if attempts >= MAX_ATTEMPTS:
+                        retry.pop(iid, None)
+                        quarantined.append(iid)
+                        ctx.stats.problem(
+                            name,
+                            None,
+                            f"message {iid} quarantined after {attempts} failed attempts "
+                            f"({type(exc).__name__})",
+                        )
+                    else:
+                        keep = ("id", "conversationId", "isRead", "receivedDateTime")
+                        retry[iid] = {"attempts": attempts, "item": {k: item.get(k) for k in keep}}
+                        ctx.stats.problem(
+                            name,
+                            None,
+                            f"message {iid} could not be stored ({type(exc).__name__}); will retry",
+                        )
                     continue
             elif message.is_read != is_read:
                 message.is_read = is_read
                 ctx.stats.changed += 1
+            retry.pop(iid, None)
             if message.deleted:
                 message.deleted = False
             ctx.stats.touched_conversations.add(message.conversation_id)
             _set_locations(ctx, s, message.id, iid, [name], [name])
-        cursor = (
-            {"delta_link": page.delta_link} if page.delta_link else {"next_link": page.next_link}
-        )
-        set_json_cursor(fs, cursor)
+        cursor: dict[str, Any] = {
+            k: v for k, v in state.items() if k in ("delta_link", "next_link")
+        }
+        if not retrying:
+            cursor = (
+                {"delta_link": page.delta_link}
+                if page.delta_link
+                else {"next_link": page.next_link}
+            )
+        cursor["retry"], cursor["quarantined"] = retry, sorted(set(quarantined))[-1000:]
+        set_json_cursor(fs, {k: v for k, v in cursor.items() if v})
 
 
 def _graph_time(value: Any) -> datetime | None:
@@ -608,6 +646,10 @@ def _sweep(ctx: _Ctx, name: str, seen: set[str]) -> None:
 def _sync_graph_folder(ctx: _Ctx, client: GraphClient, name: str) -> None:
     with session_scope(ctx.services.session_factory) as s:
         state = json_cursor(s.get_one(FolderState, ctx.folders[name]))
+    retry = state.get("retry") or {}
+    if retry:
+        items = [dict(v.get("item") or {}, id=k) for k, v in retry.items()]
+        _graph_page(ctx, client, name, DeltaPage(items, [], None, None), None, retrying=True)
     link = state.get("next_link") or state.get("delta_link")
     for attempt in (1, 2):
         seen: set[str] | None = set() if link is None else None
@@ -771,6 +813,10 @@ def _move(
         work = [(m.id, str(m.provider_id), m.direction) for m in msgs]
     moved = 0
     if account.provider == Provider.GMAIL:
+        if to_role == "trash":
+            # Only what sits in the inbox or archive: the team's own sent replies stay, as
+            # with IMAP and Graph (Gmail purges Trash after 30 days; security review #21).
+            work = [w for w in work if w[0] in located]
         moved = _gmail_move(ctx, gmail_client(services, account), work, to_role, conversation_id)
         folder = {"archive": "ARCHIVE", "inbox": "INBOX", "trash": "TRASH"}[to_role]
     else:
