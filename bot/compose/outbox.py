@@ -266,7 +266,8 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         html_body=p.get("html") or None,
     )
     try:
-        raw = build_mime(draft)
+        # Gmail / Microsoft 365 take the recipients from the headers: Bcc must be in them.
+        raw = build_mime(draft, keep_bcc=account.provider in (Provider.GMAIL, Provider.GRAPH))
     except HeaderError as exc:
         raise fail(f"The email cannot be built: {exc}") from exc
     rcpt = envelope_recipients(draft)

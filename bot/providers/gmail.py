@@ -16,6 +16,7 @@ engine backs off. ``history.list`` on an expired ``startHistoryId`` answers 404:
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import time
@@ -23,16 +24,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httplib2
 from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaIoBaseUpload
 
 from bot.providers.errors import (
     AuthError,
     ConfigError,
+    MessageRejected,
     ProtocolError,
     ProviderError,
     TransientError,
@@ -42,6 +46,7 @@ from bot.providers.oauth import REAUTH, TokenSource
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 4
+SEND_MAX_BYTES = 36_700_160  # messages.send mediaUpload maxSize (35 MB), discovery document
 MAX_WAIT_SECONDS = 120.0  # a longer Retry-After ends the run; the engine's backoff takes over
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
@@ -142,6 +147,7 @@ class GmailClient:
         http = AuthorizedHttp(
             _SourceCredentials(tokens), http=httplib2.Http(timeout=timeout, ca_certs=ca_file)
         )
+        self._endpoint = api_endpoint
         options = {"api_endpoint": api_endpoint} if api_endpoint else None
         self._service = build(
             "gmail",
@@ -155,7 +161,9 @@ class GmailClient:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _call(self, request: Any, what: str) -> Any:
+    def _call(self, request: Any, what: str, *, retry: bool = True) -> Any:
+        """Execute with the project's retry loop. ``retry=False`` for sends (not idempotent):
+        a 429/5xx is a TransientError at once and the outbox re-checks Sent first."""
         attempt = 0
         while True:
             try:
@@ -164,6 +172,11 @@ class GmailClient:
                 status = exc.resp.status
                 reason = _reason(exc)
                 limited = status == 429 or (status == 403 and reason in _RATE_REASONS)
+                if (limited or status in (500, 502, 503, 504)) and not retry:
+                    raise TransientError(
+                        f"Gmail answered HTTP {status} to {what}; whether it was done is checked "
+                        "before another try."
+                    ) from exc
                 if limited or status in (500, 502, 503, 504):
                     delay = _retry_after(exc, attempt)
                     if attempt < MAX_RETRIES and delay <= MAX_WAIT_SECONDS:
@@ -320,13 +333,27 @@ class GmailClient:
             raise
 
     def send(self, raw: bytes, *, thread_id: str | None = None) -> GmailMessage:
-        """Send RFC 822 bytes. Gmail files its own copy under SENT: never insert another."""
-        body: dict[str, Any] = {"raw": base64.urlsafe_b64encode(raw).decode("ascii")}
+        """Send RFC 822 bytes. Gmail files its own copy under SENT: never insert another.
+        Recipients are the To, Cc and Bcc headers (no envelope; Gmail drops Bcc from the
+        delivered copies). Sent as a media upload (``/upload/…?uploadType=multipart``, up to
+        35 MB): the JSON ``raw`` field is refused with 413 above about 5 MB. Not retried
+        here: the outbox checks ``rfc822msgid:`` before another try."""
+        if len(raw) > SEND_MAX_BYTES:
+            raise MessageRejected(
+                f"The email is {len(raw) / 1048576:.1f} MB; Gmail sends at most 35 MB.", code=413
+            )
+        body: dict[str, Any] = {}
         if thread_id:
             body["threadId"] = thread_id
-        return _message(
-            self._call(self._users.messages().send(userId="me", body=body), "messages.send")
-        )
+        media = MediaIoBaseUpload(io.BytesIO(raw), mimetype="message/rfc822", resumable=False)
+        request = self._users.messages().send(userId="me", body=body, media_body=media)
+        if self._endpoint:
+            # The library keeps the discovery document's scheme for upload URLs.
+            base = urlsplit(self._endpoint)
+            request.uri = urlunsplit(
+                urlsplit(request.uri)._replace(scheme=base.scheme, netloc=base.netloc)
+            )
+        return _message(self._call(request, "messages.send", retry=False))
 
     def find_message_id(self, message_id: str) -> list[str]:
         """Ids of messages with this Message-ID header, in any label (sent copies too)."""

@@ -88,6 +88,8 @@ def graph_client(services: Services, account: Account) -> GraphClient:
         base_url=api.get("base_url"),
         ca_file=api.get("ca_file"),
         page_size=int(api.get("page_size") or 50),
+        # A shared mailbox (or another user's) reached as /users/{mailbox}/…
+        mailbox=str(api.get("mailbox") or "") or None,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,9 @@ class SyncCtx:
     account_id: int
     stats: RunStats
     folders: dict[str, int]  # FolderState name → id
+    # Called after each committed batch / page: renews the account's lease (LeaseLost ends
+    # the run), as the IMAP sync does.
+    after_batch: Callable[[str, int], None] | None = None
 
 
 def _announce(s: Session, account: Account, result: Any, stats: RunStats, where: str) -> None:

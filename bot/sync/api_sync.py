@@ -17,6 +17,8 @@ module keeps working; new code should import from the module that does the job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.services import Services
 from bot.store.db import SessionFactory
 from bot.store.models import Provider
@@ -52,14 +54,17 @@ def sync_api_account(
     run_id: int,
     *,
     stats: RunStats | None = None,
+    after_batch: Callable[[str, int], None] | None = None,
 ) -> tuple[int, int, int]:
     """Sync one Gmail / Microsoft 365 account. Returns (new, changed, removed); per-message
     problems are appended to ``SyncRun(run_id).problems`` (and ``stats`` when given).
-    Raises the errors of bot.providers.errors so the engine can set the account's status."""
+    Raises the errors of bot.providers.errors so the engine can set the account's status.
+    ``after_batch`` runs after each committed batch (Gmail) or page (Graph): the engine's
+    lease heartbeat, which raises LeaseLost when another worker took the account over."""
     if session_factory is not services.session_factory:
         services = Services(services.settings, session_factory, services.vault, services.access)
     account = load_account(services, account_id)
-    ctx = SyncCtx(services, account_id, stats or RunStats(), {})
+    ctx = SyncCtx(services, account_id, stats or RunStats(), {}, after_batch)
     limit = int(api_config(account).get("full_sync_limit") or FULL_SYNC_LIMIT)
     try:
         if account.provider == Provider.GMAIL:

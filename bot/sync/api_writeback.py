@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.providers.errors import FolderNotFound
 from bot.providers.gmail import GmailClient, GmailMessage
-from bot.providers.graph import WELL_KNOWN, GraphClient
+from bot.providers.graph import WELL_KNOWN, FolderMissing, GraphClient
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import (
@@ -196,7 +197,12 @@ def _graph_move(
 ) -> int:
     done: list[tuple[int, str, str | None]] = []
     for pk, pid in work:
-        result = graph.move(pid, dest)
+        try:
+            result = graph.move(pid, dest)
+        except FolderMissing as exc:
+            # The destination (e.g. well-known Archive) is missing: the message is still
+            # where it was, so nothing is marked gone; the row fails with the folder named.
+            raise FolderNotFound(dest) from exc
         done.append((pk, pid, str(result["id"]) if result else None))
     with session_scope(ctx.services.session_factory) as s:
         for pk, pid, new_id in done:

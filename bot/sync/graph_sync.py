@@ -9,13 +9,20 @@ round drops locations it did not list.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from bot.providers.errors import FolderNotFound
-from bot.providers.graph import ROLE_OF, DeltaExpired, DeltaPage, GraphClient, NotFound
+from bot.providers.errors import FolderNotFound, ProtocolError, ProviderError, TransientError
+from bot.providers.graph import (
+    ROLE_OF,
+    DeltaExpired,
+    DeltaPage,
+    FolderMissing,
+    GraphClient,
+    NotFound,
+)
 from bot.store.db import session_scope
 from bot.store.models import (
     Account,
@@ -23,6 +30,7 @@ from bot.store.models import (
     Message,
     MessageLocation,
 )
+from bot.sync.api_accounts import api_config
 from bot.sync.api_store import (
     MAX_ATTEMPTS,
     SyncCtx,
@@ -42,6 +50,7 @@ from bot.sync.state import (
 log = logging.getLogger(__name__)
 
 GRAPH_DEFAULT_FOLDERS = ("inbox", "sentitems", "archive")
+FIRST_SYNC_DAYS = 90  # a folder's first delta round: mail received in the last N days
 
 
 def graph_folders(account: Account) -> list[tuple[str, str | None]]:
@@ -65,7 +74,20 @@ def _graph_page(
     factory = ctx.services.session_factory
     new_ids = [item["id"] for item in page.changed]
     known = known_provider_ids(factory, ctx.account_id, new_ids)
-    mimes = {i: client.mime(i) for i in new_ids if i not in known}
+    mimes: dict[str, bytes | None] = {}
+    fetch_errors: dict[str, ProviderError] = {}
+    for i in new_ids:
+        if i in known:
+            continue
+        try:
+            mimes[i] = client.mime(i)
+        except (TransientError, ProtocolError) as exc:
+            # One message Graph keeps failing (500, ErrorItemCorrupt) goes on the retry list
+            # like a store failure, so it cannot block the folder; all of them failing means
+            # Graph is in trouble: the run ends and the link stays.
+            fetch_errors[i] = exc
+    if fetch_errors and not mimes:
+        raise next(iter(fetch_errors.values()))
     with session_scope(factory) as s:
         fs_id = ctx.folders[name]
         begin_batch(s, fs_id)
@@ -90,10 +112,13 @@ def _graph_page(
             )
             if message is None:
                 raw = mimes.get(iid)
-                if raw is None:
+                if raw is None and iid not in fetch_errors:
                     retry.pop(iid, None)
                     continue  # deleted between the delta page and the download
                 try:
+                    if iid in fetch_errors:
+                        raise fetch_errors[iid]
+                    assert raw is not None
                     message = ingest(
                         ctx,
                         s,
@@ -171,7 +196,7 @@ def _sweep(ctx: SyncCtx, name: str, seen: set[str]) -> None:
         s.get_one(FolderState, fs_id).last_full_scan_at = datetime.now(UTC)
 
 
-def _sync_graph_folder(ctx: SyncCtx, client: GraphClient, name: str) -> None:
+def _sync_graph_folder(ctx: SyncCtx, client: GraphClient, name: str, since: str) -> None:
     with session_scope(ctx.services.session_factory) as s:
         state = json_cursor(s.get_one(FolderState, ctx.folders[name]))
     retry = state.get("retry") or {}
@@ -182,8 +207,14 @@ def _sync_graph_folder(ctx: SyncCtx, client: GraphClient, name: str) -> None:
     for attempt in (1, 2):
         seen: set[str] | None = set() if link is None else None
         try:
-            for page in client.delta(name, link):
+            for n, page in enumerate(
+                client.delta(name, link, since=since if link is None else None)
+            ):
                 _graph_page(ctx, client, name, page, seen)
+                if ctx.after_batch is not None:
+                    ctx.after_batch(name, n)  # renews the lease; LeaseLost ends the run
+        except FolderMissing:
+            raise
         except NotFound as exc:
             raise FolderNotFound(name) from exc
         except DeltaExpired:
@@ -205,6 +236,22 @@ def sync_graph(ctx: SyncCtx, client: GraphClient, account: Account) -> None:
     with session_scope(ctx.services.session_factory) as s:
         for name, role in graph_folders(account):
             ctx.folders[name] = folder_state(s, ctx.account_id, name, role).id
+    # The first round of a folder reads only recent mail (delta's receivedDateTime filter):
+    # a 100,000-message Archive would otherwise be downloaded whole.
+    days = int(api_config(account).get("first_sync_days") or FIRST_SYNC_DAYS)
+    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for name, _role in graph_folders(account):
         ctx.stats.folders.append(name)
-        _sync_graph_folder(ctx, client, name)
+        try:
+            _sync_graph_folder(ctx, client, name, since)
+        except FolderMissing as exc:
+            if name.lower() not in ROLE_OF:
+                raise FolderNotFound(name) from exc  # a folder the admin picked: settings
+            # Well-known folders can be absent (no Archive until One-Click Archive was set
+            # up): the other folders sync, and the sync log says why this one did not.
+            ctx.stats.problem(
+                name,
+                None,
+                f"the folder '{name}' does not exist in this mailbox: not synced (remove it "
+                "from the account's folders, or create it in Outlook)",
+            )

@@ -49,6 +49,9 @@ class OAuthState:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # -> (email, exp)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # form + "path"
+    token_scopes: dict[str, str] = field(default_factory=dict)  # access token -> granted scope
+    # Scopes a user leaves unticked on the consent screen (Google's granular consent).
+    unticked: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _jwt(claims: dict[str, object]) -> str:
@@ -91,12 +94,16 @@ class FakeOAuth:
         return code
 
     def grant(
-        self, provider: str, client_id: str, email: str, tenant: str = ""
+        self, provider: str, client_id: str, email: str, tenant: str = "", scope: str = ""
     ) -> dict[str, object]:
-        """Tokens as if the admin had just connected the account."""
+        """Tokens as if the admin had just connected the account (``scope``: what the
+        access token carries, for resources that check it)."""
         g = Grant(provider, client_id, email, tenant)
+        access = self._access(email)
+        if scope:
+            self.state.token_scopes[access] = scope
         return {
-            "access_token": self._access(email),
+            "access_token": access,
             "refresh_token": self._refresh(g),
             "expires_at": time.time() + self.access_lifetime,
         }
@@ -120,6 +127,12 @@ class FakeOAuth:
         if found is None or found[1] < time.time():
             return None
         return found[0]
+
+    def scopes(self, authorization: str | None) -> set[str]:
+        """The scope names (last path segment, lower case) the bearer token was granted."""
+        token = (authorization or "")[7:]
+        granted = self.state.token_scopes.get(token, "")
+        return {s.rsplit("/", 1)[-1].lower() for s in granted.split()}
 
     def close(self) -> None:
         self.server.close()
@@ -178,7 +191,11 @@ class FakeOAuth:
                     "access_token": self._access(grant.email),
                     "expires_in": self.access_lifetime,
                     "refresh_token": self._refresh(grant),
-                    "scope": "https://www.googleapis.com/auth/gmail.modify openid email",
+                    "scope": " ".join(
+                        s
+                        for s in ("https://www.googleapis.com/auth/gmail.modify", "openid", "email")
+                        if s not in self.state.unticked.get(grant.email, set())
+                    ),
                     "token_type": "Bearer",
                     "id_token": _jwt(
                         {
@@ -322,6 +339,9 @@ class FakeOAuth:
             "access_token": self._access(grant.email),
             "refresh_token": self._refresh(grant),  # rotated on every use
         }
+        unticked = self.state.unticked.get(grant.email, set())
+        body["scope"] = " ".join(s for s in str(body["scope"]).split() if s not in unticked)
+        self.state.token_scopes[str(body["access_token"])] = str(body["scope"])
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, grant.email))
         tid = str(uuid.uuid5(uuid.NAMESPACE_URL, home))
         if form.get("client_info") == "1":
