@@ -65,6 +65,21 @@ MICROSOFT_SCOPES = (
     "https://graph.microsoft.com/User.Read",
 )
 
+# A shared mailbox (support@) reached through a user with FullAccess + SendAs on it.
+MICROSOFT_SHARED_SCOPES = (
+    "https://graph.microsoft.com/Mail.ReadWrite.Shared",
+    "https://graph.microsoft.com/Mail.Send.Shared",
+    "https://graph.microsoft.com/User.Read",
+)
+# Scopes Mailroom cannot work without (the rest, e.g. openid, only help).
+_REQUIRED = {
+    "gmail.modify",
+    "mail.readwrite",
+    "mail.send",
+    "mail.readwrite.shared",
+    "mail.send.shared",
+}
+
 REFRESH_MARGIN_SECONDS = 120  # refresh this long before expiry: clocks drift, calls take time
 REAUTH = "needs re-authorisation: reconnect the account in the App Home"
 
@@ -359,12 +374,45 @@ def exchange_code(
         email = _unverified_claims(str(data.get("id_token") or "")).get("email")
         if email:
             tokens["email"] = str(email).lower()
+    missing = missing_scopes(app, str(tokens.get("scope") or ""))
+    if missing:
+        raise AuthError(_scope_refusal(app, missing))
     if not tokens.get("refresh_token"):
         raise AuthError(
             "The sign-in gave no refresh token, so Mailroom could not keep syncing: "
             "remove Mailroom's access in the account's security settings and connect again."
         )
     return tokens
+
+
+def _scope_name(scope: str) -> str:
+    return scope.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def missing_scopes(app: OAuthApp, granted: str) -> list[str]:
+    """The required scopes Mailroom asked for that the token was not granted. Google's
+    granular consent lets a person untick the Gmail permission; Microsoft returns what the
+    user or admin consented to. An empty ``granted`` is not judged (some grants omit it)."""
+    if not granted.strip():
+        return []
+    have = {_scope_name(s) for s in granted.split()}
+    wanted = [s for s in app.scopes if _scope_name(s) in _REQUIRED]
+    return [s for s in wanted if _scope_name(s) not in have]
+
+
+def _scope_refusal(app: OAuthApp, missing: list[str]) -> str:
+    names = ", ".join(_scope_name(s) for s in missing)
+    if app.provider == GOOGLE:
+        return (
+            f"the Gmail permission was not granted ({names}): on Google's consent screen, "
+            "tick “Read, compose, and send emails from your Gmail account” (Google lets you "
+            "untick it), then connect again. Nothing was connected."
+        )
+    return (
+        f"Microsoft 365 did not grant {names}: an admin must consent to these permissions "
+        "for the app (Entra admin center → App registrations → API permissions → Grant admin "
+        "consent), then connect again. Nothing was connected."
+    )
 
 
 # -- the one token path ------------------------------------------------------------------

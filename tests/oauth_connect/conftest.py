@@ -16,6 +16,7 @@ import pytest
 
 from bot.blocks import ids
 from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FREQ, A
+from tests.fakes.graph_server import FakeGraph
 from tests.fakes.oauth_server import FakeOAuth
 
 GOOGLE = ("mailroom-test.apps.googleusercontent.com", "g-secret-never-shown-4711")
@@ -28,6 +29,14 @@ def oauth_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeOAuth]:
     fake = FakeOAuth(Path(tmp_path_factory.mktemp("oauth-connect")))
     fake.add_google_client(*GOOGLE)
     fake.add_microsoft_app(MICROSOFT[0], MICROSOFT[1], TENANT)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def graph_fake(oauth_fake: FakeOAuth) -> Iterator[FakeGraph]:
+    """Graph's /me tells the mailbox's address after a Microsoft sign-in."""
+    fake = FakeGraph(oauth_fake)
     yield fake
     fake.close()
 
@@ -96,7 +105,9 @@ def link_of(view: dict[str, Any] | None) -> tuple[str, dict[str, list[str]]]:
     raise AssertionError(f"no sign-in link in {json.dumps(view)[:500]}")
 
 
-def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
+def configure(
+    mailroom: Any, oauth: FakeOAuth, graph: FakeGraph | None = None, **changes: Any
+) -> str:
     base = mailroom.url.rsplit("/slack/events", 1)[0]
     settings = dataclasses.replace(
         mailroom.services.settings,
@@ -113,7 +124,11 @@ def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
                 "ca_file": oauth.ca_file,
                 "api": {"base_url": "https://127.0.0.1:9/gmail"},
             },
-            "graph": {"authority_host": oauth.host, "ca_file": oauth.ca_file},
+            "graph": {
+                "authority_host": oauth.host,
+                "ca_file": oauth.ca_file,
+                **({"api": {"base_url": graph.base_url}} if graph is not None else {}),
+            },
         },
     )
     mailroom.services.settings = dataclasses.replace(settings, **changes)
@@ -121,5 +136,5 @@ def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
 
 
 @pytest.fixture
-def connect(mailroom: Any, oauth_fake: FakeOAuth) -> Connect:
-    return Connect(mailroom, oauth_fake, configure(mailroom, oauth_fake))
+def connect(mailroom: Any, oauth_fake: FakeOAuth, graph_fake: FakeGraph) -> Connect:
+    return Connect(mailroom, oauth_fake, configure(mailroom, oauth_fake, graph_fake))
