@@ -76,7 +76,7 @@ class FolderMissing(NotFound):
 #: sendMail with MIME is one request of at most ~4 MB of base64 (~3 MB of MIME); larger
 #: messages go through a draft and attachment upload sessions (3 MB to 150 MB each).
 SENDMAIL_MIME_MAX = 3 * 1024 * 1024
-UPLOAD_CHUNK = 4 * 1024 * 1024  # a multiple of 320 KiB, as upload sessions require
+UPLOAD_CHUNK = 12 * 327_680  # 3.75 MiB: a multiple of 320 KiB, as upload sessions require
 ATTACHMENT_MAX = 150 * 1024 * 1024
 
 

@@ -141,11 +141,14 @@ def _gmail_batch(ctx: SyncCtx, fetched: list[Fetched], cursor: dict[str, Any] | 
         set_json_cursor(fs, {k: v for k, v in state.items() if v})
 
 
-def _gmail_fetch(client: GmailClient, ids: Sequence[str], known: set[str]) -> list[Fetched]:
+def _gmail_fetch(
+    client: GmailClient, ids: Sequence[str], known: set[str], retrying: set[str]
+) -> list[Fetched]:
     """Known messages only need their labels (format=minimal, sync.md §1.2). A message Gmail
     keeps failing (after the client's own retries) is returned as its error, to be retried
     next run and quarantined after MAX_ATTEMPTS, so it cannot block the cursor; when every
-    message of the batch fails, Gmail itself is in trouble and the run ends instead."""
+    message of the batch fails (and not only ones already failing), Gmail itself is in
+    trouble and the run ends instead."""
     out: list[Fetched] = []
     for i in ids:
         try:
@@ -153,7 +156,7 @@ def _gmail_fetch(client: GmailClient, ids: Sequence[str], known: set[str]) -> li
         except (TransientError, ProtocolError) as exc:
             out.append((i, exc))
     errors = [gm for _i, gm in out if isinstance(gm, ProviderError)]
-    if errors and len(errors) == len(out):
+    if errors and len(errors) == len(out) and not set(ids) <= retrying:
         raise errors[0]
     return out
 
@@ -167,13 +170,17 @@ def _gmail_apply(
 ) -> None:
     factory = ctx.services.session_factory
     known = known_provider_ids(factory, ctx.account_id, ids)
+    with session_scope(factory) as s:
+        retrying = set(
+            json_cursor(s.get_one(FolderState, ctx.folders[GMAIL_CURSOR])).get("retry") or {}
+        )
     batches = [ids[i : i + FETCH_BATCH] for i in range(0, len(ids), FETCH_BATCH)]
     gone: list[Fetched] = [(d, None) for d in deleted]
     if not batches:
         _gmail_batch(ctx, gone, cursor)
         return
     for n, chunk in enumerate(batches):
-        fetched = _gmail_fetch(client, chunk, known)
+        fetched = _gmail_fetch(client, chunk, known, retrying)
         if n == 0:
             fetched = gone + fetched
         _gmail_batch(ctx, fetched, cursor if n == len(batches) - 1 else None)

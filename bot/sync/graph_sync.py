@@ -86,7 +86,7 @@ def _graph_page(
             # like a store failure, so it cannot block the folder; all of them failing means
             # Graph is in trouble: the run ends and the link stays.
             fetch_errors[i] = exc
-    if fetch_errors and not mimes:
+    if fetch_errors and not mimes and not retrying:
         raise next(iter(fetch_errors.values()))
     with session_scope(factory) as s:
         fs_id = ctx.folders[name]
