@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from bot.blocks import ids
-from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FREQ, A
+from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FREQ, B_SHARED, A
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.oauth_server import FakeOAuth
 
@@ -78,6 +78,7 @@ class Connect:
         channel: str = "CINBOX",
         interval: str = "60",
         auto_link: bool = False,
+        shared: str | None = None,
     ) -> tuple[str, dict[str, list[str]]]:
         """Add email account → provider → the OAuth step modal → the link's URL and query."""
         fake = self.mailroom.fake
@@ -89,6 +90,8 @@ class Connect:
         values: dict[str, Any] = {B_CHANNEL: {A: channel}, B_FREQ: {A: interval}}
         if auto_link:
             values[B_AUTOLINK] = {A: ["on"]}
+        if shared:
+            values[B_SHARED] = {A: shared}
         resp = self.mailroom.driver.view_submission("UADMIN", chooser["id"], values)
         assert resp.status == 200, resp.body
         assert fake.ack_problems == []

@@ -225,7 +225,7 @@ def test_graph_without_mail_send_consent_is_refused(api_env: ApiEnv) -> None:
     env = api_env
     env.oauth.state.unticked["nosend@contoso.test"] = {"https://graph.microsoft.com/Mail.Send"}
     code = env.oauth.issue_code("microsoft", MS_CLIENT[0], "nosend@contoso.test", REDIRECT, TENANT)
-    with pytest.raises(AuthError, match="mail.send"):
+    with pytest.raises(AuthError, match=r"mail\.send"):
         exchange_code("graph", microsoft_config(env.oauth), code, REDIRECT)
 
 
@@ -266,7 +266,7 @@ def test_a_message_the_provider_keeps_failing_is_quarantined(
         assert any("quarantined" in str(p["problem"]) for p in env.problems())
         assert bad in (env.cursor(aid, cursor) or "")
         # The account keeps syncing: new mail still arrives.
-        later_raw, later_mid = make_raw("Later")
+        later_raw, _later_mid = make_raw("Later")
         if provider == Provider.GMAIL:
             env.gmail.deliver(email, later_raw)
         else:
@@ -314,7 +314,7 @@ def test_gmail_trash_label_wins_over_inbox(api_env: ApiEnv) -> None:
 def test_graph_first_round_reads_only_recent_mail(api_env: ApiEnv) -> None:
     env = api_env
     aid, email = env.add_account(Provider.GRAPH, first_sync_days=30)
-    old_raw, old_mid = make_raw("Ancient")
+    old_raw, _old_mid = make_raw("Ancient")
     new_raw, new_mid = make_raw("Recent")
     env.graph.deliver(email, old_raw, received=datetime.now(UTC) - timedelta(days=400))
     env.graph.deliver(email, new_raw)

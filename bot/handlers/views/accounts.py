@@ -23,6 +23,7 @@ from bot.blocks.accounts import (
     oauth_provider_of,
     read_imap_form,
     read_oauth_form,
+    read_shared_mailbox,
     read_signature,
     read_sync_settings,
     remove_modal,
@@ -383,6 +384,7 @@ def oauth_link_view(
     account_id: int | None = None,
     email: str | None = None,
     timeout: float | None = None,
+    mailbox: str | None = None,
 ) -> dict[str, Any]:
     """The modal with the sign-in link, or one saying why there is none. Microsoft's needs
     one request to its sign-in service (tenant discovery), bounded by ``timeout``."""
@@ -400,6 +402,7 @@ def oauth_link_view(
             auto_link=auto_link,
             account_id=account_id,
             timeout=timeout,
+            mailbox=mailbox,
         )
     except ProviderError as exc:
         log.warning("no %s sign-in link: %s", provider, exc)
@@ -484,6 +487,7 @@ def account_oauth_submitted(
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
         return
     form, errors = read_oauth_form(state_values(view))
+    mailbox = read_shared_mailbox(state_values(view), errors) if provider == "graph" else None
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -497,6 +501,7 @@ def account_oauth_submitted(
         interval=form.interval,
         auto_link=form.auto_link,
         timeout=LINK_TIMEOUT,
+        mailbox=mailbox,
     )
     ack(response_action="update", view=link)
 

@@ -1,0 +1,84 @@
+"""A Microsoft 365 shared mailbox (support@: no licence, sign-in blocked) reached through a
+user with Full Access + Send As and the delegated .Shared scopes: every request goes to
+/users/{mailbox}/…; it syncs, and sends From: its own address."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.mail.compose import Draft, build_mime
+from bot.mail.types import Address
+from bot.providers.errors import AuthError
+from bot.store.db import session_scope
+from bot.store.models import Account, Provider
+from bot.sync.api_sync import create_oauth_account, send_mail_api
+from tests.providers_api.conftest import MS_CLIENT, TENANT, ApiEnv, make_raw, microsoft_config
+
+SHARED = "support@contoso.test"
+AGENT = "agent@contoso.test"
+SCOPES = (
+    "https://graph.microsoft.com/Mail.ReadWrite.Shared https://graph.microsoft.com/Mail.Send.Shared"
+)
+
+
+def connect_shared(env: ApiEnv, scope: str = SCOPES) -> int:
+    tokens = env.oauth.grant("microsoft", MS_CLIENT[0], AGENT, TENANT, scope=scope)
+    with session_scope(env.factory) as s:
+        account = create_oauth_account(
+            s,
+            env.services.vault,
+            provider=Provider.GRAPH,
+            email=SHARED,
+            oauth={**microsoft_config(env.oauth), "scopes": SCOPES.split()},
+            tokens=tokens,
+            channel_id="CSHARED",
+            api={"base_url": env.graph.base_url, "mailbox": SHARED},
+        )
+        return account.id
+
+
+def test_a_shared_mailbox_syncs_and_sends_from_its_own_address(api_env: ApiEnv) -> None:
+    env = api_env
+    env.graph.full_access[SHARED] = {AGENT}
+    aid = connect_shared(env)
+    raw, mid = make_raw("Broken order", to=SHARED)
+    env.graph.deliver(SHARED, raw)
+    env.graph.deliver(AGENT, make_raw("The agent's own mail")[0])
+    assert env.sync(aid)[0] == 1  # the shared mailbox's mail, not the agent's
+    assert env.by_mid(aid, mid).subject == "Broken order"
+    assert env.where(aid, mid) == {"inbox"}
+    reply = Draft(
+        from_=Address("Support", SHARED),
+        to=[Address("", "alice@example.org")],
+        cc=[],
+        bcc=[],
+        subject="Re: Broken order",
+        body="On its way.\n",
+        message_id="shared-reply-1@mailroom.test",
+        in_reply_to=mid,
+        references=[mid],
+    )
+    send_mail_api(
+        env.services, env.account(aid), build_mime(reply, keep_bcc=True), reply.message_id
+    )
+    [sent] = env.graph.box(SHARED).sent
+    assert b"From: Support <support@contoso.test>" in sent.raw
+    assert env.graph.box(AGENT).sent == []
+    assert any(r == "alice@example.org" for r, _ in env.graph.delivered)
+    env.sync(aid)
+    assert env.where(aid, reply.message_id) == {"sentitems"}
+
+
+def test_without_full_access_or_the_shared_scope_nothing_is_read(api_env: ApiEnv) -> None:
+    env = api_env
+    env.graph.full_access.pop(SHARED, None)
+    aid = connect_shared(env)
+    with pytest.raises(AuthError):
+        env.sync(aid)
+    env.graph.full_access[SHARED] = {AGENT}
+    tokens_scope = "https://graph.microsoft.com/Mail.ReadWrite"  # consented without .Shared
+    with session_scope(env.factory) as s:
+        s.delete(s.get_one(Account, aid))
+    aid = connect_shared(env, scope=tokens_scope)
+    with pytest.raises(AuthError):
+        env.sync(aid)
