@@ -31,7 +31,7 @@ from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from googleapiclient.http import MediaIoBaseUpload
+from googleapiclient.http import BatchHttpRequest, MediaIoBaseUpload
 
 from bot.providers.errors import (
     AuthError,
@@ -46,6 +46,12 @@ from bot.providers.oauth import REAUTH, TokenSource
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 4
+# Quota (developers.google.com/gmail/api/reference/quota): 15,000 units per user per minute
+# (250/s on average); messages.get costs 5. A batch holds at most 50 calls (Google's advice
+# for Gmail), so a full batch is 250 units and batches are paced to one a second.
+UNITS_PER_SECOND = 250.0
+GET_UNITS = 5
+BATCH_SIZE = 50
 SEND_MAX_BYTES = 36_700_160  # messages.send mediaUpload maxSize (35 MB), discovery document
 MAX_WAIT_SECONDS = 120.0  # a longer Retry-After ends the run; the engine's backoff takes over
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
@@ -53,6 +59,7 @@ _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 #: Indirection so tests can record the waits instead of sleeping.
 SLEEP: Callable[[float], None] = time.sleep
+CLOCK: Callable[[], float] = time.monotonic
 
 
 class HistoryExpired(ProviderError):
@@ -144,9 +151,9 @@ class GmailClient:
         ca_file: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        http = AuthorizedHttp(
-            _SourceCredentials(tokens), http=httplib2.Http(timeout=timeout, ca_certs=ca_file)
-        )
+        self._source = tokens
+        self._creds = _SourceCredentials(tokens)
+        http = AuthorizedHttp(self._creds, http=httplib2.Http(timeout=timeout, ca_certs=ca_file))
         self._endpoint = api_endpoint
         options = {"api_endpoint": api_endpoint} if api_endpoint else None
         self._service = build(
@@ -158,6 +165,9 @@ class GmailClient:
             client_options=options,
         )
         self._users = self._service.users()
+        root = (api_endpoint or "https://gmail.googleapis.com/").rstrip("/")
+        self._batch_uri = f"{root}/batch/gmail/v1"
+        self._budget_at = 0.0  # when the quota spent so far is paid off (CLOCK time)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -363,6 +373,97 @@ class GmailClient:
         return [
             i for i, _ in self.list_ids(limit=10, q=f"rfc822msgid:{mid}", include_spam_trash=True)
         ]
+
+    def _pace(self, units: int) -> None:
+        """Spend ``units`` of the per-user quota, waiting first when running ahead of it."""
+        now = CLOCK()
+        wait = self._budget_at - now
+        if wait > 0:
+            SLEEP(wait)
+        self._budget_at = max(now, self._budget_at) + units / UNITS_PER_SECOND
+
+    def get_many(
+        self, ids: Sequence[str], *, raw: Callable[[str], bool]
+    ) -> dict[str, GmailMessage | ProviderError | None]:
+        """``messages.get`` for many ids in HTTP batches of ``BATCH_SIZE``, paced to the
+        quota. Per id: the message, None when gone (404), or the error when Gmail kept
+        failing that one (429/5xx retried with backoff, up to MAX_RETRIES)."""
+        out: dict[str, GmailMessage | ProviderError | None] = {}
+        pending = list(dict.fromkeys(ids))
+        attempt = 0
+        while pending:
+            again: list[str] = []
+            delays = [float(2**attempt)]
+            for start in range(0, len(pending), BATCH_SIZE):
+                chunk = pending[start : start + BATCH_SIZE]
+                self._pace(GET_UNITS * len(chunk))
+                again += self._batch_get(chunk, raw, out, delays, last=attempt >= MAX_RETRIES)
+            if not again:
+                break
+            delay = min(max(delays[1:] or delays), MAX_WAIT_SECONDS)  # Retry-After, if given
+            SLEEP(delay)
+            self._budget_at = max(0.0, self._budget_at - delay)  # the wait paid the quota
+            attempt += 1
+            pending = again
+        return out
+
+    def _batch_get(
+        self,
+        chunk: list[str],
+        raw: Callable[[str], bool],
+        out: dict[str, GmailMessage | ProviderError | None],
+        delays: list[float],
+        *,
+        last: bool,
+    ) -> list[str]:
+        again: list[str] = []
+
+        def done(request_id: str, response: Any, exc: Exception | None) -> None:
+            if exc is None:
+                out[request_id] = _message(response)
+                return
+            status = exc.resp.status if isinstance(exc, HttpError) else 0
+            reason = _reason(exc) if isinstance(exc, HttpError) else ""
+            if status == 404:
+                out[request_id] = None
+            elif (status in (429, 500, 502, 503, 504) or reason in _RATE_REASONS) and not last:
+                again.append(request_id)
+                if isinstance(exc, HttpError) and exc.resp.get("retry-after"):
+                    delays.append(_retry_after(exc, 0))
+            elif isinstance(exc, HttpError):
+                failed = self._translate(exc, status, reason, "messages.get")
+                if status in (429, 500, 502, 503, 504) or reason in _RATE_REASONS:
+                    failed = TransientError(f"Gmail kept failing messages.get (HTTP {status}).")
+                out[request_id] = failed
+            else:
+                out[request_id] = ProtocolError(f"Gmail batch item failed: {exc}")
+
+        batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
+        for mid in chunk:
+            fmt = "raw" if raw(mid) else "minimal"
+            batch.add(self._users.messages().get(userId="me", id=mid, format=fmt), request_id=mid)
+        attempt = 0
+        while True:
+            # Each call in the batch carries its own Authorization (google-auth's apply()).
+            self._creds.token = self._source.access_token()
+            try:
+                batch.execute()
+                return again
+            except HttpError as exc:  # the batch request itself
+                status = exc.resp.status
+                if status in (429, 500, 502, 503, 504) and attempt < MAX_RETRIES:
+                    SLEEP(_retry_after(exc, attempt))
+                    attempt += 1
+                    continue
+                if status in (429, 500, 502, 503, 504):
+                    raise TransientError(
+                        f"Gmail is busy (batch messages.get: HTTP {status}); the sync will retry."
+                    ) from exc
+                raise self._translate(exc, status, _reason(exc), "batch") from exc
+            except (TimeoutError, httplib2.HttpLib2Error, OSError) as exc:
+                raise TransientError(
+                    f"Gmail could not be reached (batch: {type(exc).__name__})."
+                ) from exc
 
     def iter_raw(self, ids: Sequence[str]) -> Iterator[tuple[str, GmailMessage | None]]:
         for message_id in ids:

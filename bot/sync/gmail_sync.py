@@ -149,12 +149,14 @@ def _gmail_fetch(
     next run and quarantined after MAX_ATTEMPTS, so it cannot block the cursor; when every
     message of the batch fails (and not only ones already failing), Gmail itself is in
     trouble and the run ends instead."""
-    out: list[Fetched] = []
-    for i in ids:
-        try:
-            out.append((i, client.get(i, raw=i not in known)))
-        except (TransientError, ProtocolError) as exc:
-            out.append((i, exc))
+    got = client.get_many(ids, raw=lambda i: i not in known)
+    out: list[Fetched] = [
+        (i, got[i] if i in got else ProtocolError("Gmail's batch gave no answer for it"))
+        for i in ids
+    ]
+    for _i, gm in out:
+        if isinstance(gm, ProviderError) and not isinstance(gm, TransientError | ProtocolError):
+            raise gm  # auth / configuration: the whole account, not this message
     errors = [gm for _i, gm in out if isinstance(gm, ProviderError)]
     if errors and len(errors) == len(out) and not set(ids) <= retrying:
         raise errors[0]

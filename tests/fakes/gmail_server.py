@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.utils import getaddresses
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes import FakeHttpServer, Request, Response
 from tests.fakes.oauth_server import FakeOAuth
@@ -87,6 +88,7 @@ class FakeGmail:
         self.server = FakeHttpServer(self._handle)
         # What left through send: (recipient, the copy they got: no Bcc header).
         self.delivered: list[tuple[str, bytes]] = []
+        self.batches: list[int] = []  # calls per batch request received
 
     @property
     def url(self) -> str:
@@ -159,6 +161,53 @@ class FakeGmail:
     # -- HTTP -------------------------------------------------------------------------
 
     def _handle(self, req: Request) -> Response:
+        if req.path == "/batch/gmail/v1" and req.method == "POST":
+            return self._batch(req)
+        return self._handle_one(req)
+
+    def _batch(self, req: Request) -> Response:
+        """HTTP batch (multipart/mixed of application/http parts, at most 100 calls; each is
+        authorised and charged on its own, as Google does). Quota: the units of each call
+        count against the user's per-minute budget (``quota_units``)."""
+        head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode()
+        outer = message_from_bytes(head + req.body, policy=policy.compat32)
+        parts = outer.get_payload() if outer.is_multipart() else None
+        if not isinstance(parts, list) or not 0 < len(parts) <= 100:
+            return gmail_error(400, "Bad batch", "badRequest", "INVALID_ARGUMENT")
+        self.batches.append(len(parts))
+        boundary = "batch_fake_boundary"
+        out: list[str] = []
+        for part in parts:
+            text = str(part.get_payload())
+            lines = text.replace("\r\n", "\n").split("\n")
+            method, target, _v = lines[0].split(" ", 2)
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if not line:
+                    break
+                name, _s, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            split = urlsplit(target)
+            inner = Request(
+                method, split.path, parse_qs(split.query, keep_blank_values=True), headers, b""
+            )
+            resp = self.server._fault(inner) or self._handle_one(inner)
+            cid = str(part.get("Content-ID", "<x+0>"))
+            out.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\n"
+                f"Content-ID: <response-{cid[1:]}\r\n\r\n"
+                f"HTTP/1.1 {resp.status} X\r\nContent-Type: application/json; charset=UTF-8\r\n"
+                + "".join(
+                    f"{k}: {v}\r\n" for k, v in resp.headers.items() if k.lower() == "retry-after"
+                )
+                + f"\r\n{resp.body.decode()}\r\n"
+            )
+        body = "".join(out) + f"--{boundary}--\r\n"
+        return Response(
+            200, body.encode(), {"Content-Type": f"multipart/mixed; boundary={boundary}"}
+        )
+
+    def _handle_one(self, req: Request) -> Response:
         who = self.oauth.who(req.headers.get("authorization"))
         if who is None:
             return gmail_error(

@@ -349,3 +349,36 @@ def test_the_lease_is_renewed_per_batch_and_a_lost_lease_stops_the_run(
             after_batch=heartbeat,
         )
     assert len(beats) == 1  # stopped at the first heartbeat, not after the whole mailbox
+
+
+def test_gmail_first_sync_fetches_in_batches_within_the_quota(
+    api_env: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """messages.get goes in HTTP batches of at most 50 (250 quota units), paced to 250
+    units a second on the client's clock (a virtual one here: SLEEP advances it)."""
+    from bot.providers import gmail as gmail_mod
+
+    clock = [0.0]
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(gmail_mod, "SLEEP", sleep)
+    monkeypatch.setattr(gmail_mod, "CLOCK", lambda: clock[0])
+    env = api_env
+    aid, email = env.add_account(Provider.GMAIL)
+    for n in range(120):
+        env.gmail.deliver(email, make_raw(f"Order {n}")[0])
+    before = len(env.gmail.batches)
+    single_gets = sum(
+        1 for r in env.gmail.server.requests if "/messages/" in r.path and r.method == "GET"
+    )
+    assert env.sync(aid)[0] == 120
+    assert env.gmail.batches[before:] == [50, 50, 20]
+    assert single_gets == sum(
+        1 for r in env.gmail.server.requests if "/messages/" in r.path and r.method == "GET"
+    )  # no one-by-one messages.get
+    # 600 units: the third batch starts no earlier than 2 s in (250 units per second).
+    assert clock[0] == pytest.approx(2.0)
