@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,18 @@ DELTA_SELECT = (
 _EXPIRED_CODES = frozenset(
     {"syncstatenotfound", "syncstateinvalid", "resyncrequired", "invaliddeltatoken"}
 )
+
+#: Outlook allows 4 concurrent requests per app and mailbox (Graph throttling limits): every
+#: client of one mailbox in this process shares these slots (sync, write-back and sends).
+MAX_CONCURRENT = 4
+_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def mailbox_slots(key: str) -> threading.BoundedSemaphore:
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(key, threading.BoundedSemaphore(MAX_CONCURRENT))
+
 
 #: Indirection so tests can record the waits instead of sleeping.
 SLEEP: Callable[[float], None] = time.sleep
@@ -110,8 +123,10 @@ class GraphClient:
         timeout: float = 60.0,
         page_size: int = 50,
         mailbox: str | None = None,
+        slot_key: str | None = None,
     ) -> None:
         self._tokens = tokens
+        self._slots = mailbox_slots(slot_key or f"{base_url}|{mailbox}|{id(tokens)}")
         self.root = f"users/{quote(mailbox, safe='@')}" if mailbox else "me"
         self.base_url = (base_url or GRAPH_BASE_URL).rstrip("/")
         self._session = VerifyingSession(ca_file or True)
@@ -156,9 +171,10 @@ class GraphClient:
             headers["Authorization"] = f"Bearer {token}"
             headers["Prefer"] = ", ".join((IMMUTABLE_IDS, *prefer))
             try:
-                resp = self._session.request(
-                    method, url, headers=headers, timeout=self._timeout, **kwargs
-                )
+                with self._slots:  # at most MAX_CONCURRENT in flight for this mailbox
+                    resp = self._session.request(
+                        method, url, headers=headers, timeout=self._timeout, **kwargs
+                    )
             except requests.RequestException as exc:
                 raise TransientError(
                     f"Microsoft Graph could not be reached ({what}: {type(exc).__name__})."

@@ -90,6 +90,7 @@ def graph_client(services: Services, account: Account) -> GraphClient:
         page_size=int(api.get("page_size") or 50),
         # A shared mailbox (or another user's) reached as /users/{mailbox}/…
         mailbox=str(api.get("mailbox") or "") or None,
+        slot_key=f"account:{account.id}",  # Graph's 4 concurrent requests per mailbox
     )
 
 

@@ -382,3 +382,31 @@ def test_gmail_first_sync_fetches_in_batches_within_the_quota(
     )  # no one-by-one messages.get
     # 600 units: the third batch starts no earlier than 2 s in (250 units per second).
     assert clock[0] == pytest.approx(2.0)
+
+
+def test_graph_requests_of_one_mailbox_share_four_slots(api_env: ApiEnv) -> None:
+    """Outlook allows 4 concurrent requests per mailbox: sync, write-back and send clients of
+    one account share the same slots; with none free, a request waits for one."""
+    import threading
+
+    from bot.providers import graph as graph_mod
+    from bot.sync.api_accounts import graph_client
+
+    env = api_env
+    aid, _email = env.add_account(Provider.GRAPH)
+    account = env.account(aid)
+    with graph_client(env.services, account) as a, graph_client(env.services, account) as b:
+        slots = graph_mod.mailbox_slots(f"account:{aid}")
+        assert a._slots is slots and b._slots is slots
+        for _ in range(graph_mod.MAX_CONCURRENT):
+            assert slots.acquire(blocking=False)
+        try:
+            done = threading.Event()
+            worker = threading.Thread(target=lambda: (a.me(), done.set()))
+            worker.start()
+            assert not done.wait(0.3)  # all four slots taken: the request waits
+        finally:
+            for _ in range(graph_mod.MAX_CONCURRENT):
+                slots.release()
+        worker.join(10)
+        assert done.is_set()
