@@ -218,6 +218,15 @@ class GmailClient:
                 f"Mailroom lacks a Gmail permission ({what}): the account {REAUTH} and the "
                 "admin must grant every requested scope."
             )
+        if status == 403 and reason == "domainPolicy":
+            return ConfigError(
+                "A Google Workspace admin blocks Mailroom from Gmail data: mark its OAuth client "
+                "Trusted (Admin console → Security → Access and data control → API controls)."
+            )
+        if status == 403 and reason == "dailyLimitExceeded":
+            return TransientError(f"Gmail's daily quota is used up ({what}); retrying later.")
+        if status == 413:
+            return MessageRejected(f"Gmail refused {what}: the email is too large.", code=413)
         if status == 403:
             return ConfigError(
                 f"Gmail refused {what} ({reason or 'forbidden'}): is the Gmail API enabled in "
@@ -363,7 +372,15 @@ class GmailClient:
             request.uri = urlunsplit(
                 urlsplit(request.uri)._replace(scheme=base.scheme, netloc=base.netloc)
             )
-        return _message(self._call(request, "messages.send", retry=False))
+        try:
+            return _message(self._call(request, "messages.send", retry=False))
+        except ProtocolError as exc:
+            cause = exc.__cause__
+            if thread_id and isinstance(cause, HttpError) and cause.resp.status == 404:
+                # The thread was purged in Gmail: nothing was sent; send it unthreaded (the
+                # In-Reply-To / References headers still thread it for the recipient).
+                return self.send(raw)
+            raise
 
     def find_message_id(self, message_id: str) -> list[str]:
         """Ids of messages with this Message-ID header, in any label (sent copies too)."""

@@ -231,6 +231,13 @@ class GraphClient:
             return DeltaExpired(f"The Graph delta link expired ({what}): resync the folder.")
         if status == 401:
             return AuthError(f"Microsoft 365 rejected the access token: the account {REAUTH}.")
+        if status == 403 and (what in ("sendMail", "send") or code == "ErrorSendAsDenied"):
+            # Reconnecting does not help: Send As missing, or sending blocked for the mailbox.
+            return MessageRejected(
+                f"Microsoft 365 refused to send ({code or 'forbidden'}): {message} (a shared "
+                "mailbox needs Send As for the connecting user).",
+                code=status,
+            )
         if status == 403:
             return AuthError(
                 f"Microsoft 365 refused {what} ({code or 'forbidden'}): the account {REAUTH} "

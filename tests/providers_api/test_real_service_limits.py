@@ -410,3 +410,33 @@ def test_graph_requests_of_one_mailbox_share_four_slots(api_env: ApiEnv) -> None
                 slots.release()
         worker.join(10)
         assert done.is_set()
+
+
+# -- findings 15, 20: errors that reconnecting does not fix; purged threads ---------------
+
+
+def test_a_workspace_block_and_a_send_as_refusal_say_what_to_do(api_env: ApiEnv) -> None:
+    env = api_env
+    aid, _email = env.add_account(Provider.GMAIL)
+    env.gmail.server.inject(
+        "/profile",
+        gmail_error(403, "Domain policy has disabled access", "domainPolicy", "PERMISSION_DENIED"),
+    )
+    with pytest.raises(ConfigError, match="Trusted"):
+        env.sync(aid)
+    gid, _ = env.add_account(Provider.GRAPH)
+    raw, mid = make_raw("Quote", sender="ceo@contoso.test", to="bob@example.org")
+    with pytest.raises(MessageRejected, match="ErrorSendAsDenied"):
+        send_mail_api(env.services, env.account(gid), raw, mid)
+
+
+def test_a_reply_to_a_thread_gmail_purged_is_sent_unthreaded(api_env: ApiEnv) -> None:
+    env = api_env
+    aid, email = env.add_account(Provider.GMAIL)
+    raw, mid = make_raw("Please help")
+    gid = env.gmail.deliver(email, raw)
+    env.sync(aid)
+    env.gmail.delete(email, gid)  # purged from Trash: its thread id is gone
+    reply, rmid = make_raw("Re: Please help", sender=email, to="alice@example.org", in_reply_to=mid)
+    send_mail_api(env.services, env.account(aid), reply, rmid)
+    assert [r for r, _ in env.gmail.delivered][-1] == "alice@example.org"
