@@ -501,6 +501,49 @@ def _graph_identity(
     return out
 
 
+def connect_app_only_mailbox(
+    services: Services,
+    *,
+    mailbox: str,
+    channel_id: str | None,
+    interval: int = 300,
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> int:
+    """Microsoft 365 with application permissions (client credentials): the app's own token,
+    no user. The tenant must grant the app the *application* permissions Mail.ReadWrite and
+    Mail.Send and limit them to chosen mailboxes (RBAC for Applications or an application
+    access policy). Checks that the app can open ``mailbox`` first; raises ProviderError /
+    ConfigError otherwise. Returns the new account's id."""
+    from bot.providers.graph import GraphClient
+    from bot.sync.api_sync import create_oauth_account
+
+    config = {**app_config(services.settings, MICROSOFT), "app_only": True}
+    api = api_config(services.settings, MICROSOFT)
+    source = TokenSource(app_from_config(MICROSOFT, config), {})
+    with GraphClient(
+        source, base_url=api.get("base_url"), ca_file=api.get("ca_file"), mailbox=mailbox
+    ) as graph:
+        me = graph.me()
+        graph.folder("inbox")
+    email = str(me.get("mail") or mailbox).strip().lower()
+    with session_scope(services.session_factory) as s:
+        account = create_oauth_account(
+            s,
+            services.vault,
+            provider=Provider.GRAPH,
+            email=email,
+            oauth=config,
+            tokens=dict(source.tokens),
+            channel_id=channel_id,
+            api={**api, "mailbox": email},
+            sync_interval_seconds=interval,
+            auto_link=auto_link,
+            created_by=created_by,
+        )
+        return account.id
+
+
 def _after(services: Services, slack_client: WebClient, request: ConnectRequest) -> None:
     """Best-effort Slack follow-ups: the account is stored whatever happens here."""
     from bot.home import publish_home

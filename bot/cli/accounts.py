@@ -145,6 +145,34 @@ def add_imap(
     )
 
 
+@accounts.command("add-m365-app")
+@click.option("--email", required=True, help="The Microsoft 365 (shared) mailbox address.")
+@click.option("--channel", "channel_id", default=None, help="Slack channel id for this inbox.")
+@click.option(
+    "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
+)
+@click.option("--auto-link/--no-auto-link", default=True, show_default=True)
+def add_m365_app(email: str, channel_id: str | None, frequency: int, auto_link: bool) -> None:
+    """Add a Microsoft 365 mailbox through the app's application permissions (client
+    credentials; docs/oauth-providers.md, "Shared mailboxes"). Checks access first."""
+    from bot.oauth_connect import connect_app_only_mailbox
+    from bot.providers.errors import ProviderError
+
+    try:
+        account_id = connect_app_only_mailbox(
+            _services(),
+            mailbox=email,
+            channel_id=channel_id,
+            interval=frequency,
+            auto_link=auto_link,
+            created_by="cli",
+        )
+    except ProviderError as exc:
+        click.echo(f"Not saved. {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Saved {email} (account {account_id}); it syncs with the app's own token.")
+
+
 @accounts.command("list")
 def list_cmd() -> None:
     """Every account with its sync status."""

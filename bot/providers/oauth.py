@@ -71,6 +71,8 @@ MICROSOFT_SHARED_SCOPES = (
     "https://graph.microsoft.com/Mail.Send.Shared",
     "https://graph.microsoft.com/User.Read",
 )
+# Application permissions (Mail.ReadWrite, Mail.Send as *application* roles) come with .default.
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 # Scopes Mailroom cannot work without (the rest, e.g. openid, only help).
 _REQUIRED = {
     "gmail.modify",
@@ -103,6 +105,9 @@ class OAuthApp:
     authority_host: str = MICROSOFT_AUTHORITY_HOST
     ca_file: str | None = None
     timeout: float = 30.0
+    # Microsoft application permissions (client credentials): no user, no refresh token; the
+    # app's own token, limited by the tenant to chosen mailboxes.
+    app_only: bool = False
 
     @property
     def authority(self) -> str:
@@ -142,6 +147,7 @@ def app_from_config(provider: str, config: Mapping[str, Any]) -> OAuthApp:
         authority_host=str(config.get("authority_host") or MICROSOFT_AUTHORITY_HOST),
         ca_file=config.get("ca_file") or None,
         timeout=float(config.get("timeout") or 30.0),
+        app_only=bool(config.get("app_only")) and provider == MICROSOFT,
     )
 
 
@@ -447,6 +453,14 @@ class TokenSource:
             return self._refresh_locked()
 
     def _refresh_locked(self) -> str:
+        if self.app.app_only:
+            result = _msal_app(self.app).acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
+            fresh = _microsoft_tokens(result, None)
+            fresh.pop("refresh_token", None)
+            self.tokens = {**self.tokens, **fresh}
+            if self.save is not None:
+                self.save(dict(self.tokens))
+            return str(self.tokens["access_token"])
         refresh_token = self.tokens.get("refresh_token")
         if not refresh_token:
             raise AuthError(f"The account has no refresh token and {REAUTH}.")

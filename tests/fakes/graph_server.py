@@ -130,6 +130,8 @@ class FakeGraph:
         self.smtp: dict[str, str] = {}  # UPN → primary SMTP address (`mail`), when they differ
         # shared mailbox → users with FullAccess + SendAs on it
         self.full_access: dict[str, set[str]] = {}
+        # app client id → mailboxes its application access policy allows
+        self.app_mailboxes: dict[str, set[str]] = {}
         self._uploads: dict[str, tuple[Box, str, str, str, int, bytearray]] = {}
 
     @property
@@ -280,6 +282,10 @@ class FakeGraph:
         if who is None:
             return graph_error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
+            )
+        if req.path.startswith("/v1.0/me") and who.startswith("app:"):
+            return graph_error(
+                400, "BadRequest", "/me request is only valid with delegated authentication flow."
             )
         if req.path.startswith("/v1.0/me"):
             owner, rest = who, req.path[len("/v1.0/me") :]
@@ -572,6 +578,15 @@ class FakeGraph:
         ``.Shared`` scope (``Mail.Send.Shared`` for sending)."""
         if owner == who:
             return None
+        if who.startswith("app:"):
+            if owner in self.app_mailboxes.get(who[4:], set()):
+                return None
+            return graph_error(
+                403,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly "
+                "AccessPolicy settings.",
+            )
         scopes = self.oauth.scopes(req.headers.get("authorization"))
         need = (
             "mail.send.shared"

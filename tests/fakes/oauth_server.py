@@ -306,6 +306,18 @@ class FakeOAuth:
                 401, "invalid_client", 7000215, "Invalid client secret provided."
             )
         grant_type = form.get("grant_type")
+        if grant_type == "client_credentials":
+            # Application permissions: a token for the app itself (roles, no user).
+            access = self._access(f"app:{client_id}")
+            self.state.token_scopes[access] = "Mail.ReadWrite Mail.Send"
+            return Response.json(
+                {
+                    "token_type": "Bearer",
+                    "expires_in": self.access_lifetime,
+                    "ext_expires_in": self.access_lifetime,
+                    "access_token": access,
+                }
+            )
         if grant_type == "authorization_code":
             found = self.state.codes.pop(form.get("code", ""), None)
             if found is None or found[1] != form.get("redirect_uri"):

@@ -4,11 +4,15 @@ user with Full Access + Send As and the delegated .Shared scopes: every request 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bot.mail.compose import Draft, build_mime
 from bot.mail.types import Address
+from bot.oauth_connect import connect_app_only_mailbox
 from bot.providers.errors import AuthError
+from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
 from bot.sync.api_sync import create_oauth_account, send_mail_api
@@ -82,3 +86,43 @@ def test_without_full_access_or_the_shared_scope_nothing_is_read(api_env: ApiEnv
     aid = connect_shared(env, scope=tokens_scope)
     with pytest.raises(AuthError):
         env.sync(aid)
+
+
+def app_services(env: ApiEnv) -> Services:
+    settings = dataclasses.replace(
+        env.services.settings,
+        public_url="https://mailroom.example.com",
+        microsoft_client_id=MS_CLIENT[0],
+        microsoft_client_secret=MS_CLIENT[1],
+        microsoft_tenant=TENANT,
+        oauth_overrides={
+            "graph": {
+                "authority_host": env.oauth.host,
+                "ca_file": env.oauth.ca_file,
+                "api": {"base_url": env.graph.base_url},
+            }
+        },
+    )
+    return Services(settings, env.factory, env.services.vault, env.services.access)
+
+
+def test_application_permissions_reach_only_the_mailboxes_the_tenant_allows(
+    api_env: ApiEnv,
+) -> None:
+    env = api_env
+    services = app_services(env)
+    env.graph.app_mailboxes.pop(MS_CLIENT[0], None)
+    with pytest.raises(AuthError):  # the application access policy does not include it
+        connect_app_only_mailbox(services, mailbox="billing@contoso.test", channel_id="CB")
+    env.graph.app_mailboxes[MS_CLIENT[0]] = {"billing@contoso.test"}
+    aid = connect_app_only_mailbox(services, mailbox="billing@contoso.test", channel_id="CB")
+    raw, mid = make_raw("Invoice 12", to="billing@contoso.test")
+    env.graph.deliver("billing@contoso.test", raw)
+    assert env.sync(aid)[0] == 1
+    reply, rmid = make_raw(
+        "Re: Invoice 12", sender="billing@contoso.test", to="alice@example.org", in_reply_to=mid
+    )
+    send_mail_api(env.services, env.account(aid), reply, rmid)
+    assert env.graph.box("billing@contoso.test").sent[-1].raw == reply
+    account = env.account(aid)
+    assert account.email == "billing@contoso.test" and account.config["oauth"]["app_only"]
