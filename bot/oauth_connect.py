@@ -447,9 +447,9 @@ def _complete(
 def shared_scopes(provider: str) -> list[str]:
     if provider != MICROSOFT:
         raise ConfigError(
-            "A Google Workspace mailbox other than the signed-in one needs a service account "
-            "with domain-wide delegation, which Mailroom does not support yet "
-            "(docs/oauth-providers.md, “Shared mailboxes”): sign in as the mailbox itself."
+            "A Google Workspace mailbox other than the signed-in one is reached through a "
+            "service account with domain-wide delegation: `mailroom accounts add-gmail-sa` "
+            "(docs/oauth-providers.md, “Shared mailboxes”), or sign in as the mailbox itself."
         )
     return list(MICROSOFT_SHARED_SCOPES)
 
@@ -537,6 +537,51 @@ def connect_app_only_mailbox(
             tokens=dict(source.tokens),
             channel_id=channel_id,
             api={**api, "mailbox": email},
+            sync_interval_seconds=interval,
+            auto_link=auto_link,
+            created_by=created_by,
+        )
+        return account.id
+
+
+def connect_gmail_service_account(
+    services: Services,
+    *,
+    key: Mapping[str, Any],
+    mailbox: str,
+    channel_id: str | None,
+    interval: int = 300,
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> int:
+    """A Google Workspace mailbox through a service account with domain-wide delegation
+    (``key``: the service account's JSON key). Mailroom acts as ``mailbox``
+    (``subject=``); checks access with ``getProfile`` first. Returns the account id."""
+    from bot.providers.gmail import GmailClient
+    from bot.sync.api_sync import create_oauth_account
+
+    overrides = dict(services.settings.oauth_overrides.get(GOOGLE) or {})
+    config = {
+        "client_id": str(key.get("client_email") or ""),
+        "client_secret": str(key.get("private_key") or ""),
+        "token_uri": str(key.get("token_uri") or "https://oauth2.googleapis.com/token"),
+        "subject": mailbox.strip().lower(),
+        **({"ca_file": overrides["ca_file"]} if overrides.get("ca_file") else {}),
+    }
+    api = api_config(services.settings, GOOGLE)
+    source = TokenSource(app_from_config(GOOGLE, config), {})
+    gmail = GmailClient(source, api_endpoint=api.get("base_url"), ca_file=api.get("ca_file"))
+    email = str(gmail.profile().get("emailAddress") or mailbox).strip().lower()
+    with session_scope(services.session_factory) as s:
+        account = create_oauth_account(
+            s,
+            services.vault,
+            provider=Provider.GMAIL,
+            email=email,
+            oauth=config,
+            tokens=dict(source.tokens),
+            channel_id=channel_id,
+            api=api,
             sync_interval_seconds=interval,
             auto_link=auto_link,
             created_by=created_by,

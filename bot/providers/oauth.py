@@ -108,6 +108,9 @@ class OAuthApp:
     # Microsoft application permissions (client credentials): no user, no refresh token; the
     # app's own token, limited by the tenant to chosen mailboxes.
     app_only: bool = False
+    # Google service account with domain-wide delegation: client_id is its client_email,
+    # client_secret its private key (PEM), and Mailroom acts as ``subject`` (the mailbox).
+    subject: str = ""
 
     @property
     def authority(self) -> str:
@@ -148,6 +151,7 @@ def app_from_config(provider: str, config: Mapping[str, Any]) -> OAuthApp:
         ca_file=config.get("ca_file") or None,
         timeout=float(config.get("timeout") or 30.0),
         app_only=bool(config.get("app_only")) and provider == MICROSOFT,
+        subject=str(config.get("subject") or "") if provider == GOOGLE else "",
     )
 
 
@@ -290,6 +294,49 @@ def _google_refresh(app: OAuthApp, refresh_token: str) -> dict[str, Any]:
         "refresh_token": creds.refresh_token or refresh_token,
         "expires_at": expires_at,
     }
+
+
+def _google_delegated_token(app: OAuthApp) -> dict[str, Any]:
+    """A Gmail access token for ``app.subject`` through the service account's domain-wide
+    delegation (a JWT signed with its key, exchanged at the token URI; no refresh token)."""
+    from google.auth import exceptions as gexc
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    try:
+        creds = service_account.Credentials.from_service_account_info(
+            {
+                "client_email": app.client_id,
+                "private_key": app.client_secret,
+                "token_uri": app.token_uri,
+            },
+            scopes=[s for s in app.scopes if "googleapis.com/auth/" in s],
+            subject=app.subject,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"The service account key cannot be read ({exc}).") from exc
+    session = VerifyingSession(app.verify)
+    try:
+        creds.refresh(Request(session))
+    except gexc.RefreshError as exc:
+        data = exc.args[1] if len(exc.args) > 1 else None
+        if isinstance(data, Mapping) and data.get("error") in ("unauthorized_client",):
+            raise ConfigError(
+                "Google refused domain-wide delegation for the service account: a Workspace "
+                "super admin must allow its client id the gmail.modify scope (Admin console → "
+                "Security → Access and data control → API controls → Domain-wide delegation)."
+            ) from exc
+        raise _google_error(data) from exc
+    except gexc.TransportError as exc:
+        raise TransientError(
+            f"Google sign-in could not be reached ({type(exc).__name__})."
+        ) from exc
+    finally:
+        session.close()
+    expires_at = (
+        float(calendar.timegm(creds.expiry.timetuple())) if creds.expiry else time.time() + 3600
+    )
+    return {"access_token": creds.token, "expires_at": expires_at}
 
 
 def _unverified_claims(id_token: str) -> dict[str, Any]:
@@ -457,6 +504,12 @@ class TokenSource:
             result = _msal_app(self.app).acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
             fresh = _microsoft_tokens(result, None)
             fresh.pop("refresh_token", None)
+            self.tokens = {**self.tokens, **fresh}
+            if self.save is not None:
+                self.save(dict(self.tokens))
+            return str(self.tokens["access_token"])
+        if self.app.subject:
+            fresh = _google_delegated_token(self.app)
             self.tokens = {**self.tokens, **fresh}
             if self.save is not None:
                 self.save(dict(self.tokens))

@@ -10,8 +10,8 @@ import pytest
 
 from bot.mail.compose import Draft, build_mime
 from bot.mail.types import Address
-from bot.oauth_connect import connect_app_only_mailbox
-from bot.providers.errors import AuthError
+from bot.oauth_connect import connect_app_only_mailbox, connect_gmail_service_account
+from bot.providers.errors import AuthError, ConfigError
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
@@ -126,3 +126,71 @@ def test_application_permissions_reach_only_the_mailboxes_the_tenant_allows(
     assert env.graph.box("billing@contoso.test").sent[-1].raw == reply
     account = env.account(aid)
     assert account.email == "billing@contoso.test" and account.config["oauth"]["app_only"]
+
+
+# -- Google: a service account with domain-wide delegation ---------------------------------
+
+
+def service_account_key(env: ApiEnv, delegated: set[str]) -> dict[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = f"mailroom-{len(env.oauth.state.service_accounts)}@proj.iam.gserviceaccount.com"
+    env.oauth.add_service_account(
+        email,
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        delegated,
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {
+        "type": "service_account",
+        "client_email": email,
+        "private_key": pem,
+        "token_uri": f"{env.oauth.url}/token",
+    }
+
+
+def google_services(env: ApiEnv) -> Services:
+    settings = dataclasses.replace(
+        env.services.settings,
+        oauth_overrides={
+            "gmail": {"ca_file": env.oauth.ca_file, "api": {"base_url": env.gmail.url}}
+        },
+    )
+    return Services(settings, env.factory, env.services.vault, env.services.access)
+
+
+def test_a_workspace_mailbox_through_domain_wide_delegation(api_env: ApiEnv) -> None:
+    env = api_env
+    services = google_services(env)
+    modify = "https://www.googleapis.com/auth/gmail.modify"
+    with pytest.raises(ConfigError, match="Domain-wide delegation"):  # not allowed by an admin
+        connect_gmail_service_account(
+            services,
+            key=service_account_key(env, set()),
+            mailbox="help@gmail.test",
+            channel_id="CG",
+        )
+    key = service_account_key(env, {modify})
+    aid = connect_gmail_service_account(
+        services, key=key, mailbox="help@gmail.test", channel_id="CG"
+    )
+    raw, mid = make_raw("Where is my parcel", to="help@gmail.test")
+    env.gmail.deliver("help@gmail.test", raw)
+    assert env.sync(aid)[0] == 1
+    reply, rmid = make_raw(
+        "Re: Where is my parcel", sender="help@gmail.test", to="alice@example.org", in_reply_to=mid
+    )
+    send_mail_api(env.services, env.account(aid), reply, rmid)
+    assert env.gmail.box("help@gmail.test").sent[-1].message_id == rmid
+    account = env.account(aid)
+    assert account.email == "help@gmail.test"
+    assert account.config["oauth"]["subject"] == "help@gmail.test"
+    assert "PRIVATE KEY" not in str(account.config)  # the key is in the encrypted credentials
