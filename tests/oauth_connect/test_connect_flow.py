@@ -289,7 +289,8 @@ def test_microsoft_address_is_the_mailbox_mail_not_the_sign_in_name(
 def test_a_shared_mailbox_connects_through_a_delegate(
     connect: Connect, graph_fake: FakeGraph
 ) -> None:
-    url, query = connect.sign_in_link("graph", shared="Support@contoso.test")
+    shared = f"support-{time.time_ns()}@contoso.test"
+    url, query = connect.sign_in_link("graph", shared=shared.upper())
     scopes = parse_qs(urlsplit(url).query)["scope"][0].split()
     assert "https://graph.microsoft.com/Mail.ReadWrite.Shared" in scopes
     assert "https://graph.microsoft.com/Mail.Send.Shared" in scopes
@@ -300,14 +301,14 @@ def test_a_shared_mailbox_connects_through_a_delegate(
     status, page = connect.callback(code=code, state=query["state"][0])
     assert status == 400 and "Full Access" in page
     assert accounts(connect) == []
-    graph_fake.full_access["support@contoso.test"] = {"agent@contoso.test"}
-    _url, query = connect.sign_in_link("graph", shared="support@contoso.test")
+    graph_fake.full_access[shared] = {"agent@contoso.test"}
+    _url, query = connect.sign_in_link("graph", shared=shared)
     code = connect.oauth.issue_code(
         "microsoft", MICROSOFT[0], "agent@contoso.test", connect.redirect_uri, TENANT
     )
     status, page = connect.callback(code=code, state=query["state"][0])
     assert status == 200, page
     [account] = accounts(connect)
-    assert account.email == "support@contoso.test"
-    assert account.config["api"]["mailbox"] == "support@contoso.test"
+    assert account.email == shared
+    assert account.config["api"]["mailbox"] == shared
     assert "Mail.Send.Shared" in " ".join(account.config["oauth"]["scopes"])

@@ -5,6 +5,7 @@ user with Full Access + Send As and the delegated .Shared scopes: every request 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -18,41 +19,49 @@ from bot.store.models import Account, Provider
 from bot.sync.api_sync import create_oauth_account, send_mail_api
 from tests.providers_api.conftest import MS_CLIENT, TENANT, ApiEnv, make_raw, microsoft_config
 
-SHARED = "support@contoso.test"
-AGENT = "agent@contoso.test"
+_n = itertools.count(1)
+
+
+def shared_pair() -> tuple[str, str]:
+    """A fresh shared mailbox and delegate (the fakes live for the whole session)."""
+    n = next(_n)
+    return f"support{n}@contoso.test", f"agent{n}@contoso.test"
+
+
 SCOPES = (
     "https://graph.microsoft.com/Mail.ReadWrite.Shared https://graph.microsoft.com/Mail.Send.Shared"
 )
 
 
-def connect_shared(env: ApiEnv, scope: str = SCOPES) -> int:
-    tokens = env.oauth.grant("microsoft", MS_CLIENT[0], AGENT, TENANT, scope=scope)
+def connect_shared(env: ApiEnv, shared: str, agent: str, scope: str = SCOPES) -> int:
+    tokens = env.oauth.grant("microsoft", MS_CLIENT[0], agent, TENANT, scope=scope)
     with session_scope(env.factory) as s:
         account = create_oauth_account(
             s,
             env.services.vault,
             provider=Provider.GRAPH,
-            email=SHARED,
+            email=shared,
             oauth={**microsoft_config(env.oauth), "scopes": SCOPES.split()},
             tokens=tokens,
             channel_id="CSHARED",
-            api={"base_url": env.graph.base_url, "mailbox": SHARED},
+            api={"base_url": env.graph.base_url, "mailbox": shared},
         )
         return account.id
 
 
 def test_a_shared_mailbox_syncs_and_sends_from_its_own_address(api_env: ApiEnv) -> None:
     env = api_env
-    env.graph.full_access[SHARED] = {AGENT}
-    aid = connect_shared(env)
-    raw, mid = make_raw("Broken order", to=SHARED)
-    env.graph.deliver(SHARED, raw)
-    env.graph.deliver(AGENT, make_raw("The agent's own mail")[0])
+    shared, agent = shared_pair()
+    env.graph.full_access[shared] = {agent}
+    aid = connect_shared(env, shared, agent)
+    raw, mid = make_raw("Broken order", to=shared)
+    env.graph.deliver(shared, raw)
+    env.graph.deliver(agent, make_raw("The agent's own mail")[0])
     assert env.sync(aid)[0] == 1  # the shared mailbox's mail, not the agent's
     assert env.by_mid(aid, mid).subject == "Broken order"
     assert env.where(aid, mid) == {"inbox"}
     reply = Draft(
-        from_=Address("Support", SHARED),
+        from_=Address("Support", shared),
         to=[Address("", "alice@example.org")],
         cc=[],
         bcc=[],
@@ -65,9 +74,9 @@ def test_a_shared_mailbox_syncs_and_sends_from_its_own_address(api_env: ApiEnv) 
     send_mail_api(
         env.services, env.account(aid), build_mime(reply, keep_bcc=True), reply.message_id
     )
-    [sent] = env.graph.box(SHARED).sent
-    assert b"From: Support <support@contoso.test>" in sent.raw
-    assert env.graph.box(AGENT).sent == []
+    [sent] = env.graph.box(shared).sent
+    assert f"From: Support <{shared}>".encode() in sent.raw
+    assert env.graph.box(agent).sent == []
     assert any(r == "alice@example.org" for r, _ in env.graph.delivered)
     env.sync(aid)
     assert env.where(aid, reply.message_id) == {"sentitems"}
@@ -75,15 +84,15 @@ def test_a_shared_mailbox_syncs_and_sends_from_its_own_address(api_env: ApiEnv) 
 
 def test_without_full_access_or_the_shared_scope_nothing_is_read(api_env: ApiEnv) -> None:
     env = api_env
-    env.graph.full_access.pop(SHARED, None)
-    aid = connect_shared(env)
+    shared, agent = shared_pair()
+    aid = connect_shared(env, shared, agent)
     with pytest.raises(AuthError):
         env.sync(aid)
-    env.graph.full_access[SHARED] = {AGENT}
+    env.graph.full_access[shared] = {agent}
     tokens_scope = "https://graph.microsoft.com/Mail.ReadWrite"  # consented without .Shared
     with session_scope(env.factory) as s:
         s.delete(s.get_one(Account, aid))
-    aid = connect_shared(env, scope=tokens_scope)
+    aid = connect_shared(env, shared, agent, scope=tokens_scope)
     with pytest.raises(AuthError):
         env.sync(aid)
 
@@ -111,21 +120,22 @@ def test_application_permissions_reach_only_the_mailboxes_the_tenant_allows(
 ) -> None:
     env = api_env
     services = app_services(env)
+    billing = f"billing{next(_n)}@contoso.test"
     env.graph.app_mailboxes.pop(MS_CLIENT[0], None)
     with pytest.raises(AuthError):  # the application access policy does not include it
-        connect_app_only_mailbox(services, mailbox="billing@contoso.test", channel_id="CB")
-    env.graph.app_mailboxes[MS_CLIENT[0]] = {"billing@contoso.test"}
-    aid = connect_app_only_mailbox(services, mailbox="billing@contoso.test", channel_id="CB")
-    raw, mid = make_raw("Invoice 12", to="billing@contoso.test")
-    env.graph.deliver("billing@contoso.test", raw)
+        connect_app_only_mailbox(services, mailbox=billing, channel_id="CB")
+    env.graph.app_mailboxes[MS_CLIENT[0]] = {billing}
+    aid = connect_app_only_mailbox(services, mailbox=billing, channel_id="CB")
+    raw, mid = make_raw("Invoice 12", to=billing)
+    env.graph.deliver(billing, raw)
     assert env.sync(aid)[0] == 1
     reply, rmid = make_raw(
-        "Re: Invoice 12", sender="billing@contoso.test", to="alice@example.org", in_reply_to=mid
+        "Re: Invoice 12", sender=billing, to="alice@example.org", in_reply_to=mid
     )
     send_mail_api(env.services, env.account(aid), reply, rmid)
-    assert env.graph.box("billing@contoso.test").sent[-1].raw == reply
+    assert env.graph.box(billing).sent[-1].raw == reply
     account = env.account(aid)
-    assert account.email == "billing@contoso.test" and account.config["oauth"]["app_only"]
+    assert account.email == billing and account.config["oauth"]["app_only"]
 
 
 # -- Google: a service account with domain-wide delegation ---------------------------------
@@ -170,27 +180,26 @@ def google_services(env: ApiEnv) -> Services:
 def test_a_workspace_mailbox_through_domain_wide_delegation(api_env: ApiEnv) -> None:
     env = api_env
     services = google_services(env)
+    help_box = f"help{next(_n)}@gmail.test"
     modify = "https://www.googleapis.com/auth/gmail.modify"
     with pytest.raises(ConfigError, match="Domain-wide delegation"):  # not allowed by an admin
         connect_gmail_service_account(
             services,
             key=service_account_key(env, set()),
-            mailbox="help@gmail.test",
+            mailbox=help_box,
             channel_id="CG",
         )
     key = service_account_key(env, {modify})
-    aid = connect_gmail_service_account(
-        services, key=key, mailbox="help@gmail.test", channel_id="CG"
-    )
-    raw, mid = make_raw("Where is my parcel", to="help@gmail.test")
-    env.gmail.deliver("help@gmail.test", raw)
+    aid = connect_gmail_service_account(services, key=key, mailbox=help_box, channel_id="CG")
+    raw, mid = make_raw("Where is my parcel", to=help_box)
+    env.gmail.deliver(help_box, raw)
     assert env.sync(aid)[0] == 1
     reply, rmid = make_raw(
-        "Re: Where is my parcel", sender="help@gmail.test", to="alice@example.org", in_reply_to=mid
+        "Re: Where is my parcel", sender=help_box, to="alice@example.org", in_reply_to=mid
     )
     send_mail_api(env.services, env.account(aid), reply, rmid)
-    assert env.gmail.box("help@gmail.test").sent[-1].message_id == rmid
+    assert env.gmail.box(help_box).sent[-1].message_id == rmid
     account = env.account(aid)
-    assert account.email == "help@gmail.test"
-    assert account.config["oauth"]["subject"] == "help@gmail.test"
+    assert account.email == help_box
+    assert account.config["oauth"]["subject"] == help_box
     assert "PRIVATE KEY" not in str(account.config)  # the key is in the encrypted credentials
