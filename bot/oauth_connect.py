@@ -306,7 +306,20 @@ def _reconnect(
         account = s.get(Account, request.account_id)
         if account is None:
             raise _Refused("The account was removed from Mailroom meanwhile: nothing changed.")
-        if email and email != account.email.lower():
+        stored = services.vault.decrypt(account.credentials) if account.credentials else {}
+        shared = ((account.config or {}).get("api") or {}).get("mailbox")
+        if not shared and stored.get("oid") and tokens.get("oid"):
+            # Microsoft: the same user is the same oid/tid, even after an address change.
+            if (stored.get("oid"), stored.get("tid")) != (tokens.get("oid"), tokens.get("tid")):
+                raise _Refused(
+                    f"You signed in as {email or 'another user'}, but this account is "
+                    f"{account.email}. Nothing changed: reconnect again and sign in to "
+                    f"{label} as {account.email}."
+                )
+            if email and email != account.email.lower():
+                log.info("account %s: the mailbox's address is now %s", account.id, email)
+                account.email = email
+        elif email and email != account.email.lower():
             raise _Refused(
                 f"You signed in as {email}, but this account is {account.email}. Nothing "
                 f"changed: reconnect again and sign in to {label} as {account.email}."

@@ -235,6 +235,10 @@ def _microsoft_tokens(result: Mapping[str, Any], previous_refresh: str | None) -
     email = claims.get("preferred_username") or claims.get("email")
     if email:
         out["email"] = str(email).lower()
+    # The user's immutable ids: Reconnect checks these, not the (mutable) address.
+    for claim in ("oid", "tid"):
+        if claims.get(claim):
+            out[claim] = str(claims[claim])
     return out
 
 

@@ -117,7 +117,10 @@ def create_oauth_account(
     from bot.accounts import AccountError, add_account_row
 
     public = {k: v for k, v in oauth.items() if k != "client_secret"}
-    secrets = {k: tokens.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")}
+    secrets: dict[str, Any] = {
+        k: tokens.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")
+    }
+    secrets.update({k: tokens[k] for k in ("oid", "tid") if tokens.get(k)})
     try:
         return add_account_row(
             session,
@@ -148,6 +151,7 @@ def store_tokens(
     data.update(
         {k: tokens.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")}
     )
+    data.update({k: tokens[k] for k in ("oid", "tid") if tokens.get(k)})
     account.credentials = vault.encrypt(data)
     account.status = AccountStatus.ACTIVE
     account.consecutive_failures = 0

@@ -312,3 +312,27 @@ def test_a_shared_mailbox_connects_through_a_delegate(
     assert account.email == shared
     assert account.config["api"]["mailbox"] == shared
     assert "Mail.Send.Shared" in " ".join(account.config["oauth"]["scopes"])
+
+
+def test_microsoft_reconnect_follows_the_user_not_the_address(
+    connect: Connect, graph_fake: FakeGraph
+) -> None:
+    services = connect.mailroom.services
+    upn = f"kim-{time.time_ns()}@contoso.onmicrosoft.com"
+    _url, query = connect.sign_in_link("graph")
+    code = connect.oauth.issue_code("microsoft", MICROSOFT[0], upn, connect.redirect_uri, TENANT)
+    assert connect.callback(code=code, state=query["state"][0])[0] == 200
+    [account] = [a for a in accounts(connect) if a.email == upn]
+    # Someone else signing in is refused; the same user after an address change is not.
+    other = connect.oauth.issue_code(
+        "microsoft", MICROSOFT[0], "intruder@contoso.test", connect.redirect_uri, TENANT
+    )
+    state = make_state(services, ConnectRequest("UADMIN", "graph", account_id=account.id))
+    status, page = connect.callback(code=other, state=state)
+    assert status == 400 and upn in page
+    graph_fake.smtp[upn] = "kim.new@contoso.test"
+    again = connect.oauth.issue_code("microsoft", MICROSOFT[0], upn, connect.redirect_uri, TENANT)
+    state = make_state(services, ConnectRequest("UADMIN", "graph", account_id=account.id))
+    status, page = connect.callback(code=again, state=state)
+    assert status == 200, page
+    assert [a.email for a in accounts(connect) if a.id == account.id] == ["kim.new@contoso.test"]
