@@ -19,6 +19,8 @@ import base64
 import io
 import json
 import logging
+import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -115,12 +117,28 @@ def _reason(exc: HttpError) -> str:
         return ""
 
 
+def _backoff(attempt: int) -> float:
+    # Exponential with jitter, as Google's handle-errors guide asks: many workers hitting the
+    # same quota do not retry in step.
+    return float(2**attempt) + random.uniform(0, 1)
+
+
 def _retry_after(exc: HttpError, attempt: int) -> float:
     value = exc.resp.get("retry-after") if exc.resp is not None else None
+    if value is None:
+        # Gmail seldom sends the header; its 429 message may say "Retry after <RFC 3339>".
+        match = re.search(r"Retry after (\S+Z)", (exc.content or b"").decode("utf-8", "replace"))
+        if match:
+            try:
+                when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+                return max(0.0, (when - datetime.now(UTC)).total_seconds())
+            except ValueError:
+                pass
+        return _backoff(attempt)
     try:
-        return max(0.0, float(value)) if value is not None else float(2**attempt)
+        return max(0.0, float(value))
     except ValueError:
-        return float(2**attempt)
+        return _backoff(attempt)
 
 
 def _message(data: dict[str, Any]) -> GmailMessage:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,9 +208,11 @@ class GraphClient:
     def _retry_after(resp: requests.Response, attempt: int) -> float:
         value = resp.headers.get("Retry-After")
         try:
-            return max(0.0, float(value)) if value is not None else float(2**attempt)
+            if value is not None:
+                return max(0.0, float(value))
         except ValueError:
-            return float(2**attempt)
+            pass
+        return float(2**attempt) + random.uniform(0, 1)  # jitter: workers do not retry in step
 
     @staticmethod
     def _translate(resp: requests.Response, what: str) -> ProviderError:

@@ -440,3 +440,21 @@ def test_a_reply_to_a_thread_gmail_purged_is_sent_unthreaded(api_env: ApiEnv) ->
     reply, rmid = make_raw("Re: Please help", sender=email, to="alice@example.org", in_reply_to=mid)
     send_mail_api(env.services, env.account(aid), reply, rmid)
     assert [r for r, _ in env.gmail.delivered][-1] == "alice@example.org"
+
+
+def test_gmail_retry_after_in_the_message_is_honoured(api_env: ApiEnv, waits: list[float]) -> None:
+    """Gmail rarely sends Retry-After; its 429 text says "Retry after <RFC 3339>"."""
+    env = api_env
+    aid, _email = env.add_account(Provider.GMAIL)
+    when = (datetime.now(UTC) + timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    env.gmail.server.inject(
+        "/profile",
+        gmail_error(
+            429,
+            f"User-rate limit exceeded.  Retry after {when}",
+            "rateLimitExceeded",
+            "RESOURCE_EXHAUSTED",
+        ),
+    )
+    env.sync(aid)
+    assert len(waits) == 1 and 30 < waits[0] <= 40  # not the 1 s backoff
