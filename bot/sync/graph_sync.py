@@ -160,7 +160,7 @@ def _graph_page(
             ctx.stats.touched_conversations.add(message.conversation_id)
             set_locations(ctx, s, message.id, iid, [name], [name])
         cursor: dict[str, Any] = {
-            k: v for k, v in state.items() if k in ("delta_link", "next_link")
+            k: v for k, v in state.items() if k in ("delta_link", "next_link", "fresh")
         }
         if not retrying:
             cursor = (
@@ -168,6 +168,8 @@ def _graph_page(
                 if page.delta_link
                 else {"next_link": page.next_link}
             )
+            if seen is not None and not page.delta_link:
+                cursor["fresh"] = True  # mid first round: its sweep needs the whole round
         cursor["retry"], cursor["quarantined"] = retry, sorted(set(quarantined))[-1000:]
         set_json_cursor(fs, {k: v for k, v in cursor.items() if v})
 
@@ -204,6 +206,11 @@ def _sync_graph_folder(ctx: SyncCtx, client: GraphClient, name: str, since: str)
         items = [dict(v.get("item") or {}, id=k) for k, v in retry.items()]
         _graph_page(ctx, client, name, DeltaPage(items, [], None, None), None, retrying=True)
     link = state.get("next_link") or state.get("delta_link")
+    if state.get("fresh") and state.get("next_link"):
+        # A first round was interrupted: what it listed before is not known any more, and
+        # the sweep after it needs every id, so the round starts again (ids already stored
+        # are not downloaded again).
+        link = None
     for attempt in (1, 2):
         seen: set[str] | None = set() if link is None else None
         try:

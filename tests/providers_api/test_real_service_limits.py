@@ -458,3 +458,26 @@ def test_gmail_retry_after_in_the_message_is_honoured(api_env: ApiEnv, waits: li
     )
     env.sync(aid)
     assert len(waits) == 1 and 30 < waits[0] <= 40  # not the 1 s backoff
+
+
+def test_an_interrupted_fresh_graph_round_still_sweeps(api_env: ApiEnv) -> None:
+    """Finding 19: a first round resumed from its saved next link used to skip the sweep."""
+    env = api_env
+    aid, email = env.add_account(Provider.GRAPH, page_size=2, folders=("inbox",))
+    ids = []
+    for n in range(5):
+        raw, mid = make_raw(f"Mail {n}")
+        ids.append((env.graph.deliver(email, raw), mid))
+    env.sync(aid)
+    gone_iid, gone_mid = ids[0]
+    env.graph.box(email).items.pop(gone_iid)  # vanished with no change record
+    env.graph.expire_delta_tokens(email)
+
+    def crash(_where: str, _n: int) -> None:
+        raise LeaseLost("the worker stopped after one page")
+
+    with pytest.raises(LeaseLost):
+        sync_api_account(env.services, env.factory, aid, 0, after_batch=crash)
+    env.sync(aid)
+    assert env.where(aid, gone_mid) == set()
+    assert env.where(aid, ids[4][1]) == {"inbox"}
