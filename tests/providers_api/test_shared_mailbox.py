@@ -16,7 +16,7 @@ from bot.providers.errors import AuthError, ConfigError
 from bot.services import Services
 from bot.store.db import session_scope
 from bot.store.models import Account, Provider
-from bot.sync.api_sync import create_oauth_account, send_mail_api
+from bot.sync.api_sync import create_oauth_account, graph_client, send_mail_api
 from tests.providers_api.conftest import MS_CLIENT, TENANT, ApiEnv, make_raw, microsoft_config
 
 _n = itertools.count(1)
@@ -203,3 +203,23 @@ def test_a_workspace_mailbox_through_domain_wide_delegation(api_env: ApiEnv) -> 
     assert account.email == help_box
     assert account.config["oauth"]["subject"] == help_box
     assert "PRIVATE KEY" not in str(account.config)  # the key is in the encrypted credentials
+
+
+def test_a_shared_mailbox_lists_its_own_folders_across_pages(api_env: ApiEnv) -> None:
+    """The folder picker (#17) reads /users/{mailbox}/mailFolders for a shared mailbox, and
+    follows nextLinks that stay on /users/{mailbox}."""
+    env = api_env
+    shared, agent = shared_pair()
+    env.graph.full_access[shared] = {agent}
+    aid = connect_shared(env, shared, agent)
+    vip = env.graph.add_folder(shared, "VIP", parent="inbox")
+    many = [env.graph.add_folder(shared, f"Project {n:03}") for n in range(110)]
+    env.graph.add_folder(agent, "The agent's own")
+    with graph_client(env.services, env.account(aid)) as graph:
+        assert graph.root == f"users/{shared}"
+        folders = graph.list_folders()
+    by_id = {f.id: f for f in folders}
+    assert by_id[vip].name == "Inbox / VIP"
+    assert set(many) <= set(by_id)  # past the first page of 100
+    assert "The agent's own" not in {f.name for f in folders}
+    assert {f.well_known for f in folders} >= {"inbox", "sentitems", "archive"}
