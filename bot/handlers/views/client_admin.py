@@ -90,7 +90,13 @@ def import_csv_text(services: Services, client: WebClient, file: dict[str, Any])
         raise ValueError(f"{name} is larger than {CSV_MAX_BYTES // (1024 * 1024)} MB.")
     url = str(file.get("url_private_download") or file.get("url_private") or "")
     try:
-        got = download(url, str(client.token or ""), name=name, mimetype="text/csv")
+        got = download(
+            url,
+            str(client.token or ""),
+            name=name,
+            mimetype="text/csv",
+            files_url=services.settings.slack_files_url,
+        )
     except DownloadError as exc:
         raise ValueError(f"Could not read the file from Slack: {exc}") from exc
     if len(got.data) > CSV_MAX_BYTES:
