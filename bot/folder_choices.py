@@ -3,7 +3,7 @@ labels, Microsoft 365 mail folders. A choice is ``(text shown, value stored in
 Account.folders)``.
 
 Stored values are what each sync understands: IMAP folder names; Gmail label ids plus
-``ARCHIVE`` (archived mail, bot/sync/api_sync.py ``gmail_label_chosen``); Graph well-known
+``ARCHIVE`` (archived mail, bot/sync/gmail_sync.py ``gmail_label_chosen``); Graph well-known
 names (``inbox``, ``sentitems``, ``archive``) or folder ids.
 
 :func:`read_choices` talks to the provider (network): handlers call it after the ack.

@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,8 +35,17 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.blocks.text import escape_mrkdwn
 from bot.config import Settings
-from bot.providers.errors import ConfigError, ProviderError
-from bot.providers.oauth import GOOGLE, MICROSOFT, PROVIDERS, authorization_url, exchange_code
+from bot.providers.errors import AuthError, ConfigError, ProviderError
+from bot.providers.oauth import (
+    GOOGLE,
+    MICROSOFT,
+    MICROSOFT_SHARED_SCOPES,
+    PROVIDERS,
+    TokenSource,
+    app_from_config,
+    authorization_url,
+    exchange_code,
+)
 from bot.services import Services
 from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, AuditLog, JobLock, Provider
@@ -70,6 +79,9 @@ class ConnectRequest:
     account_id: int | None = None  # set for Reconnect
     folders: tuple[str, ...] = ()  # Account.folders for a new account
     nonce: str = ""
+    # Microsoft 365: a shared mailbox (support@) the signing-in user has FullAccess +
+    # SendAs on; reached as /users/{mailbox} with the .Shared scopes.
+    mailbox: str | None = None
     issued_at: float = 0.0
 
 
@@ -153,6 +165,7 @@ def make_state(services: Services, request: ConnectRequest, *, now: float | None
         "r": request.account_id,
         "d": list(request.folders),
         "n": request.nonce or secrets.token_urlsafe(16),
+        "m": request.mailbox,
         "t": int(now if now is not None else time.time()),
     }
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
@@ -178,6 +191,7 @@ def read_state(
             folders=tuple(str(f) for f in body.get("d") or ())[:10],
             nonce=str(body["n"]),
             issued_at=float(body["t"]),
+            mailbox=str(body["m"]).lower() if body.get("m") else None,
         )
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise StateError("the sign-in link is damaged") from exc
@@ -228,6 +242,7 @@ def connect_url(
     account_id: int | None = None,
     timeout: float | None = None,
     folders: tuple[str, ...] = (),
+    mailbox: str | None = None,
 ) -> str:
     """The provider's sign-in URL for this request. Raises ConfigError (settings missing,
     unknown tenant) or TransientError (Microsoft's sign-in unreachable). Microsoft's needs a
@@ -240,8 +255,11 @@ def connect_url(
         auto_link=auto_link,
         account_id=account_id,
         folders=folders,
+        mailbox=(mailbox or "").strip().lower() or None,
     )
     config = app_config(services.settings, provider)
+    if request.mailbox:
+        config["scopes"] = shared_scopes(provider)
     if timeout is not None:
         config["timeout"] = timeout
     return authorization_url(provider, config, make_state(services, request))
@@ -301,7 +319,20 @@ def _reconnect(
         account = s.get(Account, request.account_id)
         if account is None:
             raise _Refused("The account was removed from Mailroom meanwhile: nothing changed.")
-        if email != account.email.lower():
+        stored = services.vault.decrypt(account.credentials) if account.credentials else {}
+        shared = ((account.config or {}).get("api") or {}).get("mailbox")
+        if not shared and stored.get("oid") and tokens.get("oid"):
+            # Microsoft: the same user is the same oid/tid, even after an address change.
+            if (stored.get("oid"), stored.get("tid")) != (tokens.get("oid"), tokens.get("tid")):
+                raise _Refused(
+                    f"You signed in as {email or 'another user'}, but this account is "
+                    f"{account.email}. Nothing changed: reconnect again and sign in to "
+                    f"{label} as {account.email}."
+                )
+            if email and email != account.email.lower():
+                log.info("account %s: the mailbox's address is now %s", account.id, email)
+                account.email = email
+        elif email and email != account.email.lower():
             raise _Refused(
                 f"You signed in as {email}, but this account is {account.email}. Nothing "
                 f"changed: reconnect again and sign in to {label} as {account.email}."
@@ -312,13 +343,11 @@ def _reconnect(
         data["client_secret"] = config.get("client_secret")
         account.credentials = services.vault.encrypt(data)
         public = {k: v for k, v in config.items() if k != "client_secret"}
-        account.config = {
-            **(account.config or {}),
-            "oauth": public,
-            "api": api_config(services.settings, request.provider)
-            or (account.config or {}).get("api")
-            or {},
-        }
+        old_api = dict((account.config or {}).get("api") or {})
+        new_api = api_config(services.settings, request.provider) or old_api
+        if old_api.get("mailbox"):
+            new_api = {**new_api, "mailbox": old_api["mailbox"]}  # a shared mailbox stays one
+        account.config = {**(account.config or {}), "oauth": public, "api": new_api}
         store_tokens(s, services.vault, account, tokens, actor=request.user_id)
         message = f"Reconnected {account.email} ({label}). Mailroom syncs it again now."
         _dm(s, request, "oauth-connect", f":white_check_mark: {escape_mrkdwn(message)}", account.id)
@@ -347,7 +376,10 @@ def _create(
                 oauth=dict(config),
                 tokens=tokens,
                 channel_id=request.channel_id,
-                api=api_config(services.settings, request.provider),
+                api={
+                    **api_config(services.settings, request.provider),
+                    **({"mailbox": email.lower()} if request.mailbox else {}),
+                },
                 sync_interval_seconds=request.interval,
                 auto_link=request.auto_link,
                 folders=request.folders,
@@ -359,7 +391,12 @@ def _create(
                 request,
                 "oauth-connect",
                 f":white_check_mark: Connected {escape_mrkdwn(account.email)} ({label}).{where} "
-                "Mailroom is reading its recent mail now; new mail is posted as it arrives.",
+                "Mailroom is reading its recent mail now; new mail is posted as it arrives."
+                + (
+                    f" :warning: {escape_mrkdwn(str(tokens['warning']))}"
+                    if tokens.get("warning")
+                    else ""
+                ),
                 account.id,
             )
             return account.id, f"Connected {account.email} ({label})."
@@ -416,8 +453,15 @@ def _complete(
             account = s.get(Account, request.account_id)
             if account is None or account.provider.value != request.provider:
                 raise _Refused("That account is no longer in Mailroom: nothing changed.")
+            shared = ((account.config or {}).get("api") or {}).get("mailbox")
+            if shared:  # Reconnect a shared mailbox: same scopes, same mailbox
+                request = replace(request, mailbox=str(shared).lower())
+    if request.mailbox:
+        config["scopes"] = shared_scopes(request.provider)
     try:
         tokens = exchange_code(request.provider, config, code, str(config["redirect_uri"]))
+        if request.provider == MICROSOFT:
+            tokens = _graph_identity(services, request, config, tokens)
     except ProviderError as exc:
         raise _Refused(
             f"{COMPANIES[request.provider]} refused the sign-in, so nothing was connected: {exc}"
@@ -425,6 +469,151 @@ def _complete(
     if request.account_id is not None:
         return _reconnect(services, request, config, tokens)
     return _create(services, request, config, tokens)
+
+
+def shared_scopes(provider: str) -> list[str]:
+    if provider != MICROSOFT:
+        raise ConfigError(
+            "A Google Workspace mailbox other than the signed-in one is reached through a "
+            "service account with domain-wide delegation: `mailroom accounts add-gmail-sa` "
+            "(docs/oauth-providers.md, “Shared mailboxes”), or sign in as the mailbox itself."
+        )
+    return list(MICROSOFT_SHARED_SCOPES)
+
+
+def _graph_identity(
+    services: Services, request: ConnectRequest, config: Mapping[str, Any], tokens: dict[str, Any]
+) -> dict[str, Any]:
+    """The mailbox's address from Graph, not the sign-in name: ``preferred_username`` is the
+    UPN, which Microsoft documents as mutable and not necessarily an address (and it would
+    become From:). For a shared mailbox, this also proves the user can open it."""
+    from bot.providers.graph import GraphClient, NotFound
+
+    api = api_config(services.settings, MICROSOFT)
+    source = TokenSource(app_from_config(MICROSOFT, config), dict(tokens))
+    with GraphClient(
+        source, base_url=api.get("base_url"), ca_file=api.get("ca_file"), mailbox=request.mailbox
+    ) as graph:
+        try:
+            me = graph.me()
+            if request.mailbox:
+                graph.folder("inbox")  # FullAccess: 403 / 404 otherwise
+        except NotFound as exc:
+            raise _Refused(
+                f"Microsoft 365 has no mailbox {request.mailbox!r} you can open, so nothing was "
+                "connected: check the address and that you have Full Access on it."
+            ) from exc
+        except AuthError as exc:
+            raise _Refused(
+                f"You cannot open {request.mailbox or 'this mailbox'}, so nothing was connected: "
+                "an Exchange admin must give you Full Access and Send As on it, and consent "
+                f"to Mail.ReadWrite.Shared and Mail.Send.Shared ({exc})."
+            ) from exc
+    out = dict(tokens)
+    mail = str(me.get("mail") or "").strip().lower()
+    upn = str(me.get("userPrincipalName") or "").strip().lower()
+    if mail:
+        out["email"] = mail
+    elif request.mailbox:
+        out["email"] = request.mailbox
+    else:
+        log.warning(
+            "Microsoft 365 user %s has no mail address in Graph; using the sign-in name", upn
+        )
+        out["email"] = upn or out.get("email")
+        out["warning"] = (
+            "Microsoft 365 reports no email address for this user, so the sign-in name "
+            f"{upn} is used as the address: check that mail sent From it is accepted."
+        )
+    return out
+
+
+def connect_app_only_mailbox(
+    services: Services,
+    *,
+    mailbox: str,
+    channel_id: str | None,
+    interval: int = 300,
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> int:
+    """Microsoft 365 with application permissions (client credentials): the app's own token,
+    no user. The tenant must grant the app the *application* permissions Mail.ReadWrite and
+    Mail.Send and limit them to chosen mailboxes (RBAC for Applications or an application
+    access policy). Checks that the app can open ``mailbox`` first; raises ProviderError /
+    ConfigError otherwise. Returns the new account's id."""
+    from bot.providers.graph import GraphClient
+    from bot.sync.api_sync import create_oauth_account
+
+    config = {**app_config(services.settings, MICROSOFT), "app_only": True}
+    api = api_config(services.settings, MICROSOFT)
+    source = TokenSource(app_from_config(MICROSOFT, config), {})
+    with GraphClient(
+        source, base_url=api.get("base_url"), ca_file=api.get("ca_file"), mailbox=mailbox
+    ) as graph:
+        me = graph.me()
+        graph.folder("inbox")
+    email = str(me.get("mail") or mailbox).strip().lower()
+    with session_scope(services.session_factory) as s:
+        account = create_oauth_account(
+            s,
+            services.vault,
+            provider=Provider.GRAPH,
+            email=email,
+            oauth=config,
+            tokens=dict(source.tokens),
+            channel_id=channel_id,
+            api={**api, "mailbox": email},
+            sync_interval_seconds=interval,
+            auto_link=auto_link,
+            created_by=created_by,
+        )
+        return account.id
+
+
+def connect_gmail_service_account(
+    services: Services,
+    *,
+    key: Mapping[str, Any],
+    mailbox: str,
+    channel_id: str | None,
+    interval: int = 300,
+    auto_link: bool = True,
+    created_by: str | None = None,
+) -> int:
+    """A Google Workspace mailbox through a service account with domain-wide delegation
+    (``key``: the service account's JSON key). Mailroom acts as ``mailbox``
+    (``subject=``); checks access with ``getProfile`` first. Returns the account id."""
+    from bot.providers.gmail import GmailClient
+    from bot.sync.api_sync import create_oauth_account
+
+    overrides = dict(services.settings.oauth_overrides.get(GOOGLE) or {})
+    config = {
+        "client_id": str(key.get("client_email") or ""),
+        "client_secret": str(key.get("private_key") or ""),
+        "token_uri": str(key.get("token_uri") or "https://oauth2.googleapis.com/token"),
+        "subject": mailbox.strip().lower(),
+        **({"ca_file": overrides["ca_file"]} if overrides.get("ca_file") else {}),
+    }
+    api = api_config(services.settings, GOOGLE)
+    source = TokenSource(app_from_config(GOOGLE, config), {})
+    gmail = GmailClient(source, api_endpoint=api.get("base_url"), ca_file=api.get("ca_file"))
+    email = str(gmail.profile().get("emailAddress") or mailbox).strip().lower()
+    with session_scope(services.session_factory) as s:
+        account = create_oauth_account(
+            s,
+            services.vault,
+            provider=Provider.GMAIL,
+            email=email,
+            oauth=config,
+            tokens=dict(source.tokens),
+            channel_id=channel_id,
+            api=api,
+            sync_interval_seconds=interval,
+            auto_link=auto_link,
+            created_by=created_by,
+        )
+        return account.id
 
 
 def _after(services: Services, slack_client: WebClient, request: ConnectRequest) -> None:

@@ -340,6 +340,7 @@ def oauth_step_modal(provider: str) -> dict[str, Any]:
             _frequency_input(300),
             *_oauth_folder_blocks(provider),
             _autolink_input(True),
+            *([_shared_mailbox_input()] if provider == "graph" else []),
         ],
     }
 
@@ -360,6 +361,33 @@ def _oauth_folder_blocks(provider: str) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+B_SHARED = "acc_shared_mailbox"
+
+
+def _shared_mailbox_input() -> dict[str, Any]:
+    """Microsoft 365 shared mailboxes (support@): no licence, sign-in blocked, so a user with
+    Full Access + Send As on it signs in instead (docs/oauth-providers.md)."""
+    return {
+        "type": "input",
+        "block_id": B_SHARED,
+        "optional": True,
+        "label": plain("Shared mailbox (optional)", 2000),
+        "hint": plain(
+            "To connect a shared mailbox such as support@, enter its address and sign in as "
+            "a user with Full Access and Send As on it. Leave empty for your own mailbox.",
+            2000,
+        ),
+        "element": {"type": "plain_text_input", "action_id": A, "max_length": 320},
+    }
+
+
+def read_shared_mailbox(values: Mapping[str, Any], errors: dict[str, str]) -> str | None:
+    mailbox = _str(values, B_SHARED).lower()
+    if mailbox and ("@" not in mailbox or any(c.isspace() or c in "/?#" for c in mailbox)):
+        errors[B_SHARED] = "Enter the shared mailbox's address, such as support@example.com."
+    return mailbox or None
 
 
 def read_oauth_form(

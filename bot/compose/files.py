@@ -11,6 +11,30 @@ from urllib.parse import urlsplit
 MAX_FILE_BYTES = 25 * 1024 * 1024  # what most mail servers accept for a whole message
 
 
+# What each way of sending takes (providers-review.md finding 2). Attachments grow by about a
+# third when base64-encoded into the email.
+GMAIL_MAX_MESSAGE = 35 * 1024 * 1024  # messages.send media upload (the encoded email)
+GRAPH_MAX_ATTACHMENT = 150 * 1024 * 1024  # one upload session
+_MB = 1024 * 1024
+
+
+def size_problem(provider: str, sizes: list[int]) -> str | None:
+    """Why these attachments cannot go out from this kind of mailbox, naming the limit; None
+    when they can. Checked in the compose modal, before anything is sent."""
+    too_big = [s for s in sizes if s > MAX_FILE_BYTES]
+    if too_big:
+        return f"Each file can be at most {MAX_FILE_BYTES // _MB} MB."
+    total = sum(sizes)
+    if provider == "gmail" and total * 4 // 3 + 256 * 1024 > GMAIL_MAX_MESSAGE:
+        return (
+            f"Gmail sends at most {GMAIL_MAX_MESSAGE // _MB} MB per email, and attachments grow "
+            f"by a third when sent: these files ({total / _MB:.1f} MB) are too large together."
+        )
+    if provider == "graph" and total > GRAPH_MAX_ATTACHMENT:
+        return f"Microsoft 365 takes at most {GRAPH_MAX_ATTACHMENT // _MB} MB of attachments."
+    return None
+
+
 class DownloadError(Exception):
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)

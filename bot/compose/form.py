@@ -72,6 +72,7 @@ class SlackFile:
     name: str
     mimetype: str
     url: str
+    size: int = 0  # bytes, as Slack reports it (0 when unknown)
 
 
 @dataclass
@@ -141,6 +142,7 @@ def read_submission(values: dict[str, Any], meta: ComposeMeta) -> tuple[Submissi
             name=str(f.get("name") or f.get("title") or "attachment"),
             mimetype=str(f.get("mimetype") or "application/octet-stream"),
             url=str(f.get("url_private_download") or f.get("url_private") or ""),
+            size=int(f.get("size") or 0) if str(f.get("size") or "0").isdigit() else 0,
         )
         for f in _value(values, cb.FILES_BLOCK).get("files") or []
         if isinstance(f, dict)

@@ -243,6 +243,9 @@ def _mark_accepted(ctx: OutboxContext, row: Outbox, info: dict[str, Any]) -> dic
     return marker
 
 
+API_SEND_RECHECK_SECONDS = 60.0
+
+
 def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     p = row.payload
     services = ctx.services
@@ -293,7 +296,8 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
         html_body=p.get("html") or None,
     )
     try:
-        raw = build_mime(draft)
+        # Gmail / Microsoft 365 take the recipients from the headers: Bcc must be in them.
+        raw = build_mime(draft, keep_bcc=account.provider in (Provider.GMAIL, Provider.GRAPH))
     except HeaderError as exc:
         raise fail(f"The email cannot be built: {exc}") from exc
     rcpt = envelope_recipients(draft)
@@ -347,7 +351,10 @@ def handle_send(ctx: OutboxContext, row: Outbox) -> dict[str, Any] | None:
     except (TransientError, ProviderError) as exc:
         if row.attempts >= MAX_ATTEMPTS:
             raise fail(f"{exc} (gave up after {row.attempts} tries)") from exc
-        raise RetryLater(str(exc)) from exc
+        # An API send that failed with 429/5xx may have gone out: the next try checks Sent
+        # first, after a minute, so Exchange has filed its (late) Sent Items copy by then.
+        api = account.provider in (Provider.GMAIL, Provider.GRAPH)
+        raise RetryLater(str(exc), API_SEND_RECHECK_SECONDS if api else None) from exc
     except Exception as exc:
         if accepted is None:
             raise

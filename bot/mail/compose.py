@@ -233,15 +233,19 @@ def _cte(text: str) -> str:
     )
 
 
-def build_mime(draft: Draft) -> bytes:
-    """RFC 5322 bytes for sending. Bcc goes only to the envelope, never into the headers."""
+def build_mime(draft: Draft, *, keep_bcc: bool = False) -> bytes:
+    """RFC 5322 bytes for sending. Bcc goes only to the envelope, never into the headers,
+    unless ``keep_bcc``: the Gmail and Microsoft Graph send APIs have no envelope and take the
+    recipients from To, Cc and Bcc (they drop Bcc from the copies they deliver)."""
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = _header_address("From", draft.from_)
     if draft.to:
         msg["To"] = _addresses("To", draft.to)
     if draft.cc:
         msg["Cc"] = _addresses("Cc", draft.cc)
-    _addresses("Bcc", draft.bcc)  # validated, not written
+    bcc = _addresses("Bcc", draft.bcc)  # validated; written only for the API senders
+    if keep_bcc and bcc:
+        msg["Bcc"] = bcc
     msg["Subject"] = _check("Subject", draft.subject)
     msg["Date"] = format_datetime((draft.date or datetime.now(UTC)).astimezone(UTC))
     msg["Message-ID"] = _bracket("Message-ID", draft.message_id)

@@ -65,6 +65,23 @@ MICROSOFT_SCOPES = (
     "https://graph.microsoft.com/User.Read",
 )
 
+# A shared mailbox (support@) reached through a user with FullAccess + SendAs on it.
+MICROSOFT_SHARED_SCOPES = (
+    "https://graph.microsoft.com/Mail.ReadWrite.Shared",
+    "https://graph.microsoft.com/Mail.Send.Shared",
+    "https://graph.microsoft.com/User.Read",
+)
+# Application permissions (Mail.ReadWrite, Mail.Send as *application* roles) come with .default.
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+# Scopes Mailroom cannot work without (the rest, e.g. openid, only help).
+_REQUIRED = {
+    "gmail.modify",
+    "mail.readwrite",
+    "mail.send",
+    "mail.readwrite.shared",
+    "mail.send.shared",
+}
+
 REFRESH_MARGIN_SECONDS = 120  # refresh this long before expiry: clocks drift, calls take time
 REAUTH = "needs re-authorisation: reconnect the account in the App Home"
 
@@ -88,6 +105,12 @@ class OAuthApp:
     authority_host: str = MICROSOFT_AUTHORITY_HOST
     ca_file: str | None = None
     timeout: float = 30.0
+    # Microsoft application permissions (client credentials): no user, no refresh token; the
+    # app's own token, limited by the tenant to chosen mailboxes.
+    app_only: bool = False
+    # Google service account with domain-wide delegation: client_id is its client_email,
+    # client_secret its private key (PEM), and Mailroom acts as ``subject`` (the mailbox).
+    subject: str = ""
 
     @property
     def authority(self) -> str:
@@ -127,6 +150,8 @@ def app_from_config(provider: str, config: Mapping[str, Any]) -> OAuthApp:
         authority_host=str(config.get("authority_host") or MICROSOFT_AUTHORITY_HOST),
         ca_file=config.get("ca_file") or None,
         timeout=float(config.get("timeout") or 30.0),
+        app_only=bool(config.get("app_only")) and provider == MICROSOFT,
+        subject=str(config.get("subject") or "") if provider == GOOGLE else "",
     )
 
 
@@ -210,6 +235,10 @@ def _microsoft_tokens(result: Mapping[str, Any], previous_refresh: str | None) -
     email = claims.get("preferred_username") or claims.get("email")
     if email:
         out["email"] = str(email).lower()
+    # The user's immutable ids: Reconnect checks these, not the (mutable) address.
+    for claim in ("oid", "tid"):
+        if claims.get(claim):
+            out[claim] = str(claims[claim])
     return out
 
 
@@ -269,6 +298,49 @@ def _google_refresh(app: OAuthApp, refresh_token: str) -> dict[str, Any]:
         "refresh_token": creds.refresh_token or refresh_token,
         "expires_at": expires_at,
     }
+
+
+def _google_delegated_token(app: OAuthApp) -> dict[str, Any]:
+    """A Gmail access token for ``app.subject`` through the service account's domain-wide
+    delegation (a JWT signed with its key, exchanged at the token URI; no refresh token)."""
+    from google.auth import exceptions as gexc
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    try:
+        creds = service_account.Credentials.from_service_account_info(
+            {
+                "client_email": app.client_id,
+                "private_key": app.client_secret,
+                "token_uri": app.token_uri,
+            },
+            scopes=[s for s in app.scopes if "googleapis.com/auth/" in s],
+            subject=app.subject,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"The service account key cannot be read ({exc}).") from exc
+    session = VerifyingSession(app.verify)
+    try:
+        creds.refresh(Request(session))
+    except gexc.RefreshError as exc:
+        data = exc.args[1] if len(exc.args) > 1 else None
+        if isinstance(data, Mapping) and data.get("error") in ("unauthorized_client",):
+            raise ConfigError(
+                "Google refused domain-wide delegation for the service account: a Workspace "
+                "super admin must allow its client id the gmail.modify scope (Admin console → "
+                "Security → Access and data control → API controls → Domain-wide delegation)."
+            ) from exc
+        raise _google_error(data) from exc
+    except gexc.TransportError as exc:
+        raise TransientError(
+            f"Google sign-in could not be reached ({type(exc).__name__})."
+        ) from exc
+    finally:
+        session.close()
+    expires_at = (
+        float(calendar.timegm(creds.expiry.timetuple())) if creds.expiry else time.time() + 3600
+    )
+    return {"access_token": creds.token, "expires_at": expires_at}
 
 
 def _unverified_claims(id_token: str) -> dict[str, Any]:
@@ -359,12 +431,45 @@ def exchange_code(
         email = _unverified_claims(str(data.get("id_token") or "")).get("email")
         if email:
             tokens["email"] = str(email).lower()
+    missing = missing_scopes(app, str(tokens.get("scope") or ""))
+    if missing:
+        raise AuthError(_scope_refusal(app, missing))
     if not tokens.get("refresh_token"):
         raise AuthError(
             "The sign-in gave no refresh token, so Mailroom could not keep syncing: "
             "remove Mailroom's access in the account's security settings and connect again."
         )
     return tokens
+
+
+def _scope_name(scope: str) -> str:
+    return scope.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def missing_scopes(app: OAuthApp, granted: str) -> list[str]:
+    """The required scopes Mailroom asked for that the token was not granted. Google's
+    granular consent lets a person untick the Gmail permission; Microsoft returns what the
+    user or admin consented to. An empty ``granted`` is not judged (some grants omit it)."""
+    if not granted.strip():
+        return []
+    have = {_scope_name(s) for s in granted.split()}
+    wanted = [s for s in app.scopes if _scope_name(s) in _REQUIRED]
+    return [s for s in wanted if _scope_name(s) not in have]
+
+
+def _scope_refusal(app: OAuthApp, missing: list[str]) -> str:
+    names = ", ".join(_scope_name(s) for s in missing)
+    if app.provider == GOOGLE:
+        return (
+            f"the Gmail permission was not granted ({names}): on Google's consent screen, "
+            "tick “Read, compose, and send emails from your Gmail account” (Google lets you "
+            "untick it), then connect again. Nothing was connected."
+        )
+    return (
+        f"Microsoft 365 did not grant {names}: an admin must consent to these permissions "
+        "for the app (Entra admin center → App registrations → API permissions → Grant admin "
+        "consent), then connect again. Nothing was connected."
+    )
 
 
 # -- the one token path ------------------------------------------------------------------
@@ -399,6 +504,20 @@ class TokenSource:
             return self._refresh_locked()
 
     def _refresh_locked(self) -> str:
+        if self.app.app_only:
+            result = _msal_app(self.app).acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
+            fresh = _microsoft_tokens(result, None)
+            fresh.pop("refresh_token", None)
+            self.tokens = {**self.tokens, **fresh}
+            if self.save is not None:
+                self.save(dict(self.tokens))
+            return str(self.tokens["access_token"])
+        if self.app.subject:
+            fresh = _google_delegated_token(self.app)
+            self.tokens = {**self.tokens, **fresh}
+            if self.save is not None:
+                self.save(dict(self.tokens))
+            return str(self.tokens["access_token"])
         refresh_token = self.tokens.get("refresh_token")
         if not refresh_token:
             raise AuthError(f"The account has no refresh token and {REAUTH}.")

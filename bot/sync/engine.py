@@ -179,7 +179,14 @@ def _run(
         if provider_kind in (Provider.GMAIL, Provider.GRAPH):
             from bot.sync.api_sync import sync_api_account
 
-            sync_api_account(services, factory, account_id, run_id, stats=stats)
+            sync_api_account(
+                services,
+                factory,
+                account_id,
+                run_id,
+                stats=stats,
+                after_batch=_heartbeat(services, account_id, owner, opts.after_batch),
+            )
             return _summary(run_id, account_id, email, stats, None)
         with session_scope(factory) as s:
             account = s.get_one(Account, account_id)

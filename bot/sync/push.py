@@ -454,7 +454,7 @@ class PushKeeper:
                 sub = graph_api.create_subscription(
                     client,
                     # A shared mailbox's client works under users/{mailbox} (issue 18 point 2).
-                    resource=GRAPH_RESOURCE.format(root=getattr(client, "root", "me")),
+                    resource=GRAPH_RESOURCE.format(root=client.root),
                     notification_url=base + GRAPH_PATH,
                     lifecycle_url=base + GRAPH_LIFECYCLE_PATH,
                     client_state=state,

@@ -398,3 +398,22 @@ def test_new_mail_from_the_shortcut(mailroom: Any, box: dict[str, Any]) -> None:
     assert len(parents) == 1  # the new conversation got its parent post
     replies = mailroom.fake.thread("CINBOX", parents[0]["ts"])
     assert any("Sent by Max Member: Hello from Slack." in m.get("text", "") for m in replies)
+
+
+def test_a_file_over_the_limit_is_refused_in_the_modal_with_the_limit_named(
+    mailroom: Any, box: dict[str, Any]
+) -> None:
+    view = _open(mailroom, box, ids.CONV_REPLY)
+    big = mailroom.fake.add_file("video.mp4", b"\0" * (26 * 1024 * 1024), "video/mp4")
+    resp = mailroom.driver.view_submission(
+        "UMEMBER",
+        view["id"],
+        {
+            cb.TO_BLOCK: {cb.VALUE: box["customer_addr"]},
+            "body_0": {cb.VALUE: "Here it is."},
+            cb.FILES_BLOCK: {cb.VALUE: [big]},
+        },
+    )
+    assert resp.status == 200 and "25 MB" in resp.body and cb.FILES_BLOCK in resp.body
+    with session_scope(mailroom.services.session_factory) as s:
+        assert s.scalars(select(Outbox).where(Outbox.kind == "mail.send")).all() == []

@@ -22,12 +22,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.utils import getaddresses
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes import FakeHttpServer, Request, Response
 from tests.fakes.oauth_server import FakeOAuth
 
 PREFIX = "/gmail/v1/users/me/"
+UPLOAD_SEND = "/upload/gmail/v1/users/me/messages/send"
+JSON_SEND_MAX = 5 * 1024 * 1024  # the JSON `raw` path answers 413 above about this
+MEDIA_SEND_MAX = 36_700_160  # messages.send mediaUpload maxSize (35 MB)
 HIDDEN = frozenset({"SPAM", "TRASH"})
 SYSTEM_LABELS = (
     "INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "CHAT",
@@ -94,6 +99,9 @@ class FakeGmail:
         self._clock = itertools.count(1_700_000_000_000, 60_000)
         self.server = FakeHttpServer(self._handle)
         self.pubsub = FakePubSub(self.server.url + CERTS_PATH)
+        # What left through send: (recipient, the copy they got: no Bcc header).
+        self.delivered: list[tuple[str, bytes]] = []
+        self.batches: list[int] = []  # calls per batch request received
 
     @property
     def url(self) -> str:
@@ -193,6 +201,53 @@ class FakeGmail:
     def _handle(self, req: Request) -> Response:
         if req.path == CERTS_PATH:  # Google's public keys (no auth): the push tokens' signer
             return Response.json(self.pubsub.certs())
+        if req.path == "/batch/gmail/v1" and req.method == "POST":
+            return self._batch(req)
+        return self._handle_one(req)
+
+    def _batch(self, req: Request) -> Response:
+        """HTTP batch (multipart/mixed of application/http parts, at most 100 calls; each is
+        authorised and charged on its own, as Google does). Quota: the units of each call
+        count against the user's per-minute budget (``quota_units``)."""
+        head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode()
+        outer = message_from_bytes(head + req.body, policy=policy.compat32)
+        parts = outer.get_payload() if outer.is_multipart() else None
+        if not isinstance(parts, list) or not 0 < len(parts) <= 100:
+            return gmail_error(400, "Bad batch", "badRequest", "INVALID_ARGUMENT")
+        self.batches.append(len(parts))
+        boundary = "batch_fake_boundary"
+        out: list[str] = []
+        for part in parts:
+            text = str(part.get_payload())
+            lines = text.replace("\r\n", "\n").split("\n")
+            method, target, _v = lines[0].split(" ", 2)
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if not line:
+                    break
+                name, _s, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            split = urlsplit(target)
+            inner = Request(
+                method, split.path, parse_qs(split.query, keep_blank_values=True), headers, b""
+            )
+            resp = self.server._fault(inner) or self._handle_one(inner)
+            cid = str(part.get("Content-ID", "<x+0>"))
+            out.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\n"
+                f"Content-ID: <response-{cid[1:]}\r\n\r\n"
+                f"HTTP/1.1 {resp.status} X\r\nContent-Type: application/json; charset=UTF-8\r\n"
+                + "".join(
+                    f"{k}: {v}\r\n" for k, v in resp.headers.items() if k.lower() == "retry-after"
+                )
+                + f"\r\n{resp.body.decode()}\r\n"
+            )
+        body = "".join(out) + f"--{boundary}--\r\n"
+        return Response(
+            200, body.encode(), {"Content-Type": f"multipart/mixed; boundary={boundary}"}
+        )
+
+    def _handle_one(self, req: Request) -> Response:
         who = self.oauth.who(req.headers.get("authorization"))
         if who is not None and req.path.startswith(PUBSUB_PREFIX):
             return self.pubsub.handle_pull(req)
@@ -204,6 +259,8 @@ class FakeGmail:
                 "authError",
                 "UNAUTHENTICATED",
             )
+        if req.path == UPLOAD_SEND and req.method == "POST":
+            return self._upload_send(self.box(who), req)
         if not req.path.startswith(PREFIX):
             return gmail_error(404, *NOT_FOUND)
         box = self.box(who)
@@ -333,7 +390,32 @@ class FakeGmail:
             body["nextPageToken"] = str(offset + limit)
         return Response.json(body)
 
+    def _upload_send(self, box: Mailbox, req: Request) -> Response:
+        """``uploadType=multipart``: a multipart/related body of JSON metadata + the message."""
+        if req.arg("uploadType") != "multipart":
+            return gmail_error(400, "Unsupported uploadType", "badRequest", "INVALID_ARGUMENT")
+        if len(req.body) > MEDIA_SEND_MAX + 64 * 1024:
+            return gmail_error(413, "Request Entity Too Large", "uploadTooLarge", "OUT_OF_RANGE")
+        match = re.search(r'boundary="?([^";]+)"?', req.headers.get("content-type", ""))
+        if match is None:
+            return gmail_error(400, "Bad multipart body", "badRequest", "INVALID_ARGUMENT")
+        chunks = req.body.split(b"--" + match.group(1).encode())
+        parts = [c for c in chunks[1:] if not c.startswith(b"--")]
+        if len(parts) != 2:
+            return gmail_error(400, "Bad multipart body", "badRequest", "INVALID_ARGUMENT")
+        bodies = []
+        for part in parts:
+            part = part[2:] if part.startswith(b"\r\n") else part[1:]  # the boundary line end
+            ends = [i for i in (part.find(b"\n\n"), part.find(b"\r\n\r\n")) if i >= 0]
+            cut = min(ends)
+            content = part[cut + (4 if part[cut : cut + 4] == b"\r\n\r\n" else 2) :]
+            bodies.append(content[:-2] if content.endswith(b"\r\n") else content[:-1])
+        meta, media = json.loads(bodies[0] or b"{}"), bodies[1]
+        return self._accept(box, media, meta.get("threadId"))
+
     def _send(self, box: Mailbox, req: Request) -> Response:
+        if len(req.body) > JSON_SEND_MAX:
+            return gmail_error(413, "Request Entity Too Large", "badRequest", "OUT_OF_RANGE")
         body = req.json()
         try:
             raw = base64.urlsafe_b64decode(str(body["raw"]) + "==")
@@ -341,11 +423,14 @@ class FakeGmail:
             return gmail_error(
                 400, "Invalid value for ByteString", "invalidArgument", "INVALID_ARGUMENT"
             )
-        if not raw.strip():
+        return self._accept(box, raw, body.get("threadId"))
+
+    def _accept(self, box: Mailbox, raw: bytes, thread: str | None) -> Response:
+        recipients = _recipients(raw)
+        if not raw.strip() or not recipients:
             return gmail_error(
                 400, "Recipient address required", "invalidArgument", "INVALID_ARGUMENT"
             )
-        thread = body.get("threadId")
         if thread and not any(m.thread_id == thread for m in box.messages.values()):
             return gmail_error(404, *NOT_FOUND)
         parsed = message_from_bytes(raw, policy=policy.compat32)
@@ -363,7 +448,30 @@ class FakeGmail:
         box.messages[mid] = m
         box.sent.append(m)
         self._record(box, "messagesAdded", m)
+        delivered = _without_bcc(raw)
+        self.delivered.extend((r, delivered) for r in recipients)
         return Response.json(self._ref(m))
+
+
+def _recipients(raw: bytes) -> list[str]:
+    """Gmail has no envelope: the To, Cc and Bcc headers are the recipients."""
+    parsed = message_from_bytes(raw, policy=policy.compat32)
+    fields = [str(v) for k in ("To", "Cc", "Bcc") for v in parsed.get_all(k) or []]
+    return [a.lower() for _n, a in getaddresses(fields) if "@" in a]
+
+
+def _without_bcc(raw: bytes) -> bytes:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return b"\r\n".join(kept) + sep + body
 
 
 # -- push: users.watch / users.stop and Cloud Pub/Sub push delivery ---------------------------

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import Message
+from email.utils import getaddresses
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -43,6 +45,33 @@ FOLDERS = {
     "deleteditems": "Deleted Items",
     "drafts": "Drafts",
 }
+
+
+SENDMAIL_MAX = 4 * 1024 * 1024  # request body limit of sendMail / MIME drafts (base64)
+
+
+def _parse(raw: bytes, pol: Any = policy.compat32) -> Message:
+    return message_from_bytes(raw, policy=pol)
+
+
+def _recipients(raw: bytes) -> list[str]:
+    """Graph has no envelope for MIME sends: To, Cc and Bcc headers are the recipients."""
+    parsed = _parse(raw)
+    fields = [str(v) for k in ("To", "Cc", "Bcc") for v in parsed.get_all(k) or []]
+    return [a.lower() for _n, a in getaddresses(fields) if "@" in a]
+
+
+def _without_bcc(raw: bytes) -> bytes:
+    msg = _parse(raw)
+    del msg["Bcc"]
+    return msg.as_bytes()
+
+
+def _since(flt: str | None) -> datetime | None:
+    match = re.fullmatch(r"receivedDateTime ge (\S+)", (flt or "").strip())
+    if match is None:
+        return None
+    return datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
 
 
 def graph_error(
@@ -89,6 +118,9 @@ class Box:
     rounds: dict[str, list[str]] = field(default_factory=dict)  # skiptoken → remaining ids
     sent: list[Item] = field(default_factory=list)
     custom: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id → name, parent
+    missing: set[str] = field(default_factory=set)  # well-known folders this mailbox lacks
+    pending_sent: list[bytes] = field(default_factory=list)  # accepted, Sent copy not filed yet
+    attachments: dict[str, list[tuple[str, str, bytes]]] = field(default_factory=dict)  # drafts
 
 
 class FakeGraph:
@@ -100,7 +132,18 @@ class FakeGraph:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # subscription expiry
         self._ids = itertools.count(1)
         self._clock = itertools.count(0)
+        self._epoch = datetime.now(UTC) - timedelta(days=20)  # recent: within first-sync bounds
         self.server = FakeHttpServer(self._handle)
+        # What left through sendMail / send: (recipient, their copy: no Bcc header).
+        self.delivered: list[tuple[str, bytes]] = []
+        self.sent_lag = False  # True: Sent Items copies appear only on file_sent() (as in EXO)
+        self.unlicensed: set[str] = set()  # users without an Exchange Online mailbox
+        self.smtp: dict[str, str] = {}  # UPN → primary SMTP address (`mail`), when they differ
+        # shared mailbox → users with FullAccess + SendAs on it
+        self.full_access: dict[str, set[str]] = {}
+        # app client id → mailboxes its application access policy allows
+        self.app_mailboxes: dict[str, set[str]] = {}
+        self._uploads: dict[str, tuple[Box, str, str, str, int, bytearray]] = {}
 
     @property
     def base_url(self) -> str:
@@ -128,7 +171,13 @@ class FakeGraph:
             box.log.append((box.seq, folder, item.id))
 
     def deliver(
-        self, email: str, raw: bytes, folder: str = "inbox", *, is_read: bool = False
+        self,
+        email: str,
+        raw: bytes,
+        folder: str = "inbox",
+        *,
+        is_read: bool = False,
+        received: datetime | None = None,
     ) -> str:
         box = self.box(email)
         parsed = message_from_bytes(raw, policy=policy.compat32)
@@ -147,7 +196,7 @@ class FakeGraph:
             imid,
             conv or f"AAQkConv{next(self._ids):06d}=",
             str(parsed.get("Subject", "")),
-            datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=next(self._clock)),
+            received or self._epoch + timedelta(minutes=next(self._clock)),
             is_read,
         )
         box.items[iid] = item
@@ -171,6 +220,13 @@ class FakeGraph:
         box = self.box(email)
         item = box.items.pop(iid)
         self._touch(box, item)
+
+    def file_sent(self, email: str) -> None:
+        """Exchange files the Sent Items copies of accepted sends (asynchronously, later)."""
+        box = self.box(email)
+        for raw in box.pending_sent:
+            self.deliver(email, raw, "sentitems", is_read=True)
+        box.pending_sent.clear()
 
     def expire_delta_tokens(self, email: str) -> None:
         self.box(email).generation += 1
@@ -241,6 +297,8 @@ class FakeGraph:
         return box.items.get(ident)
 
     def _folder_id(self, box: Box, ident: str) -> str | None:
+        if ident.lower() in box.missing or box.folder_ids.get(ident.lower()) in box.missing:
+            return None
         if ident.lower() in box.folder_ids:
             return box.folder_ids[ident.lower()]
         known = ident in box.folder_ids.values() or ident in box.custom
@@ -268,6 +326,8 @@ class FakeGraph:
     # -- HTTP -------------------------------------------------------------------------
 
     def _handle(self, req: Request) -> Response:
+        if req.path.startswith("/upload/") and req.method == "PUT":
+            return self._upload(req)
         who = self.oauth.who(req.headers.get("authorization"))
         if who is None:
             return graph_error(
@@ -275,25 +335,54 @@ class FakeGraph:
             )
         if req.path.startswith("/v1.0/subscriptions"):
             return self._subscriptions(who, req)
-        if not req.path.startswith("/v1.0/me"):
+        if req.path.startswith("/v1.0/me") and who.startswith("app:"):
+            return graph_error(
+                400, "BadRequest", "/me request is only valid with delegated authentication flow."
+            )
+        if req.path.startswith("/v1.0/me"):
+            owner, rest = who, req.path[len("/v1.0/me") :]
+        elif req.path.startswith("/v1.0/users/"):
+            owner, _s, rest = req.path[len("/v1.0/users/") :].partition("/")
+            owner = unquote(owner).lower()
+            rest = "/" + rest
+            denied = self._shared_denied(req, who, owner)
+            if denied is not None:
+                return denied
+        else:
             return graph_error(400, "BadRequest", "Resource not found for the segment.")
-        box = self.box(who)
-        parts = [unquote(p) for p in req.path[len("/v1.0/me") :].split("/") if p]
+        if owner in self.unlicensed:
+            return graph_error(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "REST API is not yet supported for this mailbox.",
+            )
+        box = self.box(owner)
+        parts = [unquote(p) for p in rest.split("/") if p]
+        prefix = req.path[len("/v1.0") : len(req.path) - len(rest)]  # /me or /users/{id}
         immutable = self._immutable(req)
         if not parts and req.method == "GET":
             return Response.json(
-                {"id": "user-1", "mail": who, "userPrincipalName": who, "displayName": who}
+                {
+                    "id": "user-" + owner,
+                    "mail": self.smtp.get(owner, owner),
+                    "userPrincipalName": owner,
+                    "displayName": owner,
+                }
             )
         if parts == ["mailFolders"] and req.method == "GET":
-            return self._folders(box, None, req, "/me/mailFolders")
+            return self._folders(box, None, req, f"{prefix}/mailFolders")
         if parts[0] == "mailFolders" and len(parts) >= 2:
             folder = self._folder_id(box, parts[1])
             if folder is None:
-                return _not_found()
+                return graph_error(
+                    404,
+                    "ErrorFolderNotFound",
+                    "The specified folder could not be found in the store.",
+                )
             if len(parts) == 2 and req.method == "GET":
                 return Response.json(self._folder_resource(box, folder))
             if parts[2:] == ["childFolders"] and req.method == "GET":
-                path = f"/me/mailFolders/{quote(folder, safe='')}/childFolders"
+                path = f"{prefix}/mailFolders/{quote(folder, safe='')}/childFolders"
                 return self._folders(box, folder, req, path)
             if parts[2:] == ["messages", "delta"] and req.method == "GET":
                 return self._delta(box, parts[1], folder, req, immutable)
@@ -302,12 +391,22 @@ class FakeGraph:
             return _not_found()
         if parts[0] == "sendMail" and req.method == "POST":
             return self._send(box, req)
+        if parts == ["messages"] and req.method == "POST":
+            return self._create_draft(box, req, immutable)
         if parts[0] == "messages" and len(parts) >= 2:
             item = self._resolve(box, parts[1])
             if item is None:
                 return _not_found()
             if len(parts) == 2 and req.method == "GET":
                 return Response.json(self._resource(item, immutable, req.arg("$select")))
+            if len(parts) == 2 and req.method == "DELETE":
+                box.items.pop(item.id, None)
+                self._touch(box, item)
+                return Response(204, b"")
+            if parts[2:] == ["attachments", "createUploadSession"] and req.method == "POST":
+                return self._upload_session(box, item, req)
+            if parts[2:] == ["send"] and req.method == "POST":
+                return self._send_draft(box, item)
             if len(parts) == 3 and parts[2] == "$value" and req.method == "GET":
                 return Response(200, item.raw, {"Content-Type": "text/plain"})
             if len(parts) == 2 and req.method == "PATCH":
@@ -317,7 +416,14 @@ class FakeGraph:
                     self._touch(box, item)
                 return Response.json(self._resource(item, immutable))
             if len(parts) == 3 and parts[2] == "move" and req.method == "POST":
-                dest = self._folder_id(box, str(req.json().get("destinationId", "")))
+                wanted = str(req.json().get("destinationId", ""))
+                dest = self._folder_id(box, wanted)
+                if dest is None and wanted.lower() in FOLDERS:
+                    return graph_error(
+                        404,
+                        "ErrorFolderNotFound",
+                        "The specified folder could not be found in the store.",
+                    )
                 if dest is None:
                     return graph_error(400, "ErrorInvalidIdMalformed", "Id is malformed.")
                 if dest != item.folder:
@@ -343,9 +449,10 @@ class FakeGraph:
         match = re.search(r"odata\.maxpagesize=(\d+)", req.headers.get("prefer", ""))
         return max(1, int(match.group(1))) if match else 10
 
-    def _link(self, name: str, **params: str) -> str:
+    def _link(self, req: Request, name: str, **params: str) -> str:
         query = "&".join(f"${k}={quote(v, safe='')}" for k, v in params.items())
-        return f"{self.base_url}/me/mailFolders/{name}/messages/delta?{query}"
+        prefix = req.path.split("/mailFolders/")[0]  # /v1.0/me or /v1.0/users/{id}
+        return f"{self.server.url}{prefix}/mailFolders/{name}/messages/delta?{query}"
 
     def _delta(self, box: Box, name: str, folder: str, req: Request, immutable: bool) -> Response:
         skip, token = req.arg("$skiptoken"), req.arg("$deltatoken")
@@ -371,10 +478,11 @@ class FakeGraph:
                 changed = dict.fromkeys(i for s, f, i in box.log if s > since and f == folder)
                 ids = list(changed)
             else:
+                since = _since(req.arg("$filter"))
                 ids = [
                     i.id
                     for i in sorted(box.items.values(), key=lambda i: i.received)
-                    if i.folder == folder
+                    if i.folder == folder and (since is None or i.received >= since)
                 ]
             key = f"r{next(self._ids)}"
             box.rounds[key] = ids
@@ -400,11 +508,11 @@ class FakeGraph:
         headers = {"Preference-Applied": f"odata.maxpagesize={size}"}
         if rest:
             box.rounds[key] = rest
-            body["@odata.nextLink"] = self._link(name, skiptoken=key)
+            body["@odata.nextLink"] = self._link(req, name, skiptoken=key)
         else:
             box.rounds.pop(key, None)
             body["@odata.deltaLink"] = self._link(
-                name, deltatoken=f"{box.generation}.{box.seq}.{folder}"
+                req, name, deltatoken=f"{box.generation}.{box.seq}.{folder}"
             )
         return Response.json(body, headers=headers)
 
@@ -430,6 +538,8 @@ class FakeGraph:
             return graph_error(
                 400, "ErrorInvalidRequest", "JSON messages are not supported by this fake."
             )
+        if len(req.body) > SENDMAIL_MAX:
+            return graph_error(413, "ErrorRequestEntityTooLarge", "The request is too large.")
         try:
             raw = base64.b64decode(req.body, validate=True)
         except (binascii.Error, ValueError):
@@ -438,12 +548,126 @@ class FakeGraph:
                 "ErrorMimeContentInvalidBase64String",
                 "Invalid base64 string for MIME content.",
             )
-        parsed = message_from_bytes(raw, policy=policy.compat32)
-        if not (parsed.get("To") or parsed.get("Cc") or parsed.get("Bcc")):
+        return self._submit(box, raw)
+
+    def _submit(self, box: Box, raw: bytes) -> Response:
+        recipients = _recipients(raw)
+        if not recipients:
             return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
-        iid = self.deliver(box.email, raw, "sentitems", is_read=True)
-        box.sent.append(box.items[iid])
+        sender = [a.lower() for _n, a in getaddresses([str(_parse(raw).get("From", ""))])]
+        if sender and sender[0] not in (box.email, self.smtp.get(box.email, box.email)):
+            return graph_error(
+                403,
+                "ErrorSendAsDenied",
+                "The user account which was used to submit this "
+                "request does not have the right to send mail on behalf of the specified "
+                "sending account.",
+            )
+        copy = _without_bcc(raw)
+        self.delivered.extend((r, copy) for r in recipients)
+        if self.sent_lag:
+            box.pending_sent.append(raw)
+            box.sent.append(Item("pending", "", raw, "", "", "", datetime.now(UTC)))
+        else:
+            iid = self.deliver(box.email, raw, "sentitems", is_read=True)
+            box.sent.append(box.items[iid])
         return Response(202, b"")
+
+    def _create_draft(self, box: Box, req: Request, immutable: bool) -> Response:
+        if not req.headers.get("content-type", "").startswith("text/plain"):
+            return graph_error(400, "ErrorInvalidRequest", "JSON drafts are not in this fake.")
+        if len(req.body) > SENDMAIL_MAX:
+            return graph_error(413, "ErrorRequestEntityTooLarge", "The request is too large.")
+        raw = base64.b64decode(req.body, validate=True)
+        iid = self.deliver(box.email, raw, "drafts", is_read=True)
+        box.attachments[iid] = []
+        return Response.json(self._resource(box.items[iid], immutable), 201)
+
+    def _upload_session(self, box: Box, item: Item, req: Request) -> Response:
+        spec = req.json().get("AttachmentItem") or {}
+        size = int(spec.get("size") or 0)
+        if spec.get("attachmentType") != "file" or not 0 < size <= 150 * 1024 * 1024:
+            return graph_error(400, "ErrorInvalidRequest", "Invalid attachment item.")
+        token = f"up{next(self._ids)}"
+        self._uploads[token] = (
+            box,
+            item.id,
+            str(spec.get("name")),
+            str(spec.get("contentType")),
+            size,
+            bytearray(),
+        )
+        return Response.json(
+            {
+                "uploadUrl": f"{self.server.url}/upload/{token}?authtoken=fake",
+                "expirationDateTime": "2030-01-01T00:00:00Z",
+                "nextExpectedRanges": ["0-"],
+            },
+            201,
+        )
+
+    def _upload(self, req: Request) -> Response:
+        if req.headers.get("authorization"):
+            # The upload URL carries its own token; Graph refuses an extra Authorization.
+            return graph_error(401, "InvalidAuthenticationToken", "Unexpected token.")
+        token = req.path.rsplit("/", 1)[-1]
+        found = self._uploads.get(token)
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", req.headers.get("content-range", ""))
+        if found is None or match is None:
+            return graph_error(404, "ErrorItemNotFound", "Unknown upload session.")
+        box, iid, name, ctype, size, data = found
+        start, end, total = (int(g) for g in match.groups())
+        if start != len(data) or total != size or end - start + 1 != len(req.body):
+            return graph_error(416, "InvalidRange", "The range is not the next expected one.")
+        if len(req.body) > 60 * 1024 * 1024 or (end + 1 < size and len(req.body) % 327680):
+            return graph_error(400, "InvalidChunk", "Chunks must be multiples of 320 KiB.")
+        data.extend(req.body)
+        if len(data) < size:
+            return Response.json({"nextExpectedRanges": [f"{len(data)}-"]}, 200)
+        del self._uploads[token]
+        box.attachments.setdefault(iid, []).append((name, ctype, bytes(data)))
+        return Response(201, b"")
+
+    def _send_draft(self, box: Box, item: Item) -> Response:
+        msg = _parse(item.raw, policy.default)
+        for name, ctype, data in box.attachments.pop(item.id, []):
+            maintype, _s, subtype = ctype.partition("/")
+            msg.add_attachment(
+                data, maintype=maintype, subtype=subtype or "octet-stream", filename=name
+            )  # type: ignore[union-attr]
+        box.items.pop(item.id, None)
+        self._touch(box, item)
+        return self._submit(box, msg.as_bytes(policy=policy.SMTP))
+
+    def _shared_denied(self, req: Request, who: str, owner: str) -> Response | None:
+        """``/users/{id}``: the user themself, or a delegate with FullAccess and the
+        ``.Shared`` scope (``Mail.Send.Shared`` for sending)."""
+        if owner == who:
+            return None
+        if who.startswith("app:"):
+            if owner in self.app_mailboxes.get(who[4:], set()):
+                return None
+            return graph_error(
+                403,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly "
+                "AccessPolicy settings.",
+            )
+        scopes = self.oauth.scopes(req.headers.get("authorization"))
+        need = (
+            "mail.send.shared"
+            if req.path.endswith("/sendMail") or req.path.endswith("/send")
+            else "mail.readwrite.shared"
+        )
+        if who not in self.full_access.get(owner, set()):
+            return graph_error(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
+        if need not in scopes:
+            return graph_error(
+                403, "ErrorAccessDenied", f"Access is denied: the token lacks {need}."
+            )
+        return None
 
 
 # -- push: change notification subscriptions ------------------------------------------------

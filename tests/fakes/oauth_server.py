@@ -49,6 +49,11 @@ class OAuthState:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # -> (email, exp)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # form + "path"
+    token_scopes: dict[str, str] = field(default_factory=dict)  # access token -> granted scope
+    # Scopes a user leaves unticked on the consent screen (Google's granular consent).
+    unticked: dict[str, set[str]] = field(default_factory=dict)
+    # service account email → (public key PEM, scopes domain-wide delegation allows)
+    service_accounts: dict[str, tuple[bytes, set[str]]] = field(default_factory=dict)
 
 
 def _jwt(claims: dict[str, object]) -> str:
@@ -91,12 +96,16 @@ class FakeOAuth:
         return code
 
     def grant(
-        self, provider: str, client_id: str, email: str, tenant: str = ""
+        self, provider: str, client_id: str, email: str, tenant: str = "", scope: str = ""
     ) -> dict[str, object]:
-        """Tokens as if the admin had just connected the account."""
+        """Tokens as if the admin had just connected the account (``scope``: what the
+        access token carries, for resources that check it)."""
         g = Grant(provider, client_id, email, tenant)
+        access = self._access(email)
+        if scope:
+            self.state.token_scopes[access] = scope
         return {
-            "access_token": self._access(email),
+            "access_token": access,
             "refresh_token": self._refresh(g),
             "expires_at": time.time() + self.access_lifetime,
         }
@@ -120,6 +129,12 @@ class FakeOAuth:
         if found is None or found[1] < time.time():
             return None
         return found[0]
+
+    def scopes(self, authorization: str | None) -> set[str]:
+        """The scope names (last path segment, lower case) the bearer token was granted."""
+        token = (authorization or "")[7:]
+        granted = self.state.token_scopes.get(token, "")
+        return {s.rsplit("/", 1)[-1].lower() for s in granted.split()}
 
     def close(self) -> None:
         self.server.close()
@@ -152,9 +167,59 @@ class FakeOAuth:
 
     # Google ---------------------------------------------------------------------------
 
+    def add_service_account(self, email: str, public_pem: bytes, delegated: set[str]) -> None:
+        """A service account; ``delegated``: the scopes a super admin allowed it domain-wide."""
+        self.state.service_accounts[email] = (public_pem, delegated)
+
+    def _jwt_bearer(self, form: dict[str, str]) -> Response:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def unb64(s: str) -> bytes:
+            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+        refused = Response.json(
+            {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, 400
+        )
+        try:
+            head, body, sig = form.get("assertion", "").split(".")
+            claims = json.loads(unb64(body))
+        except ValueError:
+            return refused
+        found = self.state.service_accounts.get(str(claims.get("iss")))
+        if found is None:
+            return refused
+        key = serialization.load_pem_public_key(found[0])
+        try:
+            key.verify(  # type: ignore[union-attr,call-arg]
+                unb64(sig), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except InvalidSignature:
+            return refused
+        scopes = set(str(claims.get("scope") or "").split())
+        subject = str(claims.get("sub") or "")
+        if not subject or not scopes or not scopes <= found[1]:
+            return Response.json(
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "Client is unauthorized to retrieve access tokens "
+                    "using this method, or client not authorized for any of the scopes "
+                    "requested.",
+                },
+                401,
+            )
+        access = self._access(subject)
+        self.state.token_scopes[access] = " ".join(sorted(scopes))
+        return Response.json(
+            {"access_token": access, "expires_in": self.access_lifetime, "token_type": "Bearer"}
+        )
+
     def _google_token(self, req: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs(req.body.decode()).items()}
         self.state.token_requests.append({**form, "path": req.path})
+        if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_bearer(form)
         client_id = form.get("client_id", "")
         if self.state.google_clients.get(client_id) != form.get("client_secret"):
             return Response.json(
@@ -178,7 +243,11 @@ class FakeOAuth:
                     "access_token": self._access(grant.email),
                     "expires_in": self.access_lifetime,
                     "refresh_token": self._refresh(grant),
-                    "scope": "https://www.googleapis.com/auth/gmail.modify openid email",
+                    "scope": " ".join(
+                        s
+                        for s in ("https://www.googleapis.com/auth/gmail.modify", "openid", "email")
+                        if s not in self.state.unticked.get(grant.email, set())
+                    ),
                     "token_type": "Bearer",
                     "id_token": _jwt(
                         {
@@ -289,6 +358,18 @@ class FakeOAuth:
                 401, "invalid_client", 7000215, "Invalid client secret provided."
             )
         grant_type = form.get("grant_type")
+        if grant_type == "client_credentials":
+            # Application permissions: a token for the app itself (roles, no user).
+            access = self._access(f"app:{client_id}")
+            self.state.token_scopes[access] = "Mail.ReadWrite Mail.Send"
+            return Response.json(
+                {
+                    "token_type": "Bearer",
+                    "expires_in": self.access_lifetime,
+                    "ext_expires_in": self.access_lifetime,
+                    "access_token": access,
+                }
+            )
         if grant_type == "authorization_code":
             found = self.state.codes.pop(form.get("code", ""), None)
             if found is None or found[1] != form.get("redirect_uri"):
@@ -322,6 +403,9 @@ class FakeOAuth:
             "access_token": self._access(grant.email),
             "refresh_token": self._refresh(grant),  # rotated on every use
         }
+        unticked = self.state.unticked.get(grant.email, set())
+        body["scope"] = " ".join(s for s in str(body["scope"]).split() if s not in unticked)
+        self.state.token_scopes[str(body["access_token"])] = str(body["scope"])
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, grant.email))
         tid = str(uuid.uuid5(uuid.NAMESPACE_URL, home))
         if form.get("client_info") == "1":

@@ -283,6 +283,7 @@ def test_an_smtp_relay_without_login_is_added_and_sends(
     mailroom.driver.block_action("UADMIN", ids.ACCOUNT_PROVIDER_PICK, "imap", view=chooser["id"])
     mailroom.fake.wait_until(
         lambda: _shown(mailroom, "UADMIN").get("callback_id") == ids.VIEW_ACCOUNT_ADD
+        and B_SMTP_AUTH in json.dumps(_shown(mailroom, "UADMIN"))
     )
     form = _shown(mailroom, "UADMIN")
     auth = next(b for b in form["blocks"] if b.get("block_id") == B_SMTP_AUTH)
@@ -303,6 +304,7 @@ def test_an_smtp_relay_without_login_is_added_and_sends(
     }
     resp = mailroom.driver.view_submission("UADMIN", form["id"], values)
     assert resp.status == 200 and resp.body == "", resp.body
+    mailroom.settle()  # the account is written after the ack
     with mailroom.services.session_factory() as s:
         account = s.scalars(select(Account).where(Account.email == support_addr)).one()
         settings = smtp_settings(account)

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from bot.blocks import ids
-from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FOLDERS, B_FREQ, A
+from bot.blocks.accounts import B_AUTOLINK, B_CHANNEL, B_FOLDERS, B_FREQ, B_SHARED, A
+from tests.fakes.graph_server import FakeGraph
 from tests.fakes.oauth_server import FakeOAuth
 
 GOOGLE = ("mailroom-test.apps.googleusercontent.com", "g-secret-never-shown-4711")
@@ -28,6 +29,14 @@ def oauth_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeOAuth]:
     fake = FakeOAuth(Path(tmp_path_factory.mktemp("oauth-connect")))
     fake.add_google_client(*GOOGLE)
     fake.add_microsoft_app(MICROSOFT[0], MICROSOFT[1], TENANT)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def graph_fake(oauth_fake: FakeOAuth) -> Iterator[FakeGraph]:
+    """Graph's /me tells the mailbox's address after a Microsoft sign-in."""
+    fake = FakeGraph(oauth_fake)
     yield fake
     fake.close()
 
@@ -70,6 +79,7 @@ class Connect:
         interval: str = "60",
         auto_link: bool = False,
         folders: tuple[str, ...] = (),
+        shared: str | None = None,
     ) -> tuple[str, dict[str, list[str]]]:
         """Add email account → provider → the OAuth step modal → the link's URL and query."""
         fake = self.mailroom.fake
@@ -83,6 +93,8 @@ class Connect:
             values[B_AUTOLINK] = {A: ["on"]}
         if folders:
             values[B_FOLDERS] = {A: list(folders)}
+        if shared:
+            values[B_SHARED] = {A: shared}
         resp = self.mailroom.driver.view_submission("UADMIN", chooser["id"], values)
         assert resp.status == 200, resp.body
         assert fake.ack_problems == []
@@ -99,7 +111,9 @@ def link_of(view: dict[str, Any] | None) -> tuple[str, dict[str, list[str]]]:
     raise AssertionError(f"no sign-in link in {json.dumps(view)[:500]}")
 
 
-def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
+def configure(
+    mailroom: Any, oauth: FakeOAuth, graph: FakeGraph | None = None, **changes: Any
+) -> str:
     base = mailroom.url.rsplit("/slack/events", 1)[0]
     settings = dataclasses.replace(
         mailroom.services.settings,
@@ -116,7 +130,11 @@ def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
                 "ca_file": oauth.ca_file,
                 "api": {"base_url": "https://127.0.0.1:9/gmail"},
             },
-            "graph": {"authority_host": oauth.host, "ca_file": oauth.ca_file},
+            "graph": {
+                "authority_host": oauth.host,
+                "ca_file": oauth.ca_file,
+                **({"api": {"base_url": graph.base_url}} if graph is not None else {}),
+            },
         },
     )
     mailroom.services.settings = dataclasses.replace(settings, **changes)
@@ -124,5 +142,5 @@ def configure(mailroom: Any, oauth: FakeOAuth, **changes: Any) -> str:
 
 
 @pytest.fixture
-def connect(mailroom: Any, oauth_fake: FakeOAuth) -> Connect:
-    return Connect(mailroom, oauth_fake, configure(mailroom, oauth_fake))
+def connect(mailroom: Any, oauth_fake: FakeOAuth, graph_fake: FakeGraph) -> Connect:
+    return Connect(mailroom, oauth_fake, configure(mailroom, oauth_fake, graph_fake))

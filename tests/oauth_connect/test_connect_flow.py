@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from bot.oauth_connect import ConnectRequest, make_state, read_state
 from bot.store.db import session_scope
 from bot.store.models import Account, AccountStatus, AuditLog, Provider
 from bot.sync.api_sync import create_oauth_account
+from tests.fakes.graph_server import FakeGraph
 from tests.oauth_connect.conftest import GOOGLE, MICROSOFT, TENANT, Connect, link_of
 
 
@@ -269,3 +270,69 @@ def test_chooser_names_the_missing_settings(connect: Connect) -> None:
     shown = json.dumps(fake.view(chooser["id"]))
     assert "GOOGLE_CLIENT_SECRET" in shown and ids.VIEW_ACCOUNT_OAUTH not in shown
     assert_views_valid(connect)
+
+
+def test_microsoft_address_is_the_mailbox_mail_not_the_sign_in_name(
+    connect: Connect, graph_fake: FakeGraph
+) -> None:
+    graph_fake.smtp["j.doe@contoso.onmicrosoft.com"] = "jane@contoso.test"
+    _url, query = connect.sign_in_link("graph")
+    code = connect.oauth.issue_code(
+        "microsoft", MICROSOFT[0], "j.doe@contoso.onmicrosoft.com", connect.redirect_uri, TENANT
+    )
+    status, page = connect.callback(code=code, state=query["state"][0])
+    assert status == 200, page
+    [account] = accounts(connect)
+    assert account.email == "jane@contoso.test"  # From: is the real address, not the UPN
+
+
+def test_a_shared_mailbox_connects_through_a_delegate(
+    connect: Connect, graph_fake: FakeGraph
+) -> None:
+    shared = f"support-{time.time_ns()}@contoso.test"
+    url, query = connect.sign_in_link("graph", shared=shared.upper())
+    scopes = parse_qs(urlsplit(url).query)["scope"][0].split()
+    assert "https://graph.microsoft.com/Mail.ReadWrite.Shared" in scopes
+    assert "https://graph.microsoft.com/Mail.Send.Shared" in scopes
+    code = connect.oauth.issue_code(
+        "microsoft", MICROSOFT[0], "agent@contoso.test", connect.redirect_uri, TENANT
+    )
+    # Without Full Access on the shared mailbox: refused, nothing stored.
+    status, page = connect.callback(code=code, state=query["state"][0])
+    assert status == 400 and "Full Access" in page
+    assert accounts(connect) == []
+    graph_fake.full_access[shared] = {"agent@contoso.test"}
+    _url, query = connect.sign_in_link("graph", shared=shared)
+    code = connect.oauth.issue_code(
+        "microsoft", MICROSOFT[0], "agent@contoso.test", connect.redirect_uri, TENANT
+    )
+    status, page = connect.callback(code=code, state=query["state"][0])
+    assert status == 200, page
+    [account] = accounts(connect)
+    assert account.email == shared
+    assert account.config["api"]["mailbox"] == shared
+    assert "Mail.Send.Shared" in " ".join(account.config["oauth"]["scopes"])
+
+
+def test_microsoft_reconnect_follows_the_user_not_the_address(
+    connect: Connect, graph_fake: FakeGraph
+) -> None:
+    services = connect.mailroom.services
+    upn = f"kim-{time.time_ns()}@contoso.onmicrosoft.com"
+    _url, query = connect.sign_in_link("graph")
+    code = connect.oauth.issue_code("microsoft", MICROSOFT[0], upn, connect.redirect_uri, TENANT)
+    assert connect.callback(code=code, state=query["state"][0])[0] == 200
+    [account] = [a for a in accounts(connect) if a.email == upn]
+    # Someone else signing in is refused; the same user after an address change is not.
+    other = connect.oauth.issue_code(
+        "microsoft", MICROSOFT[0], "intruder@contoso.test", connect.redirect_uri, TENANT
+    )
+    state = make_state(services, ConnectRequest("UADMIN", "graph", account_id=account.id))
+    status, page = connect.callback(code=other, state=state)
+    assert status == 400 and upn in page
+    graph_fake.smtp[upn] = "kim.new@contoso.test"
+    again = connect.oauth.issue_code("microsoft", MICROSOFT[0], upn, connect.redirect_uri, TENANT)
+    state = make_state(services, ConnectRequest("UADMIN", "graph", account_id=account.id))
+    status, page = connect.callback(code=again, state=state)
+    assert status == 200, page
+    assert [a.email for a in accounts(connect) if a.id == account.id] == ["kim.new@contoso.test"]

@@ -163,8 +163,8 @@ def test_gmail_labels_are_offered_in_the_edit_modal_and_the_chosen_one_is_synced
         ("Support", support),
     ]
     _submit(mailroom, view, [support])
+    home = _home_with(mailroom, "Folders: Support")  # after the write after the ack
     assert env.account(aid).folders == [support]
-    home = _home_with(mailroom, "Folders: Support")
     assert support not in home  # the name, not the id
     env.sync(aid)
     assert [m.subject for m in env.messages(aid)] == ["Support only"]
@@ -189,8 +189,8 @@ def test_graph_folders_are_offered_in_the_edit_modal_and_the_chosen_one_is_synce
     assert options[:3] == [("Inbox", "inbox"), ("Sent Items", "sentitems"), ("Archive", "archive")]
     assert ("Inbox / VIP", vip) in options
     _submit(mailroom, view, ["sentitems", vip])
+    _home_with(mailroom, "Folders: Sent Items, Inbox / VIP")  # after the write after the ack
     assert env.account(aid).folders == ["sentitems", vip]
-    _home_with(mailroom, "Folders: Sent Items, Inbox / VIP")
     env.sync(aid)
     assert [m.subject for m in env.messages(aid)] == ["For VIPs"]
 

@@ -456,3 +456,29 @@ def test_a_push_runs_the_in_process_worker_at_once(push: PushEnv) -> None:
         env.gmail.pubsub.audience = None
         scheduler.stop()
     assert mid in {m.message_id for m in env.api.messages(aid)}
+
+
+def test_a_shared_mailbox_subscribes_through_users(push: PushEnv) -> None:
+    """A shared Microsoft 365 mailbox's subscription is on users/{mailbox}/… (the Graph
+    client's root), made by the delegate; mail delivered to the shared mailbox notifies."""
+    from tests.providers_api.test_shared_mailbox import connect_shared, shared_pair
+
+    env = push
+    shared, agent = shared_pair()
+    env.graph.full_access[shared] = {agent}
+    aid = connect_shared(env.api, shared, agent)
+    with session_scope(env.api.factory) as s:
+        account = s.get_one(Account, aid)
+        account.channel_id = CHANNEL
+        account.announce_after = None
+    sync_account(env.api.services, aid)
+    env.not_due(aid)
+    assert env.keeper().tick()["opened"] == 1
+    (sub,) = [s for s in env.graph.subscriptions.values() if shared in str(s["resource"])]
+    assert sub["resource"] == f"users/{shared}/mailFolders('inbox')/messages"
+    env.not_due(aid)  # opening asks for one sync (changes may predate the subscription)
+    env.graph.deliver(agent, make_raw("The agent's own mail")[0])
+    assert not env.due(aid)
+    env.graph.deliver(shared, make_raw("For support")[0])
+    assert env.graph.notifications[-1][2] == 202
+    assert env.due(aid)

@@ -24,6 +24,7 @@ from bot.blocks.accounts import (
     oauth_provider_of,
     read_imap_form,
     read_oauth_form,
+    read_shared_mailbox,
     read_signature,
     read_sync_settings,
     remove_modal,
@@ -419,6 +420,7 @@ def oauth_link_view(
     email: str | None = None,
     timeout: float | None = None,
     folders: tuple[str, ...] = (),
+    mailbox: str | None = None,
 ) -> dict[str, Any]:
     """The modal with the sign-in link, or one saying why there is none. Microsoft's needs
     one request to its sign-in service (tenant discovery), bounded by ``timeout``."""
@@ -437,6 +439,7 @@ def oauth_link_view(
             account_id=account_id,
             timeout=timeout,
             folders=folders,
+            mailbox=mailbox,
         )
     except ProviderError as exc:
         log.warning("no %s sign-in link: %s", provider, exc)
@@ -527,6 +530,7 @@ def account_oauth_submitted(
         ack(response_action="update", view=notice_view("Add email account", "Unknown provider."))
         return
     form, errors = read_oauth_form(state_values(view), provider)
+    mailbox = read_shared_mailbox(state_values(view), errors) if provider == "graph" else None
     if errors:
         ack(response_action="errors", errors=errors)
         return
@@ -541,6 +545,7 @@ def account_oauth_submitted(
         auto_link=form.auto_link,
         timeout=LINK_TIMEOUT,
         folders=form.folders,
+        mailbox=mailbox,
     )
     ack(response_action="update", view=link)
 

@@ -12,6 +12,7 @@ from bot.blocks import compose as cb
 from bot.blocks import ids
 from bot.blocks.state import state_values
 from bot.compose import saved, signature, thread_reply
+from bot.compose.files import size_problem
 from bot.compose.form import ComposeMeta, read_submission
 from bot.compose.modal import agent_name, mention_names, sendable_accounts
 from bot.compose.submit import SubmitResult, enqueue_send, load_send, prepare_send
@@ -81,6 +82,9 @@ def compose_submitted(
         account = session.get(Account, meta.account_id) if meta.account_id else None
         channel = account.channel_id if account else None
         signed = account is not None and signature.has_signature(account)
+        too_big = (
+            size_problem(account.provider.value, [f.size for f in sub.files]) if account else None
+        )
     if account is None or not services.access.can_see_channel(client, user_id, channel):
         ack(
             response_action="update",
@@ -88,6 +92,9 @@ def compose_submitted(
                 "Email", "You can send only from mailboxes whose channel you are in."
             ),
         )
+        return
+    if too_big:  # over what this mailbox's way of sending takes: say so before sending
+        ack(response_action="errors", errors={cb.FILES_BLOCK: too_big})
         return
     # Slack calls before any session: the sender's name (signature variables) and the
     # names of people and channels mentioned in the body.
