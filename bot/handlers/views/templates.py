@@ -95,40 +95,20 @@ def template_submitted(
             raise Refused("another template has this name now.") from exc
 
     def _save() -> None:
+        fields: dict[str, Any] = {
+            "name": name,
+            "subject": subject,
+            "body": text,
+            "user_id": user_id,
+            "body_rich": rich,
+            "shared": shared,
+        }
         with session_scope(services.session_factory) as session:
-            if template_id is None:
-                row = create_template(
-                    session,
-                    name=name,
-                    subject=subject,
-                    body=text,
-                    user_id=user_id,
-                    body_rich=rich,
-                    shared=shared,
-                )
-            else:
-                found = update_template(
-                    session,
-                    template_id,
-                    name=name,
-                    subject=subject,
-                    body=text,
-                    user_id=user_id,
-                    body_rich=rich,
-                    shared=shared,
-                )
-                if found is None:
-                    row = create_template(
-                        session,
-                        name=name,
-                        subject=subject,
-                        body=text,
-                        user_id=user_id,
-                        body_rich=rich,
-                        shared=shared,
-                    )
-                else:
-                    row = found
+            found = (
+                update_template(session, template_id, **fields) if template_id is not None else None
+            )
+            # A new template, or one deleted meanwhile: saved as new.
+            row = found if found is not None else create_template(session, **fields)
             audit.record(
                 session,
                 user_id,
