@@ -633,10 +633,10 @@ def read_imap_form(
     return form, errors
 
 
-def form_prefill(form: ImapForm) -> dict[str, str]:
-    """Non-secret values to re-render the form with (never the passwords)."""
+def server_prefill(form: Any) -> dict[str, str]:
+    """The servers' non-secret fields of a form (add account or Edit connection), to show it
+    again with: never the passwords."""
     return {
-        "email": form.email,
         "imap_host": form.imap_host,
         "imap_port": str(form.imap_port or ""),
         "imap_security": form.imap_security,
@@ -646,6 +646,14 @@ def form_prefill(form: ImapForm) -> dict[str, str]:
         "smtp_security": form.smtp_security,
         "smtp_auth": SMTP_LOGIN if form.smtp_username else SMTP_NO_LOGIN,
         "smtp_username": form.smtp_username,
+    }
+
+
+def form_prefill(form: ImapForm) -> dict[str, str]:
+    """Non-secret values to re-render the form with (never the passwords)."""
+    return {
+        "email": form.email,
+        **server_prefill(form),
         "channel_id": form.channel_id or "",
         "interval": str(form.interval),
         "folders": ", ".join(form.folders),

@@ -37,6 +37,7 @@ from bot.blocks.accounts import (
     _test_result_block,
     _text_input,
     _value,
+    server_prefill,
     smtp_auth_input,
     smtp_login_wanted,
 )
@@ -98,17 +99,7 @@ def connection_prefill(email: str, config: Mapping[str, Any]) -> dict[str, str]:
 
 def connection_form_prefill(form: ConnectionForm) -> dict[str, str]:
     """Non-secret values to show the modal again with (after a refused check)."""
-    return {
-        "imap_host": form.imap_host,
-        "imap_port": str(form.imap_port or ""),
-        "imap_security": form.imap_security,
-        "imap_username": form.imap_username,
-        "smtp_host": form.smtp_host,
-        "smtp_port": str(form.smtp_port or ""),
-        "smtp_security": form.smtp_security,
-        "smtp_auth": SMTP_LOGIN if form.smtp_username else SMTP_NO_LOGIN,
-        "smtp_username": form.smtp_username,
-    }
+    return server_prefill(form)
 
 
 def connection_modal(

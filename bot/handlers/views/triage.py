@@ -4,6 +4,7 @@ Checks (reads and Slack calls) run before the ack, the write after it (bot/handl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
@@ -32,6 +33,20 @@ def _picked(values: dict[str, Any], block: str, action: str) -> Any:
     return option.get("value") or state.get("selected_date") or state.get("selected_time")
 
 
+def _refused(ack: Ack, check: Callable[[], object]) -> bool:
+    """Run the read-only check; when the person may not act on the conversation (or it is
+    gone), answer in the modal and say so."""
+    try:
+        check()
+    except AccessDenied:
+        ack(response_action="update", view=notice_modal("Not allowed", REFUSAL))
+        return True
+    except actions.NotFound:
+        ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
+        return True
+    return False
+
+
 def assign_submitted(
     ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
@@ -46,15 +61,13 @@ def assign_submitted(
         assignee = None
     services, actor = services_of(context), body["user"]["id"]
     try:  # reads only: the write follows the ack
-        triage.check_assign(services, client, actor, meta[0], assignee)
+        refused = _refused(
+            ack, lambda: triage.check_assign(services, client, actor, meta[0], assignee)
+        )
     except triage.NotMember as exc:
         ack(response_action="errors", errors={tb.ASSIGN_BLOCK: str(exc)})
         return
-    except AccessDenied:
-        ack(response_action="update", view=notice_modal("Not allowed", REFUSAL))
-        return
-    except actions.NotFound:
-        ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
+    if refused:
         return
     ack()  # the write follows: a busy database never delays the ack
     write_after_ack(
@@ -86,13 +99,8 @@ def snooze_submitted(
         ack(response_action="errors", errors={tb.SNOOZE_TIME_BLOCK: "Pick a time in the future."})
         return
     services = services_of(context)
-    try:  # reads only: the write follows the ack
-        actions.conversation_info(services, client, user_id, meta[0])
-    except AccessDenied:
-        ack(response_action="update", view=notice_modal("Not allowed", REFUSAL))
-        return
-    except actions.NotFound:
-        ack(response_action="update", view=notice_modal("Not found", "This conversation is gone."))
+    # Reads only: the write follows the ack.
+    if _refused(ack, lambda: actions.conversation_info(services, client, user_id, meta[0])):
         return
     ack()  # the write follows: a busy database never delays the ack
     write_after_ack(
