@@ -84,11 +84,26 @@ def test_every_parent_variant_is_valid_block_kit(
 
 
 def test_modals_are_valid() -> None:
+    # Up to 99 people: the whole list (with Nobody, Slack's 100 options) as a static select.
     members = [(f"U{i}", f"Person {i}") for i in range(150)]
+    view = tb.assign_modal(7, "Subject & <b>", members[:99], "U3", "C1")
+    assert validate_view(view) == []
+    select = view["blocks"][1]["element"]
+    assert select["type"] == "static_select"
+    assert len(select["options"]) == 100 and select["initial_option"]["value"] == "U3"
+    # More: an external select (options loaded as the person types), none of them cut off.
     view = tb.assign_modal(7, "Subject & <b>", members, "U3", "C1")
     assert validate_view(view) == []
     select = view["blocks"][1]["element"]
-    assert len(select["options"]) == 100 and select["initial_option"]["value"] == "U3"
+    assert select["type"] == "external_select" and "options" not in select
+    assert select["initial_option"] == tb.assignee_option("U3", "Person 3")
+    # A current owner no longer in the channel is not shown as chosen.
+    assert (
+        "initial_option"
+        not in tb.assign_modal(7, "S", members, "UGONE", "C1")["blocks"][1]["element"]
+    )
+    options = tb.assignee_options([(f"U{i}", f"P {i}") for i in range(150)])
+    assert len(options) == tb.MAX_OPTIONS
     assert validate_view(tb.snooze_modal(7, "S", "Europe/London", "2026-12-05", None)) == []
     entries = [
         tb.HistoryEntry(NOW, "U1", "triage.assign", None, "U1"),
