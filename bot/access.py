@@ -23,7 +23,7 @@ DIRECTORY_PAGES = 20
 
 
 @dataclass(frozen=True)
-class Person:
+class SlackUser:
     """One workspace member as the Assign picker shows and filters them."""
 
     user_id: str
@@ -120,13 +120,13 @@ class AccessControl:
     def visible_channels(self, client: WebClient, user_id: str, channel_ids: list[str]) -> set[str]:
         return {c for c in channel_ids if self.can_see_channel(client, user_id, c)}
 
-    def directory(self, client: WebClient) -> dict[str, Person]:
+    def directory(self, client: WebClient) -> dict[str, SlackUser]:
         """The workspace's people by user id (users.list, at most `DIRECTORY_PAGES` pages),
         cached for `DIRECTORY_SECONDS`. A failed walk keeps what it read and is not cached."""
         cached = self._directory.get("people")
         if isinstance(cached, dict):
             return cached
-        people: dict[str, Person] = {}
+        people: dict[str, SlackUser] = {}
         complete = False
         try:
             cursor: str | None = None
@@ -135,7 +135,7 @@ class AccessControl:
                 for u in page.get("members") or []:
                     profile = u.get("profile") or {}
                     uid = str(u.get("id"))
-                    people[uid] = Person(
+                    people[uid] = SlackUser(
                         user_id=uid,
                         handle=str(u.get("name") or ""),
                         display_name=str(profile.get("display_name") or ""),

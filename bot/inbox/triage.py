@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot.access import AccessDenied, Person
+from bot.access import AccessDenied, SlackUser
 from bot.blocks import triage as tb
 from bot.blocks.search import thread_url
 from bot.inbox import actions
@@ -304,7 +304,7 @@ def unsnooze(services: Services, slack: WebClient, user_id: str, conversation_id
         return True
 
 
-def channel_people(services: Services, slack: WebClient, channel_id: str | None) -> list[Person]:
+def channel_people(services: Services, slack: WebClient, channel_id: str | None) -> list[SlackUser]:
     """The channel's people (no bots, no deactivated accounts), by name: who can own its
     conversations. A member the directory does not know is listed by user id."""
     if not channel_id:
@@ -313,7 +313,7 @@ def channel_people(services: Services, slack: WebClient, channel_id: str | None)
     directory = services.access.directory(slack)
     out = []
     for uid in members:
-        person = directory.get(uid) or Person(uid, "", "", "")
+        person = directory.get(uid) or SlackUser(uid, "", "", "")
         if not (person.is_bot or person.deleted or uid == "USLACKBOT"):
             out.append(person)
     return sorted(out, key=lambda p: (p.label.lower(), p.user_id))
@@ -339,15 +339,15 @@ def name_matches(typed: str, *names: str) -> bool:
     return all(any(w.startswith(t) for w in words) for t in _words(typed))
 
 
-def matching_people(people: list[Person], query: str, limit: int) -> list[Person]:
+def matching_people(people: list[SlackUser], query: str, limit: int) -> list[SlackUser]:
     """The people one of whose handle, display name or real name has a word starting with
     each typed word (case-insensitive), at most `limit`: those with a name starting with the
     whole text first, then the rest, each in the given (name) order."""
     typed = " ".join(_words(query))
     if not typed:
         return people[:limit]
-    first: list[Person] = []
-    rest: list[Person] = []
+    first: list[SlackUser] = []
+    rest: list[SlackUser] = []
     for person in people:
         names = [n for n in (person.handle, person.display_name, person.real_name) if n]
         if not name_matches(typed, *names):

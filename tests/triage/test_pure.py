@@ -114,3 +114,30 @@ def test_modals_are_valid() -> None:
     assert 3 <= len(blocks) <= 10
     modal = {"type": "modal", "title": {"type": "plain_text", "text": "Email"}, "blocks": blocks}
     assert validate_view(modal) == []
+
+
+def test_people_match_by_the_start_of_a_word_of_any_name() -> None:
+    from bot.access import SlackUser
+    from bot.inbox.triage import matching_people
+
+    people = [
+        SlackUser("U1", "ann.bell", "annie", "Ann Bell"),
+        SlackUser("U2", "joanne", "", "Joanne Annan"),
+        SlackUser("U3", "bob", "bobby", "Bob Stone"),
+    ]
+
+    def ids(query: str, limit: int = 10) -> list[str]:
+        return [p.user_id for p in matching_people(people, query, limit)]
+
+    assert ids("") == ["U1", "U2", "U3"]
+    assert ids("ann") == ["U1", "U2"]  # "Annan" starts a word; "joANNe" does not count
+    assert ids("ANN B") == ["U1"]
+    assert ids("@bobby") == ["U3"]
+    assert ids("annan") == ["U2"]
+    assert ids("stone bob") == ["U3"]
+    assert ids("nn") == []
+    # A name that starts with the whole text comes before one with a later word matching.
+    people.reverse()
+    assert ids("ann") == ["U1", "U2"] and ids("") == ["U3", "U2", "U1"]
+    assert ids("annan j") == ["U2"]
+    assert ids("a", limit=1) == ["U1"]
