@@ -3,14 +3,39 @@ if they are a member of its channel. Checked against Slack and cached briefly.""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+log = logging.getLogger(__name__)
+
 CACHE_SECONDS = 60.0
+# The workspace's names change rarely and users.list is rate limited (Tier 2): the directory
+# the Assign picker filters is kept longer than memberships, which are checked every minute.
+DIRECTORY_SECONDS = 600.0
+# users.list pages walked for the directory (200 people a page).
+DIRECTORY_PAGES = 20
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    """One workspace member as the Assign picker shows and filters them."""
+
+    user_id: str
+    handle: str  # the `name` (legacy username)
+    display_name: str
+    real_name: str
+    is_bot: bool = False
+    deleted: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.real_name or self.display_name or self.handle or self.user_id
 
 
 class AccessDenied(Exception):
@@ -41,9 +66,15 @@ class _TTLCache:
 
 
 class AccessControl:
-    def __init__(self, admins: frozenset[str], ttl: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        admins: frozenset[str],
+        ttl: float = CACHE_SECONDS,
+        directory_ttl: float = DIRECTORY_SECONDS,
+    ) -> None:
         self._admins = admins
         self._cache = _TTLCache(ttl)
+        self._directory = _TTLCache(directory_ttl)
 
     def is_admin(self, client: WebClient, user_id: str) -> bool:
         """Configured admins, or Slack workspace admins / owners."""
@@ -89,5 +120,39 @@ class AccessControl:
     def visible_channels(self, client: WebClient, user_id: str, channel_ids: list[str]) -> set[str]:
         return {c for c in channel_ids if self.can_see_channel(client, user_id, c)}
 
+    def directory(self, client: WebClient) -> dict[str, SlackUser]:
+        """The workspace's people by user id (users.list, at most `DIRECTORY_PAGES` pages),
+        cached for `DIRECTORY_SECONDS`. A failed walk keeps what it read and is not cached."""
+        cached = self._directory.get("people")
+        if isinstance(cached, dict):
+            return cached
+        people: dict[str, SlackUser] = {}
+        complete = False
+        try:
+            cursor: str | None = None
+            for _ in range(DIRECTORY_PAGES):
+                page = client.users_list(limit=200, cursor=cursor)
+                for u in page.get("members") or []:
+                    profile = u.get("profile") or {}
+                    uid = str(u.get("id"))
+                    people[uid] = SlackUser(
+                        user_id=uid,
+                        handle=str(u.get("name") or ""),
+                        display_name=str(profile.get("display_name") or ""),
+                        real_name=str(profile.get("real_name") or u.get("real_name") or ""),
+                        is_bot=bool(u.get("is_bot")) or uid == "USLACKBOT",
+                        deleted=bool(u.get("deleted")),
+                    )
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+            complete = True
+        except SlackApiError as exc:
+            log.info("users.list failed: %s", exc.response.get("error"))
+        if complete:
+            self._directory.put("people", people)
+        return people
+
     def forget(self) -> None:
         self._cache.clear()
+        self._directory.clear()

@@ -100,9 +100,10 @@ def read_choices(
 ) -> tuple[str, list[Choice] | None, str | None]:
     """(provider, choices, None) or (provider, None, why they could not be read)."""
     from bot.providers.errors import ProviderError
+    from bot.store.db import read_scope
     from bot.store.models import Account, Provider
 
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         if account is None:
             return "imap", None, "the account no longer exists"

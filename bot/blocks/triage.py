@@ -30,6 +30,9 @@ SNOOZE_TIME_BLOCK = "triage_snooze_time"
 SNOOZE_TIME = "triage_snooze_time_pick"
 HOME_DMS = "home_triage_dms"  # value: "on" | "off"
 NOBODY = "-"
+NOBODY_LABEL = "Nobody (unassign)"
+# Slack's cap on a static_select's options and on an options load's answer.
+MAX_OPTIONS = 100
 
 # Overflow verbs
 LATER_TODAY = "later_today"
@@ -173,6 +176,15 @@ def parse_meta(text: str | None) -> tuple[int, str | None] | None:
         return None
 
 
+def assignee_option(user_id: str, label: str) -> dict[str, Any]:
+    return _option(truncate(label or user_id, 70), user_id)
+
+
+def assignee_options(choices: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The ack body's options for the Assign picker's options load: (value, label) pairs."""
+    return [assignee_option(value, label) for value, label in choices[:MAX_OPTIONS]]
+
+
 def assign_modal(
     conversation_id: int,
     subject: str,
@@ -180,18 +192,35 @@ def assign_modal(
     current: str | None,
     channel_id: str | None,
 ) -> dict[str, Any]:
-    """A picker of the account channel's members (user id, name) only, plus "Nobody"."""
-    options = [_option("Nobody (unassign)", NOBODY)]
-    options += [_option(truncate(name or uid, 70), uid) for uid, name in members[:99]]
-    select: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": ASSIGN_SELECT,
-        "placeholder": plain("Choose a member of the channel"),
-        "options": options,
-    }
-    for opt in options:
-        if current and opt["value"] == current:
-            select["initial_option"] = opt
+    """A picker of the account channel's members (user id, name) only, plus "Nobody".
+
+    Up to 99 people (100 options with Nobody, Slack's limit) it is a static_select: the whole
+    list shows on the first click. A bigger channel gets an external_select whose options
+    Slack loads as the person types (`ASSIGN_SELECT`'s options listener: the channel's
+    members matching the text, at most 100)."""
+    nobody = _option(NOBODY_LABEL, NOBODY)
+    select: dict[str, Any]
+    if len(members) < MAX_OPTIONS:
+        options = [nobody] + [assignee_option(uid, name) for uid, name in members]
+        select = {
+            "type": "static_select",
+            "action_id": ASSIGN_SELECT,
+            "placeholder": plain("Choose a member of the channel"),
+            "options": options,
+        }
+        for opt in options:
+            if current and opt["value"] == current:
+                select["initial_option"] = opt
+    else:
+        select = {
+            "type": "external_select",
+            "action_id": ASSIGN_SELECT,
+            "placeholder": plain("Type a channel member's name"),
+            "min_query_length": 0,
+        }
+        names = dict(members)
+        if current and current in names:  # as the static list: only a member still there
+            select["initial_option"] = assignee_option(current, names[current])
     return {
         "type": "modal",
         "callback_id": VIEW_ASSIGN,

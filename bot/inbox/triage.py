@@ -9,6 +9,7 @@ owner. Nothing here posts to Slack directly, so a listener stays within Slack's 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot.access import AccessDenied
+from bot.access import AccessDenied, SlackUser
 from bot.blocks import triage as tb
 from bot.blocks.search import thread_url
 from bot.inbox import actions
@@ -303,33 +304,78 @@ def unsnooze(services: Services, slack: WebClient, user_id: str, conversation_id
         return True
 
 
+def channel_people(services: Services, slack: WebClient, channel_id: str | None) -> list[SlackUser]:
+    """The channel's people (no bots, no deactivated accounts), by name: who can own its
+    conversations. A member the directory does not know is listed by user id."""
+    if not channel_id:
+        return []
+    members = services.access.channel_members(slack, channel_id)
+    directory = services.access.directory(slack)
+    out = []
+    for uid in members:
+        person = directory.get(uid) or SlackUser(uid, "", "", "")
+        if not (person.is_bot or person.deleted or uid == "USLACKBOT"):
+            out.append(person)
+    return sorted(out, key=lambda p: (p.label.lower(), p.user_id))
+
+
 def channel_members(
     services: Services, slack: WebClient, channel_id: str | None
 ) -> list[tuple[str, str]]:
     """(user id, name) of the channel's people (no bots), for the Assign picker."""
-    if not channel_id:
-        return []
-    members = services.access.channel_members(slack, channel_id)
-    names: dict[str, str] = {}
-    bots: set[str] = set()
+    return [(p.user_id, p.label) for p in channel_people(services, slack, channel_id)]
+
+
+def _words(text: str) -> list[str]:
+    """Lowercased words of a name or of what was typed (split at anything not a letter or
+    digit: spaces, dots, dashes, underscores, @)."""
+    return [w for w in re.split(r"[\W_]+", text.lower()) if w]
+
+
+def name_matches(typed: str, *names: str) -> bool:
+    """Does every typed word start a word of one of `names`? ("ann b" finds Ann Bell,
+    "max" finds max.member.)"""
+    words = [w for n in names for w in _words(n)]
+    return all(any(w.startswith(t) for w in words) for t in _words(typed))
+
+
+def matching_people(people: list[SlackUser], query: str, limit: int) -> list[SlackUser]:
+    """The people one of whose handle, display name or real name has a word starting with
+    each typed word (case-insensitive), at most `limit`: those with a name starting with the
+    whole text first, then the rest, each in the given (name) order."""
+    typed = " ".join(_words(query))
+    if not typed:
+        return people[:limit]
+    first: list[SlackUser] = []
+    rest: list[SlackUser] = []
+    for person in people:
+        names = [n for n in (person.handle, person.display_name, person.real_name) if n]
+        if not name_matches(typed, *names):
+            continue
+        whole = any(" ".join(_words(n)).startswith(typed) for n in names)
+        (first if whole else rest).append(person)
+        if len(first) >= limit:
+            break
+    return (first + rest)[:limit]
+
+
+def assignee_options(
+    services: Services, slack: WebClient, user_id: str, conversation_id: int, query: str
+) -> list[tuple[str, str]]:
+    """The Assign picker's options for what `user_id` typed: (value, label) of "Nobody" when
+    it matches and of the matching people of the conversation's channel, at most
+    `tb.MAX_OPTIONS`. Nothing for a person outside that channel or a conversation gone."""
     try:
-        cursor = None
-        for _ in range(20):
-            page = slack.users_list(limit=200, cursor=cursor)
-            for u in page.get("members") or []:
-                if u.get("is_bot") or u.get("deleted"):
-                    bots.add(str(u.get("id")))
-                profile = u.get("profile") or {}
-                names[str(u.get("id"))] = str(
-                    profile.get("real_name") or u.get("real_name") or u.get("name") or ""
-                )
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
-    except SlackApiError as exc:
-        log.info("users.list failed: %s", exc.response.get("error"))
-    out = [(uid, names.get(uid, uid)) for uid in members if uid not in bots and uid != "USLACKBOT"]
-    return sorted(out, key=lambda m: m[1].lower())
+        info = _checked(services, slack, user_id, conversation_id)
+    except (AccessDenied, actions.NotFound):
+        return []
+    out: list[tuple[str, str]] = []
+    if name_matches(query, tb.NOBODY_LABEL):
+        out.append((tb.NOBODY, tb.NOBODY_LABEL))
+    people = channel_people(services, slack, info.channel_id)
+    for person in matching_people(people, query, tb.MAX_OPTIONS - len(out)):
+        out.append((person.user_id, person.label))
+    return out
 
 
 # -- the reply modal's "is replying" mark ------------------------------------------------------

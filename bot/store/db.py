@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.checkpoint import BACKSTOP_BYTES, Checkpointer
@@ -26,6 +29,54 @@ PAGE_SIZE = 16384
 
 _checkpointers: weakref.WeakKeyDictionary[Engine, Checkpointer] = weakref.WeakKeyDictionary()
 
+# SQLite's busy_timeout, ms: how long BEGIN IMMEDIATE waits for a writer in another process.
+BUSY_TIMEOUT_MS = 5000
+# How long a writer of this process waits for its turn behind the ones queued before it
+# (`WriteQueue`). Each write transaction is short (docs/security.md), so this is only
+# reached when one is stuck; then the writer fails with "database is locked", as before.
+WRITE_TURN_SECONDS = 30.0
+
+
+class WriteQueue:
+    """First come, first served for SQLite's one write lock among one process's threads.
+
+    SQLite does not queue writers: a BEGIN IMMEDIATE that finds the lock taken sleeps and
+    retries (every 100 ms after the first few) until busy_timeout. A writer that commits and
+    at once begins again, as the sync does batch after batch, takes the lock back within
+    microseconds, so the others' retries almost never find it free: they starve and fail
+    with "database is locked" after busy_timeout although every transaction was short
+    (docs/benchmarks.md, the load benchmark's first sync). Here each write transaction of
+    the engine takes its turn in arrival order before its BEGIN IMMEDIATE and gives it up at
+    COMMIT or ROLLBACK: a sync batch that ends lets every writer already waiting go first.
+    Readers (`read_scope`) never queue. Writers in other processes still meet busy_timeout.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        me = object()
+        with self._cond:
+            self._waiting.append(me)
+            if not self._cond.wait_for(lambda: not self._held and self._waiting[0] is me, timeout):
+                self._waiting.remove(me)
+                self._cond.notify_all()  # the next one may be first now
+                return False
+            self._waiting.popleft()
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
+# The DBAPI connection's info key: its transaction holds the engine's WriteQueue turn.
+_HOLDS_TURN = "mailroom_write_turn"
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # autocommit at the driver; BEGIN comes from _sqlite_begin
@@ -35,7 +86,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # the write lock instead of failing at once; foreign keys are off by default in SQLite.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -54,18 +105,38 @@ def _sqlite_file_pragmas(dbapi_conn: Any, _record: Any) -> None:
 READ_ONLY = "mailroom_read_only"
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_begin(conn: Any, queue: WriteQueue) -> None:
     # A reader takes a deferred BEGIN: in WAL mode it reads its snapshot while one writer
     # writes, and never queues on (or holds) the write lock. query_only makes a write inside
     # a read scope fail loudly instead of silently upgrading to a writer (which could fail
     # with SQLITE_BUSY_SNAPSHOT at any point). The pragma outlives the transaction, so it is
-    # set per pooled DBAPI connection only when the kind of transaction changes.
+    # set per pooled DBAPI connection only when the kind of transaction changes. A writer
+    # waits for its turn among this process's writers (WriteQueue), then BEGIN IMMEDIATE.
     read_only = bool(conn.get_execution_options().get(READ_ONLY, False))
     info = conn.connection.info
     if info.get(READ_ONLY, False) != read_only:
         conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
         info[READ_ONLY] = read_only
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if read_only:
+        conn.exec_driver_sql("BEGIN")
+        return
+    if not queue.acquire(WRITE_TURN_SECONDS):
+        raise OperationalError(
+            "BEGIN IMMEDIATE",
+            None,
+            Exception(f"database is locked: no write turn within {WRITE_TURN_SECONDS:.0f} s"),
+        )
+    info[_HOLDS_TURN] = True
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        _give_turn_back(queue, info)
+        raise
+
+
+def _give_turn_back(queue: WriteQueue, info: dict[Any, Any]) -> None:
+    if info.pop(_HOLDS_TURN, False):
+        queue.release()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -81,7 +152,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # write lock up front: a transaction that read and then writes can never fail with
         # SQLITE_BUSY because another writer committed in between (WAL snapshot upgrade);
         # writers queue on busy_timeout instead.
-        event.listen(engine, "begin", _sqlite_begin)
+        queue = WriteQueue()
+        event.listen(engine, "begin", lambda conn: _sqlite_begin(conn, queue))
+        # The turn ends with the transaction. The events fire just before the driver's
+        # COMMIT / ROLLBACK: the next writer's BEGIN IMMEDIATE waits (busy_timeout) the
+        # moment that takes. A connection back in the pool never keeps a turn.
+        for name in ("commit", "rollback"):
+            event.listen(engine, name, lambda conn: _give_turn_back(queue, conn.connection.info))
+        event.listen(engine, "checkin", lambda _dbapi, record: _give_turn_back(queue, record.info))
         if parsed.database and parsed.database != ":memory:" and "mode=memory" not in url:
             checkpointer = Checkpointer(parsed.database)
             _checkpointers[engine] = checkpointer

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.store.db import SessionFactory, session_scope
+from bot.store.db import SessionFactory, read_scope, session_scope
 from bot.store.models import Account, AccountStatus, JobLock, Provider, PushChannel, utcnow
 
 #: Without a live push channel, Gmail and Microsoft 365 accounts are polled at least this often.
@@ -59,7 +59,7 @@ def newer_history(session: Session, account_id: int, history_id: int, now: datet
 def notified_since(factory: SessionFactory, account_id: int, since: datetime) -> bool:
     """Did a notification arrive after ``since`` (a run's start)? Then the run may have missed
     the change it announced, and the account runs once more."""
-    with factory() as session:
+    with read_scope(factory) as session:
         when = session.scalar(
             select(PushChannel.notified_at).where(PushChannel.account_id == account_id)
         )

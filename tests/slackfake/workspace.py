@@ -145,11 +145,17 @@ def _json(args: dict[str, Any], name: str, expect: type) -> Any:
         raise SlackError("invalid_arguments", [f"[ERROR] {name}: {exc}"]) from exc
 
 
-def _paginate(items: list[Any], args: dict[str, Any], default_limit: int) -> tuple[list[Any], str]:
-    """Slack-style cursor pagination: the cursor is an opaque offset."""
+def _paginate(
+    items: list[Any], args: dict[str, Any], default_limit: int, max_page: int = 1000
+) -> tuple[list[Any], str]:
+    """Slack-style cursor pagination: the cursor is an opaque offset. Slack may return fewer
+    items than `limit` before the end of the list ("Fewer than the requested number of items
+    may be returned"): a page holds at most `max_page` (Slack's documented maximum limit is
+    1000; a test lowers `Workspace.max_page` to make the app follow the cursor)."""
     limit = _int(args.get("limit"), default_limit)
     if limit <= 0:
         limit = default_limit
+    limit = min(limit, max_page)
     cursor = args.get("cursor") or ""
     start = 0
     if cursor:
@@ -183,6 +189,7 @@ class Workspace:
         self.response_urls: dict[str, dict[str, str | None]] = {}
         self.responses: list[ResponsePost] = []
         self.trigger_ttl = TRIGGER_TTL
+        self.max_page = 1000  # users.list / conversations.members items per page, at most
         self.clock: Callable[[], float] = time.monotonic
         self._ts_counter = itertools.count(1)
         self._ids = itertools.count(1)
@@ -305,7 +312,7 @@ class Workspace:
         return {"user": copy.deepcopy(self.user(_arg(args, "user")))}
 
     def api_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        page, cursor = _paginate(list(self.users.values()), args, 200)
+        page, cursor = _paginate(list(self.users.values()), args, 200, self.max_page)
         return {
             "members": copy.deepcopy(page),
             "response_metadata": {"next_cursor": cursor},
@@ -325,7 +332,7 @@ class Workspace:
 
     def api_conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
         ch = self.channel(_arg(args, "channel"))
-        page, cursor = _paginate(list(ch.members), args, 100)
+        page, cursor = _paginate(list(ch.members), args, 100, self.max_page)
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def api_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:

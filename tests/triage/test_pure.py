@@ -84,11 +84,26 @@ def test_every_parent_variant_is_valid_block_kit(
 
 
 def test_modals_are_valid() -> None:
+    # Up to 99 people: the whole list (with Nobody, Slack's 100 options) as a static select.
     members = [(f"U{i}", f"Person {i}") for i in range(150)]
+    view = tb.assign_modal(7, "Subject & <b>", members[:99], "U3", "C1")
+    assert validate_view(view) == []
+    select = view["blocks"][1]["element"]
+    assert select["type"] == "static_select"
+    assert len(select["options"]) == 100 and select["initial_option"]["value"] == "U3"
+    # More: an external select (options loaded as the person types), none of them cut off.
     view = tb.assign_modal(7, "Subject & <b>", members, "U3", "C1")
     assert validate_view(view) == []
     select = view["blocks"][1]["element"]
-    assert len(select["options"]) == 100 and select["initial_option"]["value"] == "U3"
+    assert select["type"] == "external_select" and "options" not in select
+    assert select["initial_option"] == tb.assignee_option("U3", "Person 3")
+    # A current owner no longer in the channel is not shown as chosen.
+    assert (
+        "initial_option"
+        not in tb.assign_modal(7, "S", members, "UGONE", "C1")["blocks"][1]["element"]
+    )
+    options = tb.assignee_options([(f"U{i}", f"P {i}") for i in range(150)])
+    assert len(options) == tb.MAX_OPTIONS
     assert validate_view(tb.snooze_modal(7, "S", "Europe/London", "2026-12-05", None)) == []
     entries = [
         tb.HistoryEntry(NOW, "U1", "triage.assign", None, "U1"),
@@ -99,3 +114,30 @@ def test_modals_are_valid() -> None:
     assert 3 <= len(blocks) <= 10
     modal = {"type": "modal", "title": {"type": "plain_text", "text": "Email"}, "blocks": blocks}
     assert validate_view(modal) == []
+
+
+def test_people_match_by_the_start_of_a_word_of_any_name() -> None:
+    from bot.access import SlackUser
+    from bot.inbox.triage import matching_people
+
+    people = [
+        SlackUser("U1", "ann.bell", "annie", "Ann Bell"),
+        SlackUser("U2", "joanne", "", "Joanne Annan"),
+        SlackUser("U3", "bob", "bobby", "Bob Stone"),
+    ]
+
+    def ids(query: str, limit: int = 10) -> list[str]:
+        return [p.user_id for p in matching_people(people, query, limit)]
+
+    assert ids("") == ["U1", "U2", "U3"]
+    assert ids("ann") == ["U1", "U2"]  # "Annan" starts a word; "joANNe" does not count
+    assert ids("ANN B") == ["U1"]
+    assert ids("@bobby") == ["U3"]
+    assert ids("annan") == ["U2"]
+    assert ids("stone bob") == ["U3"]
+    assert ids("nn") == []
+    # A name that starts with the whole text comes before one with a later word matching.
+    people.reverse()
+    assert ids("ann") == ["U1", "U2"] and ids("") == ["U3", "U2", "U1"]
+    assert ids("annan j") == ["U2"]
+    assert ids("a", limit=1) == ["U1"]

@@ -350,7 +350,7 @@ def account_edit_connection(
 
     raw_id = _value(body)
     account_id = int(raw_id) if raw_id.isdigit() else 0
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         found = (account.email, dict(account.config or {})) if account is not None else None
         imap = account is not None and account.provider.value == "imap"

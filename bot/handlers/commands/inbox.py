@@ -186,7 +186,7 @@ def clients_message(
     from bot.store.clients import count_clients, list_clients
 
     is_admin = services.access.is_admin(client, user_id)
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         rows = list_clients(session, query=query or None, limit=CLIENTS_LISTED)
         total = count_clients(session, query=query or None)
         summaries = client_summaries(session, rows)

@@ -27,7 +27,7 @@ from bot.blocks.text import mrkdwn, plain
 from bot.handlers.middleware import services_of
 from bot.home import publish_home
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Client, ConversationLink
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _notice(title: str, text: str) -> dict[str, Any]:
 
 
 def delete_view(services: Services, client_id: int) -> dict[str, Any]:
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         target = session.get(Client, client_id)
         if target is None:
             return _notice("Delete client", "This client was already deleted.")

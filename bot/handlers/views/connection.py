@@ -36,7 +36,7 @@ from bot.handlers.views.accounts import _admin_or_refuse
 from bot.home import publish_home
 from bot.providers.types import ImapSettings, SmtpSettings
 from bot.services import Services
-from bot.store.db import session_scope
+from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Provider
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def check_and_save(
     services: Services, account_id: int, form: ConnectionForm, user_id: str
 ) -> ConnectionOutcome:
     """Test the settings against the servers and store them only if both accept them."""
-    with services.session_factory() as session:  # read what the check needs, then let go
+    with read_scope(services.session_factory) as session:  # read what the check needs
         account = session.get(Account, account_id)
         if account is None or account.provider != Provider.IMAP:
             return ConnectionOutcome(False, "This account no longer exists.")
@@ -141,7 +141,7 @@ def account_connection_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    with services.session_factory() as session:
+    with read_scope(services.session_factory) as session:
         account = session.get(Account, account_id)
         email = account.email if account is not None else ""
     prefill = connection_form_prefill(form)
