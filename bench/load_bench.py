@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -224,7 +225,7 @@ class TimedFake(FakeSlack):
         return out
 
 
-class TimedList(list):  # type: ignore[type-arg]
+class TimedList(list[Any]):
     """Replaces SmtpServer.messages: remembers when each accepted message was appended."""
 
     def __init__(self) -> None:
@@ -705,17 +706,16 @@ def other_channel_round(
         acc = ctx["accounts"][key]
         marker, arrived = marks[key]
         posted = wait_until(
-            lambda ch=acc.channel, m=marker, t=arrived: fake.first_post(ch, m, t),
-            timeout,
-            step=0.05,
+            functools.partial(fake.first_post, acc.channel, marker, arrived), timeout, step=0.05
         )
         res.mail_s[phase][key] = (posted - arrived) if posted else math.inf
         if key in sent:
             t, already = sent[key]
-            times = wait_until(
-                lambda a=acc.email, n=already: smtp_from(smtp, a)[n:],
-                max(1.0, t + timeout - time.monotonic()),
-            )
+
+            def replies(a: str = acc.email, n: int = already) -> list[float]:
+                return smtp_from(smtp, a)[n:]
+
+            times = wait_until(replies, max(1.0, t + timeout - time.monotonic()))
             res.reply_s[phase][key] = (times[0] - t) if times else math.inf
         say(
             f"  {phase}: {key} mail -> Slack {res.mail_s[phase][key]:.2f} s, reply -> SMTP "
@@ -765,7 +765,7 @@ def run_db(db: str, args: argparse.Namespace, shared: dict[str, Any]) -> DbResul
             t0 = time.monotonic()
             dovecot.deliver(acc.username, simple_mail(acc.email, f"Parcel {marker} question"))
             seen = wait_until(
-                lambda ch=acc.channel, m=marker, t=t0: fake.first_post(ch, m, t), 60, step=0.05
+                functools.partial(fake.first_post, acc.channel, marker, t0), 60, step=0.05
             )
             if seen is None:
                 raise RuntimeError(f"seed mail of {key} not posted:\n{serve.log_tail()}")

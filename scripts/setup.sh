@@ -14,13 +14,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.mailroom-installed
 [ "$want_test" = 1 ] && stamp=.venv/.mailroom-installed-test
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# constraints.txt pins every package to the versions CI last passed with: a new release of a
+# linter or library changes nothing until that file is regenerated (CONTRIBUTING.md).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "==> installing Python dependencies (log: .venv/install.log)"
   extra=""
   [ "$want_test" = 1 ] && extra="[test]"
   # Build back-ends are chatty even with --quiet: keep their output in a log, show it on failure.
   if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
-         .venv/bin/python -m pip install --quiet -e ".$extra"; } > .venv/install.log 2>&1; then
+         .venv/bin/python -m pip install --quiet -e ".$extra" -c constraints.txt; } > .venv/install.log 2>&1; then
     cat .venv/install.log >&2
     echo "Installing the Python dependencies failed (above)." >&2
     exit 1

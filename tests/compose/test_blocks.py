@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bot.blocks import compose as cb
 from bot.blocks import ids
@@ -77,7 +78,7 @@ def test_template_surfaces_are_valid() -> None:
     many = [
         TemplateSummary(i, f"Name {i} <x>", "Subj {{ thread.subject }}", None) for i in range(40)
     ]
-    home = {"type": "home", "blocks": template_section(many, is_admin=True)}
+    home: dict[str, Any] = {"type": "home", "blocks": template_section(many, is_admin=True)}
     assert validate_view(home) == []
     assert len(home["blocks"]) < 40
     admin_ids = {
@@ -93,7 +94,7 @@ def test_template_surfaces_are_valid() -> None:
         TemplateSummary(1, "Team", "", None, True, "UOTHER"),
         TemplateSummary(2, "Mine", "", None, False, "UME"),
     ]
-    plain_home = {
+    plain_home: dict[str, Any] = {
         "type": "home",
         "blocks": template_section(mixed, is_admin=False, user_id="UME"),
     }

@@ -117,8 +117,10 @@ def _inbox(box: dict[str, Any]) -> list[EmailMsg]:
         _, data = conn.search(None, "ALL")
         out = []
         for num in (data[0] or b"").split():
-            _, parts = conn.fetch(num, "(RFC822)")
-            out.append(message_from_bytes(parts[0][1]))  # type: ignore[index]
+            _, parts = conn.fetch(num.decode(), "(RFC822)")
+            fetched = parts[0]
+            assert isinstance(fetched, tuple)  # (b"1 (RFC822 {n}", the message's bytes)
+            out.append(message_from_bytes(fetched[1]))
         return out
     finally:
         conn.logout()
@@ -128,8 +130,12 @@ def _parts(mail: EmailMsg) -> tuple[str, str]:
     """(text/plain, text/html) of a received multipart/alternative email."""
     alternative = next(p for p in mail.walk() if p.get_content_type() == "multipart/alternative")
     found: dict[str, str] = {}
-    for part in alternative.get_payload():  # type: ignore[union-attr]
+    children = alternative.get_payload()
+    assert isinstance(children, list)
+    for part in children:
+        assert isinstance(part, EmailMsg)
         payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
         charset = part.get_content_charset() or "utf-8"
         found[part.get_content_type()] = payload.decode(charset).replace("\r\n", "\n")
     return found["text/plain"], found["text/html"]

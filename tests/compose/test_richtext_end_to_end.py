@@ -205,6 +205,7 @@ def test_a_hostile_template_sends_none_of_its_tricks(
         from bot.store.models import Template
 
         stored = s.get_one(Template, tpl.id).body_rich
+    assert stored is not None
     # Stored cleaned: no image element, and a javascript: link is kept only as its text.
     assert {e["type"] for e in stored["elements"]} == {"rich_text_section"}
     links = [e for sec in stored["elements"] for e in sec["elements"] if e["type"] == "link"]

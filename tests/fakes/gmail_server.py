@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import Message
 from email.utils import getaddresses
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -218,6 +219,7 @@ class FakeGmail:
         boundary = "batch_fake_boundary"
         out: list[str] = []
         for part in parts:
+            assert isinstance(part, Message)  # a multipart's payload is its sub-messages
             text = str(part.get_payload())
             lines = text.replace("\r\n", "\n").split("\n")
             method, target, _v = lines[0].split(" ", 2)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from typing import Any
 from urllib.parse import quote, unquote
@@ -478,11 +478,12 @@ class FakeGraph:
                 changed = dict.fromkeys(i for s, f, i in box.log if s > since and f == folder)
                 ids = list(changed)
             else:
-                since = _since(req.arg("$filter"))
+                received_since = _since(req.arg("$filter"))
                 ids = [
                     i.id
                     for i in sorted(box.items.values(), key=lambda i: i.received)
-                    if i.folder == folder and (since is None or i.received >= since)
+                    if i.folder == folder
+                    and (received_since is None or i.received >= received_since)
                 ]
             key = f"r{next(self._ids)}"
             box.rounds[key] = ids
@@ -630,11 +631,12 @@ class FakeGraph:
 
     def _send_draft(self, box: Box, item: Item) -> Response:
         msg = _parse(item.raw, policy.default)
+        assert isinstance(msg, EmailMessage)  # what policy.default parses to
         for name, ctype, data in box.attachments.pop(item.id, []):
             maintype, _s, subtype = ctype.partition("/")
             msg.add_attachment(
                 data, maintype=maintype, subtype=subtype or "octet-stream", filename=name
-            )  # type: ignore[union-attr]
+            )
         box.items.pop(item.id, None)
         self._touch(box, item)
         return self._submit(box, msg.as_bytes(policy=policy.SMTP))

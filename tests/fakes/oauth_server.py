@@ -174,7 +174,7 @@ class FakeOAuth:
     def _jwt_bearer(self, form: dict[str, str]) -> Response:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
         def unb64(s: str) -> bytes:
             return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
@@ -191,10 +191,9 @@ class FakeOAuth:
         if found is None:
             return refused
         key = serialization.load_pem_public_key(found[0])
+        assert isinstance(key, rsa.RSAPublicKey)  # service accounts sign with RS256
         try:
-            key.verify(  # type: ignore[union-attr,call-arg]
-                unb64(sig), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
-            )
+            key.verify(unb64(sig), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             return refused
         scopes = set(str(claims.get("scope") or "").split())
@@ -262,8 +261,8 @@ class FakeOAuth:
                 }
             )
         if grant_type == "refresh_token":
-            grant = self.state.refresh_tokens.get(form.get("refresh_token", ""))
-            if grant is None or grant.client_id != client_id:
+            refreshed = self.state.refresh_tokens.get(form.get("refresh_token", ""))
+            if refreshed is None or refreshed.client_id != client_id:
                 return Response.json(
                     {
                         "error": "invalid_grant",
@@ -274,7 +273,7 @@ class FakeOAuth:
             # Google keeps the refresh token: none in the answer.
             return Response.json(
                 {
-                    "access_token": self._access(grant.email),
+                    "access_token": self._access(refreshed.email),
                     "expires_in": self.access_lifetime,
                     "scope": "https://www.googleapis.com/auth/gmail.modify",
                     "token_type": "Bearer",

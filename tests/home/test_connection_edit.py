@@ -282,8 +282,10 @@ def test_an_smtp_relay_without_login_is_added_and_sends(
     chooser = opened_view(mailroom, 1)
     mailroom.driver.block_action("UADMIN", ids.ACCOUNT_PROVIDER_PICK, "imap", view=chooser["id"])
     mailroom.fake.wait_until(
-        lambda: _shown(mailroom, "UADMIN").get("callback_id") == ids.VIEW_ACCOUNT_ADD
-        and B_SMTP_AUTH in json.dumps(_shown(mailroom, "UADMIN"))
+        lambda: (
+            _shown(mailroom, "UADMIN").get("callback_id") == ids.VIEW_ACCOUNT_ADD
+            and B_SMTP_AUTH in json.dumps(_shown(mailroom, "UADMIN"))
+        )
     )
     form = _shown(mailroom, "UADMIN")
     auth = next(b for b in form["blocks"] if b.get("block_id") == B_SMTP_AUTH)

@@ -314,7 +314,7 @@ def _customer_inbox(dovecot: Any, username: str) -> list[EmailMsg]:
         _typ, data = conn.search(None, "ALL")
         for num in (data[0] or b"").split():
             _typ, parts = conn.fetch(num, "(RFC822)")
-            out.append(message_from_bytes(parts[0][1]))  # type: ignore[index]
+            out.append(message_from_bytes(parts[0][1]))
     return out
 
 

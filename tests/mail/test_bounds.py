@@ -50,8 +50,8 @@ def test_link_ids_deduplicate_every_id_once_in_order() -> None:
     msg = ThreadInput(
         key="k",
         message_id="own@x",
-        in_reply_to=["b@x"],
-        references=["a@x", "b@x", "own@x", "a@x", *(f"z{i}@x" for i in range(3))],
+        in_reply_to=("b@x",),
+        references=("a@x", "b@x", "own@x", "a@x", *(f"z{i}@x" for i in range(3))),
         subject="s",
         date=None,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -259,7 +259,8 @@ def test_sanitizer_closes_and_ignores_stray_tags() -> None:
 
 # -- properties ------------------------------------------------------------------------------
 
-_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=_SURROGATES), max_size=30)
 _style = st.fixed_dictionaries(
     {},
     optional={k: st.just(True) for k in ("bold", "italic", "strike", "code")},

@@ -267,9 +267,11 @@ def _mismatches(
         for ident, want in et.parent.items():
             got = parents[ident]
             if depth_cap is not None and et.depth[ident] == depth_cap:
-                chain, node = [], ident
-                while (node := parents[node]) is not None:
-                    chain.append(node)
+                chain: list[str] = []
+                up = parents[ident]
+                while up is not None:
+                    chain.append(up)
+                    up = parents[up]
                 got = want if want in chain else got
             if got != want:
                 problems.append(

@@ -68,6 +68,7 @@ def test_admin_connects_gmail_and_nothing_secret_leaks(
     assert (
         connect.oauth.state.refresh_tokens[secrets["refresh_token"]].email == "Support@Gmail.test"
     )
+    assert account.credentials is not None
     for value in (GOOGLE[1], secrets["refresh_token"], secrets["access_token"]):
         assert value.encode() not in account.credentials  # encrypted at rest
     with connect.mailroom.services.session_factory() as s:

@@ -72,7 +72,9 @@ def _forge(mailroom: Any, view_id: str, **changes: Any) -> None:
 
 def _send_rows(mailroom: Any) -> int:
     with session_scope(mailroom.services.session_factory) as s:
-        return int(s.scalar(select(func.count(Outbox.id)).where(Outbox.kind == "mail.send")))
+        return s.execute(
+            select(func.count(Outbox.id)).where(Outbox.kind == "mail.send")
+        ).scalar_one()
 
 
 @pytest.mark.parametrize(
@@ -174,7 +176,9 @@ def http_server() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
             seen.append(
                 (self.headers.get("Host", ""), self.path, self.headers.get("Authorization", ""))
             )
-            port = self.server.server_address[1]
+            address = self.server.server_address
+            assert isinstance(address, tuple)  # (host, port): an AF_INET server
+            port = address[1]
             if self.path == "/redirect-away":
                 self.send_response(302)
                 self.send_header("Location", f"http://localhost:{port}/collect")

@@ -16,7 +16,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .validate import validate_options_response, validate_view_arg
@@ -100,7 +100,7 @@ class FakeSlack:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self) -> FakeSlack:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bot.cli.mail_import import iter_source
 from bot.mail.parse import parse_message
 from bot.mail.thread import ThreadInput, thread
+from bot.mail.types import ParsedMessage
 from bot.store.db import SessionFactory, session_scope
 from bot.store.ingest import ingest_message
 from bot.store.models import Message
@@ -36,7 +37,7 @@ def _expected_threads(md: Path, section: str | None) -> int:
 
 
 def _pure_partition(raws: list[bytes], subject_fallback: bool) -> list[list[str]]:
-    parsed = {}
+    parsed: dict[str, ParsedMessage] = {}
     for raw in raws:
         p = parse_message(raw)
         parsed.setdefault(p.message_id, p)  # first copy of a Message-ID wins, as in ingest

@@ -130,20 +130,20 @@ def test_duplicate_insert_race_resolves_to_the_stored_row(session_factory: Sessi
         calls["n"] += 1
         if calls["n"] == 1:
             with session_scope(session_factory) as other:
-                acc2 = other.get(ingest_mod.Account, account_id)
+                acc2 = other.get_one(ingest_mod.Account, account_id)
                 ingest_message(other, acc2, raw)
             return {}, {}  # our check ran "before" the other writer committed
         return real_find(session, account_id, batch)
 
-    ingest_mod._existing_messages = find_then_lose_race  # type: ignore[assignment]
+    ingest_mod._existing_messages = find_then_lose_race
     try:
         with session_scope(session_factory) as s:
-            acc = s.get(ingest_mod.Account, acc_id)
+            acc = s.get_one(ingest_mod.Account, acc_id)
             s.add(AuditLog(actor="test", action="before"))  # our own pending work survives
             result = ingest_message(s, acc, raw)
             assert not result.created
     finally:
-        ingest_mod._existing_messages = real_find  # type: ignore[assignment]
+        ingest_mod._existing_messages = real_find
     with session_scope(session_factory) as s:
         assert _count(s, Message) == 1
         assert s.scalar(select(func.count()).where(AuditLog.action == "before")) == 1
@@ -167,6 +167,7 @@ def test_child_before_parent_and_grandchild_first(session_factory: SessionFactor
         conv = root.conversation
         assert conv.message_count == 3 and conv.unread_count == 3
         assert conv.subject == "Plan"  # the root message names the conversation
+        assert conv.first_message_at is not None and conv.last_message_at is not None
         assert conv.first_message_at.hour == 10 and conv.last_message_at.hour == 12
 
 
@@ -193,8 +194,8 @@ def test_parent_joining_two_conversations_merges_into_oldest(
         assert bridge.merged_conversation_ids == [late.conversation.id]
         early_id, late_id = early.conversation.id, late.conversation.id
     with session_scope(session_factory) as s:
-        target = s.get(Conversation, early_id)
-        merged = s.get(Conversation, late_id)
+        target = s.get_one(Conversation, early_id)
+        merged = s.get_one(Conversation, late_id)
         assert target.message_count == 3 and target.unread_count == 3
         assert merged.merged_into_id == early_id and merged.message_count == 0
         assert {m.conversation_id for m in s.scalars(select(Message))} == {early_id}

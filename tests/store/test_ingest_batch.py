@@ -52,7 +52,7 @@ def test_batches_in_any_order_match_one_by_one(session_factory: SessionFactory) 
         assert _partition(s, one.id) == _partition(s, many.id)
         assert _counters(s, one.id) == _counters(s, many.id)
         # every reference is indexed for the late-parent lookup
-        assert s.scalar(select(func.count()).select_from(MessageRef)) > 0
+        assert s.execute(select(func.count()).select_from(MessageRef)).scalar_one() > 0
 
 
 def test_a_header_less_reply_and_its_own_replies_thread_as_one_by_one(

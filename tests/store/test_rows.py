@@ -192,7 +192,11 @@ def test_insert_rows_rejects_a_column_set_that_is_not_the_statements() -> None:
 def test_bind_flag_is_bind_once_per_value(key: str) -> None:
 
     codec = RowCodec.for_key(key)
-    cases = [("is_read", True), ("is_read", False), ("deleted", False)]
+    cases: list[tuple[str, bool | Direction]] = [
+        ("is_read", True),
+        ("is_read", False),
+        ("deleted", False),
+    ]
     cases += [("direction", d) for d in Direction]
     for column, value in cases:
         assert codec.bind_flag(column, value) == codec.bind(column, value)
@@ -228,12 +232,13 @@ def test_bulk_rows_by_copy_or_executemany_store_the_same(
             f"body {text}\r\n".encode()
         )
         enc = codec.encode(p, 10)
-        store = [codec.bind(c, v) for c, v in [
+        fields: list[tuple[str, Any]] = [
             ("message_id", f"copy{n}@x"), ("provider_id", None), ("provider_thread_id", None),
             ("date", datetime(2024, 1, 1, tzinfo=UTC)), ("received_at", datetime(2024, 1, 2, tzinfo=UTC)),
             ("is_read", False), ("is_flagged", True), ("direction", Direction.INBOUND),
             ("sent_by", None), ("parse_defects", []), ("truncated", False), ("deleted", False),
-        ]]  # fmt: skip
+        ]  # fmt: skip
+        store = [codec.bind(c, v) for c, v in fields]
         rows.append((account.id, conv, *store, *enc.values))
         want.append((p.subject, p.text, True))
     insert_rows(session, Message, STORE_COLUMNS + PARSED_COLUMNS, rows)

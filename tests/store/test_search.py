@@ -141,7 +141,7 @@ def test_hit_fields_snippet_and_paging(
         assert page.total == 2 and not page.capped and page.total_label == "2"
         hit = page.hits[0]
         assert (hit.message_id, hit.from_email) == ("m2@x", "team@ours.example")
-        assert hit.conversation_id == s.get(Conversation, hit.conversation_id).id
+        assert hit.conversation_id == s.get_one(Conversation, hit.conversation_id).id
         assert f"{HIGHLIGHT[0]}payment{HIGHLIGHT[1]}" in hit.snippet
         second = search(s, "payment", visible_account_ids=[corpus["a"]], limit=1, offset=1)
         assert [h.message_id for h in second.hits] == ["m1@x"]

@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -98,14 +99,12 @@ class Env:
                 )
             )
 
-    def count(self, model: type, account_id: int) -> int:
+    def count(self, model: type[Any], account_id: int) -> int:
+        """Rows of `model` (any model with an account_id column) of one account."""
         with session_scope(self.factory) as s:
-            return int(
-                s.scalar(
-                    select(func.count()).select_from(model).where(model.account_id == account_id)
-                )  # type: ignore[attr-defined]
-                or 0
-            )
+            return s.execute(
+                select(func.count()).select_from(model).where(model.account_id == account_id)
+            ).scalar_one()
 
     def locations(self, account_id: int) -> list[tuple[str, int, str]]:
         """(folder, uid, Message-ID) of every stored location."""

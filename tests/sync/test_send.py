@@ -14,7 +14,7 @@ from tests.sync.conftest import Env, make_raw
 
 
 def _fetch_all(env: Env, username: str, folder: str) -> list[tuple[str, email.message.Message]]:
-    out = []
+    out: list[tuple[str, email.message.Message]] = []
     with env.dovecot.admin(username) as conn:
         _, exists = conn.select(f'"{folder}"')
         if int(exists[0] or 0) == 0:
