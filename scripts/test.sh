@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 echo "==> ruff"
 .venv/bin/ruff check .
-echo "==> mypy"
-.venv/bin/mypy
+.venv/bin/ruff format --check .
+echo "==> mypy (bot, tests, bench)"
+.venv/bin/mypy bot tests bench
 echo "==> pytest"
 exec .venv/bin/pytest "$@"
