@@ -21,14 +21,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # `--code DIR` (the child process of --before): import the application from DIR instead.
 sys.path.insert(
@@ -192,7 +195,27 @@ def reuse(url: str) -> list[int]:
     return ids
 
 
-Times = dict[str, tuple[list[float], str]]  # shape -> (timed runs in ms, the count shown)
+# shape -> (timed runs in ms, the count shown, CPU ms of each run: this process and, on
+# PostgreSQL, its server process; unlike wall time, it barely moves with the machine's load)
+Times = dict[str, tuple[list[float], str, list[float]]]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_clock(session: Any) -> Callable[[], float]:
+    """CPU seconds used so far by this process and the session's PostgreSQL backend."""
+    pid = None
+    if session.get_bind().dialect.name == "postgresql":
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def now() -> float:
+        used = time.process_time()
+        if pid is not None:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            used += (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+        return used
+
+    return now
 
 
 def run_queries(url: str, account_ids: list[int], runs: int, tag: str = "") -> Times:
@@ -200,46 +223,56 @@ def run_queries(url: str, account_ids: list[int], runs: int, tag: str = "") -> T
     factory = make_session_factory(engine)
     out: Times = {}
 
-    def done(name: str, times: list[float], label: str, extra: str = "") -> None:
-        out[name] = (times, label)
+    def done(name: str, times: list[float], label: str, cpu: list[float], extra: str = "") -> None:
+        out[name] = (times, label, cpu)
         p50, p95 = stats(times)
-        print(f"  {tag}{name:<44} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   ({label}{extra})")
+        print(
+            f"  {tag}{name:<44} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   "
+            f"cpu {statistics.mean(cpu):6.1f} ms   ({label}{extra})"
+        )
         sys.stdout.flush()
+
+    def timed(call: Callable[[Any], Any]) -> tuple[list[float], list[float], Any]:
+        times: list[float] = []
+        cpu: list[float] = []
+        result = None
+        for i in range(runs + 2):
+            with session_scope(factory) as s:
+                clock = _cpu_clock(s)
+                c0 = clock()
+                t = time.perf_counter()
+                result = call(s)
+                elapsed = (time.perf_counter() - t) * 1000
+                used = (clock() - c0) * 1000
+            if i >= 2:  # warm-up runs are not counted
+                times.append(elapsed)
+                cpu.append(used)
+        return times, cpu, result
 
     for (base, q), grouped in [(item, g) for item in QUERIES.items() for g in (False, True)]:
         name = base + GROUPED if grouped else base
-        times = []
-        label = ""
-        for i in range(runs + 2):
-            with session_scope(factory) as s:
-                t = time.perf_counter()
-                page = search(
-                    s,
-                    q,
-                    visible_account_ids=account_ids,
-                    user_id=ME,
-                    limit=20,
-                    per_conversation=grouped,
-                )
-                elapsed = (time.perf_counter() - t) * 1000
-            if i >= 2:  # warm-up runs are not counted
-                times.append(elapsed)
-            label = page.total_label
-        done(name, times, label)
+
+        def one(s: Any, q: str = q, grouped: bool = grouped) -> Any:
+            return search(
+                s,
+                q,
+                visible_account_ids=account_ids,
+                user_id=ME,
+                limit=20,
+                per_conversation=grouped,
+            )
+
+        times, cpu, page = timed(one)
+        done(name, times, page.total_label, cpu)
     for view in LIST_VIEWS:
         name = f"list {view}"
-        times = []
-        for i in range(runs + 2):
-            with session_scope(factory) as s:
-                t = time.perf_counter()
-                rows = list_conversations(
-                    s, filter=view, account_ids=account_ids, user_id=ME, limit=11
-                )
-                total = count_conversations(s, filter=view, account_ids=account_ids, user_id=ME)
-                elapsed = (time.perf_counter() - t) * 1000
-            if i >= 2:
-                times.append(elapsed)
-        done(name, times, f"{total:,}", f" conversations, {len(rows)} shown")
+
+        def listed(s: Any, view: str = view) -> Any:
+            rows = list_conversations(s, filter=view, account_ids=account_ids, user_id=ME, limit=11)
+            return rows, count_conversations(s, filter=view, account_ids=account_ids, user_id=ME)
+
+        times, cpu, (rows, total) = timed(listed)
+        done(name, times, f"{total:,}", cpu, f" conversations, {len(rows)} shown")
     engine.dispose()
     return out
 
@@ -265,7 +298,7 @@ def time_before(before: str, url: str, runs: int) -> Times:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     print(proc.stdout.rsplit("RESULT ", 1)[0], end="", flush=True)
     raw = json.loads(proc.stdout.rsplit("RESULT ", 1)[1])
-    return {k: (v[0], v[1]) for k, v in raw.items()}
+    return {k: (v[0], v[1], v[2]) for k, v in raw.items()}
 
 
 def measure(url: str, ids: list[int], args: argparse.Namespace) -> dict[str, Times]:
@@ -279,9 +312,9 @@ def measure(url: str, ids: list[int], args: argparse.Namespace) -> dict[str, Tim
         for side, code in sides:
             print(f"  -- round {r + 1}, {side}, load {load_average()}", flush=True)
             got = time_before(code, url, args.runs) if code else run_queries(url, ids, args.runs)
-            for k, (times, label) in got.items():
-                prev = out.setdefault(side, {}).get(k, ([], label))[0]
-                out[side][k] = (prev + times, label)
+            for k, (times, label, cpu) in got.items():
+                prev, _label, prev_cpu = out.setdefault(side, {}).get(k, ([], label, []))
+                out[side][k] = (prev + times, label, prev_cpu + cpu)
     return out
 
 
@@ -357,11 +390,16 @@ def main() -> None:
     if not dbs:
         return
     print()
-    print("| query | " + " | ".join(f"{d} p50 | {d} p95" for d in dbs) + " | matches |")
-    print("|---|" + "---:|---:|" * len(dbs) + "---:|")
+    print("| query | " + " | ".join(f"{d} p50 | {d} p95 | {d} CPU" for d in dbs) + " | matches |")
+    print("|---|" + "---:|---:|---:|" * len(dbs) + "---:|")
     names = [n for q in QUERIES for n in (q, q + GROUPED)]
     for q in [*names, *(f"list {v}" for v in LIST_VIEWS)]:
-        cells = " | ".join("{:.1f} | {:.1f}".format(*stats(results[d][q][0])) for d in dbs)
+        cells = " | ".join(
+            "{:.1f} | {:.1f} | {:.1f}".format(
+                *stats(results[d][q][0]), statistics.mean(results[d][q][2])
+            )
+            for d in dbs
+        )
         base = q.removesuffix(GROUPED)
         shown = f"`{QUERIES[base]}`" if base in QUERIES else "list + count"
         print(f"| {q} ({shown}) | {cells} | {results[dbs[0]][q][1]} |")
