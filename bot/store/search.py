@@ -325,6 +325,11 @@ class _Engine:
         else:
             self.positive = fts5_match(q)
             self.negative = None if self.positive else fts5_negatives(q)
+        # SQLite: a prefix longer than the FTS5 prefix indexes (2 and 3 characters, 0012)
+        # merges the doclists of every word it starts, again for each single-rowid seek.
+        self.merged_prefix = any(
+            t.prefix and len(term_words(t)[-1]) > 3 for t in q.positive_terms if term_words(t)
+        )
 
     def condition(self, expr: str) -> ColumnElement[bool]:
         """The text condition as the planner sees it (PostgreSQL: may use the GIN index)."""
@@ -378,6 +383,17 @@ class _Engine:
         assert self.positive is not None and not self.pg
         if not ids:
             return set()
+        if self.merged_prefix and len(ids) > 1:
+            # One pass over the id range instead: the merge once (1 s → tens of ms for 20
+            # seeks of w1500* at 1,000,000 messages, measured).
+            sql = (
+                "SELECT rowid FROM message_fts WHERE message_fts MATCH ? "
+                "AND rowid >= ? AND rowid <= ?"
+            )
+            params = (self.positive, min(ids), max(ids))
+            rows = session.connection().exec_driver_sql(sql, params).cursor.fetchall()
+            wanted = set(ids)
+            return {r[0] for r in rows if r[0] in wanted}
         stmt = text(
             "SELECT rowid FROM message_fts WHERE message_fts MATCH :fts "
             "AND rowid IN (SELECT value FROM json_each(:ids))"
