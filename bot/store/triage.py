@@ -91,6 +91,26 @@ def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
     return "+" + str(compiler.process(element.clauses, **kw))
 
 
+class SqliteOnly(FunctionElement[bool]):
+    """A condition written out for SQLite only (`true` elsewhere): for terms implied by the
+    rest, which SQLite needs verbatim to use a partial index."""
+
+    inherit_cache = True
+    name = "sqlite_only"
+    # No Boolean type: SQLite would compare a boolean expression with 1 ("(…) = 1"), and
+    # the partial index's term would no longer match.
+
+
+@compiles(SqliteOnly)
+def _sqlite_only(element: SqliteOnly, compiler: Any, **kw: Any) -> str:
+    return "true"
+
+
+@compiles(SqliteOnly, "sqlite")
+def _sqlite_only_sqlite(element: SqliteOnly, compiler: Any, **kw: Any) -> str:
+    return "(" + str(compiler.process(element.clauses, **kw)) + ")"
+
+
 def _awake() -> ColumnElement[bool]:
     # Not by ix_conversations_snoozed_until: nearly every conversation is awake (NULL), which
     # SQLite's statistics cannot tell from one distinct time per row, so it would pick that
@@ -107,8 +127,16 @@ def view_conditions(name: str, user_id: str | None) -> list[ColumnElement[bool]]
     if name == UNASSIGNED:
         return [Unindexed(Conversation.assignee).is_(None), _not_done(), _awake()]
     if name == WAITING_VIEW:
-        # Waiting is never done: the not-done terms let the partial index serve this view too.
-        return [Conversation.status == _status(WAITING), _not_done(), _awake()]
+        # Waiting is never done. SQLite needs the not-done terms written out to use the
+        # partial index; PostgreSQL proves them from status = 'waiting' itself, and a
+        # redundant term there would cut its row estimate threefold (it then drove the
+        # search from every waiting conversation: 24 ms instead of 7 at 100,000 messages).
+        return [
+            Conversation.status == _status(WAITING),
+            Conversation.archived.is_(False),
+            SqliteOnly(Conversation.status != _status(DONE)),
+            _awake(),
+        ]
     if name == SNOOZED:
         return [Unindexed(Conversation.snoozed_until).is_not(None), _not_done()]
     if name == UNANSWERED:
