@@ -61,9 +61,16 @@ def _base(
     client_id: int | None,
     user_id: str | None = None,
 ) -> Select[Any]:
+    from bot.store import triage
+
     stmt = select(Conversation).where(*_live(), *_filter_condition(filter, user_id))
     if account_ids is not None:
-        stmt = stmt.where(Conversation.account_id.in_(list(account_ids)))
+        account: Any = Conversation.account_id
+        if ConversationFilter(filter).value in triage.VIEWS:
+            # A triage view reads its partial index (all it tests is in it), not the
+            # per-account one (a table lookup for each of the accounts' conversations).
+            account = triage.Unindexed(account)
+        stmt = stmt.where(account.in_(list(account_ids)))
     if client_id is not None:
         stmt = stmt.where(
             Conversation.id.in_(

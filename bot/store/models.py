@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql
@@ -215,6 +216,23 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_account_last", "account_id", "last_message_at"),
         Index("ix_conversations_subject_key", "account_id", "subject_key"),
+        # The triage views (bot/store/triage.py) and the lists: conversations not done, newest
+        # activity first, with every column a view tests (its page and count read the index
+        # alone). The WHERE as the queries render it: SQLite needs the same terms (0017).
+        Index(
+            "ix_conversations_open",
+            "last_message_at",
+            "id",
+            "account_id",
+            "assignee",
+            "status",
+            "waiting_since",
+            "snoozed_until",
+            "merged_into_id",
+            "deleted",
+            sqlite_where=text("archived IS 0 AND status != 'done'"),
+            postgresql_where=text("archived IS false AND status <> 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -186,3 +186,43 @@ def test_loose_tsquery_drops_weights_and_negated_subjects() -> None:
     assert tsquery_text(q) == "('deal':A) & ('invoice') & !('spam') & !('old':A)"
     assert tsquery_text(q, weights=False) == "('deal') & ('invoice') & !('spam')"
     assert term_words(Term("re: foo-bar_baz 42")) == ["re", "foo", "bar", "baz", "42"]
+
+
+def test_subject_only_query_with_negated_words(session_factory: SessionFactory, rows: Rows) -> None:
+    """Only subject: terms: PostgreSQL finds them by the subject index alone and checks the
+    negated free words on those rows; a negated word must still exclude body matches."""
+    both = [rows.a, rows.b]
+    with session_scope(session_factory) as s:
+        page = search(s, "subject:topic -alpha", visible_account_ids=both, limit=50)
+        want = _expected(
+            rows, lambda r: r["subject"] == "topic" and "alpha" not in r["body_text"], both
+        )
+        assert want and _ids(page) == want[:50] and page.total == len(want)
+        grouped = search(s, "subject:topic -alpha", visible_account_ids=both, per_conversation=True)
+        assert grouped.hits and grouped.hits[0].message_id == want[0]
+        # One conversation per account in the fixture: its matches are its account's rows.
+        first = next(r for r in rows.data if r["message_id"] == want[0])
+        same = [
+            m
+            for m in want
+            if m in {r["message_id"] for r in rows.data if r["account_id"] == first["account_id"]}
+        ]
+        assert grouped.hits[0].matches == len(same) and len(grouped.hits) == 2
+
+
+@pytest.mark.parametrize("prefix", ["comm", "co"])
+def test_long_prefix_past_the_candidate_fetch(
+    session_factory: SessionFactory, rows: Rows, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    """A prefix longer than FTS5's prefix indexes ("comm") is checked on a range of ids in
+    one pass on SQLite, a short one ("co") by seeks: the same newest page and match counts."""
+    monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", 50)
+    both = [rows.a, rows.b]
+    with session_scope(session_factory) as s:
+        page = search(s, f"alpha {prefix}", visible_account_ids=both, limit=30)
+        want = _expected(rows, lambda r: "alpha" in r["body_text"], both)
+        assert _ids(page) == want[:30]
+        grouped = search(s, f"alpha {prefix}", visible_account_ids=[rows.b], per_conversation=True)
+        only_b = _expected(rows, lambda r: "alpha" in r["body_text"], [rows.b])
+        assert [h.message_id for h in grouped.hits] == only_b[:1]
+        assert grouped.hits[0].matches == len(only_b)
