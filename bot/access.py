@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+if TYPE_CHECKING:  # the Slack client is imported by whoever passes one in
+    from slack_sdk import WebClient
 
 CACHE_SECONDS = 60.0
 
@@ -47,6 +48,8 @@ class AccessControl:
 
     def is_admin(self, client: WebClient, user_id: str) -> bool:
         """Configured admins, or Slack workspace admins / owners."""
+        from slack_sdk.errors import SlackApiError  # loaded already: `client` is one
+
         if user_id in self._admins:
             return True
         key = ("admin", user_id)
@@ -62,6 +65,8 @@ class AccessControl:
         return value
 
     def channel_members(self, client: WebClient, channel_id: str) -> frozenset[str]:
+        from slack_sdk.errors import SlackApiError  # loaded already: `client` is one
+
         key = ("members", channel_id)
         cached = self._cache.get(key)
         if isinstance(cached, frozenset):

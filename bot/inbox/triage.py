@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.access import AccessDenied
@@ -28,6 +26,9 @@ from bot.store import outbox
 from bot.store import triage as st
 from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Direction, utcnow
+
+if TYPE_CHECKING:  # annotations only: a sync reaches this module without Slack (issue 19)
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class NotMember(ValueError):
 
 def user_zone(slack: WebClient, user_id: str) -> ZoneInfo:
     """The person's Slack time zone (users.info `tz`), UTC when unknown."""
+    from slack_sdk.errors import SlackApiError  # loaded already: `slack` is a client
+
     try:
         name = str(slack.users_info(user=user_id)["user"].get("tz") or "UTC")
         return ZoneInfo(name)
@@ -307,6 +310,8 @@ def channel_members(
     services: Services, slack: WebClient, channel_id: str | None
 ) -> list[tuple[str, str]]:
     """(user id, name) of the channel's people (no bots), for the Assign picker."""
+    from slack_sdk.errors import SlackApiError  # loaded already: `slack` is a client
+
     if not channel_id:
         return []
     members = services.access.channel_members(slack, channel_id)
