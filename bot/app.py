@@ -12,8 +12,8 @@ from bot.services import Services
 from bot.store.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:
-    # Imported where used: `mailroom sync --once`, `accounts …` and the worker build
-    # services without Bolt, the listeners or (the worker aside) the Slack client.
+    # Imported where used: `mailroom sync --once` and `accounts …` build services without
+    # Bolt, the listeners or the Slack client (issue 19: start-up time and memory).
     from slack_bolt import App
     from slack_sdk import WebClient
 

@@ -44,8 +44,9 @@ def bound_heap() -> bool:
 
     Without this, glibc raises that threshold to the size of each big block freed (up to
     32 MiB): after the first batch of a sync every message is carved from the heap and the
-    arena of the thread that fetched it, and the holes they leave kept a 20,000-message
-    `sync --once` ~15 MB above a 2,000-message one (issue 19). True if set (glibc only)."""
+    arena of the thread that fetched it, and the holes they leave made a 20,000-message
+    `sync --once` climb through the run (sampled: 121 -> 147 MB; with this it stays at
+    117-128 MB, issue 19). True if set (glibc only)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): their malloc, their rules
