@@ -333,6 +333,43 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
     return {"wall": time.perf_counter() - t0, "new": total, "bytes": nbytes}
 
 
+def child_imaplib(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor: stdlib imaplib, the same UID FETCH in batches of 500, nothing parsed."""
+    import imaplib
+
+    t0 = time.perf_counter()
+    total = nbytes = 0
+    imap = imaplib.IMAP4("127.0.0.1", args.port)
+    imap.login(args.user, args.password)
+    imap.select("INBOX", readonly=True)
+    _typ, found = imap.uid("SEARCH", "ALL")
+    uids = found[0].split()
+    for i in range(0, len(uids), 500):
+        chunk = b",".join(uids[i : i + 500]).decode()
+        _typ, data = imap.uid("FETCH", chunk, "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+        bodies = [d[1] for d in data if isinstance(d, tuple)]
+        total += len(bodies)
+        nbytes += sum(map(len, bodies))
+    imap.logout()
+    return {"wall": time.perf_counter() - t0, "new": total, "bytes": nbytes}
+
+
+def child_ours(args: argparse.Namespace) -> dict[str, Any]:
+    """Our fetch path alone: ImapProvider.fetch_new (metadata, byte-bounded body batches, the
+    response reading) over the whole folder, as a sync runs it, nothing stored."""
+    from bot.providers.imap import ImapProvider
+    from bot.providers.types import ImapSettings
+
+    t0 = time.perf_counter()
+    total = nbytes = 0
+    settings = ImapSettings("127.0.0.1", args.port, "plain", args.user)
+    with ImapProvider(settings, args.password) as provider:
+        for batch in provider.fetch_new("INBOX", 0, batch_size=500):
+            total += len(batch)
+            nbytes += sum(len(m.raw) for m in batch)
+    return {"wall": time.perf_counter() - t0, "new": total, "bytes": nbytes}
+
+
 # The tables a full sync fills per message, in foreign-key order, and their message column.
 _PER_MESSAGE = (
     ("messages", "id"),
@@ -454,14 +491,26 @@ def peak_rss_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    run = {"engine": child_engine, "bare": child_bare, "floor": child_floor}[args.child]
+    run = {
+        "engine": child_engine,
+        "bare": child_bare,
+        "floor": child_floor,
+        "imaplib": child_imaplib,
+        "ours": child_ours,
+    }[args.child]
     result = run(args)
     result["maxrss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
 
 def run_child(
-    kind: str, server: Any, user: str, db: str = "", create: bool = False, inline: bool = False
+    kind: str,
+    server: Any,
+    user: str,
+    db: str = "",
+    create: bool = False,
+    inline: bool = False,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     cmd = (
         [
@@ -479,7 +528,8 @@ def run_child(
         + (["--create"] if create else [])
         + (["--inline-parse"] if inline else [])
     )
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    env = dict(os.environ, MAILROOM_BENCH_TREE=str(tree)) if tree is not None else None
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return dict(json.loads(line[7:]))
@@ -599,7 +649,7 @@ def main() -> None:
     p.add_argument("--big", type=int, default=20_000)
     p.add_argument("--small", type=int, default=2_000)
     p.add_argument("--appends", type=int, default=50)
-    p.add_argument("--child", choices=["engine", "bare", "floor"])
+    p.add_argument("--child", choices=["engine", "bare", "floor", "imaplib", "ours"])
     p.add_argument("--port", type=int)
     p.add_argument("--user")
     p.add_argument("--password")
@@ -896,7 +946,9 @@ def main_whole(args: argparse.Namespace) -> None:
             say(f"[{n}] warm-up: bare fetch loop")
             run_child("bare", server, user)
             runs: dict[str, list[dict[str, Any]]] = {
+                "imaplib": [],
                 "bare": [],
+                "ours": [],
                 "mbsync": [],
                 "sqlite": [],
                 "postgresql": [],
@@ -904,10 +956,13 @@ def main_whole(args: argparse.Namespace) -> None:
             trees = [("", ROOT)]
             if args.before:
                 trees.append(("before ", Path(args.before).resolve()))
-                runs.update({"before sqlite": [], "before postgresql": []})
+                runs.update({"before ours": [], "before sqlite": [], "before postgresql": []})
             for k in range(args.rounds):
                 # Interleaved: one of each per round, so a slow minute hurts all alike.
+                runs["imaplib"].append(run_child("imaplib", server, user))
                 runs["bare"].append(run_child("bare", server, user))
+                for label, tree in trees:  # our fetch path alone, nothing stored
+                    runs[label + "ours"].append(run_child("ours", server, user, tree=tree))
                 runs["mbsync"].append(run_mbsync(server, user, work))
                 for (label, tree), kind in [
                     (t, kd) for t in trees for kd in ("sqlite", "postgresql")
@@ -947,7 +1002,10 @@ def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
     )
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     labels = {
+        "imaplib": "stdlib imaplib bare fetch",
         "bare": "imapclient bare fetch",
+        "ours": "our fetch path alone (`ImapProvider.fetch_new`)",
+        "before ours": "before (`--before`), our fetch path alone",
         "mbsync": "mbsync → Maildir",
         "sqlite": "`mailroom sync --once`, SQLite",
         "postgresql": "`mailroom sync --once`, PostgreSQL",

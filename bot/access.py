@@ -8,9 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+if TYPE_CHECKING:  # the Slack client is imported by whoever passes one in
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class AccessControl:
 
     def is_admin(self, client: WebClient, user_id: str) -> bool:
         """Configured admins, or Slack workspace admins / owners."""
+        from slack_sdk.errors import SlackApiError  # loaded already: `client` is one
+
         if user_id in self._admins:
             return True
         key = ("admin", user_id)
@@ -93,6 +96,8 @@ class AccessControl:
         return value
 
     def channel_members(self, client: WebClient, channel_id: str) -> frozenset[str]:
+        from slack_sdk.errors import SlackApiError  # loaded already: `client` is one
+
         key = ("members", channel_id)
         cached = self._cache.get(key)
         if isinstance(cached, frozenset):
@@ -126,6 +131,8 @@ class AccessControl:
         cached = self._directory.get("people")
         if isinstance(cached, dict):
             return cached
+        from slack_sdk.errors import SlackApiError  # loaded already: `client` is one
+
         people: dict[str, SlackUser] = {}
         complete = False
         try:

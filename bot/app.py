@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-
-from slack_bolt import App
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from typing import TYPE_CHECKING
 
 from bot.access import AccessControl
 from bot.config import Settings
 from bot.crypto import load_vault
-from bot.handlers import register_listeners
 from bot.services import Services
 from bot.store.db import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    # Imported where used: `mailroom sync --once` and `accounts …` build services without
+    # Bolt, the listeners or the Slack client (issue 19: start-up time and memory).
+    from slack_bolt import App
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ def make_services(settings: Settings) -> Services:
 
 
 def make_web_client(settings: Settings) -> WebClient:
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
     client = WebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL
     )
@@ -41,6 +45,12 @@ def make_web_client(settings: Settings) -> WebClient:
 
 
 def create_app(services: Services) -> App:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slack_bolt import App
+
+    from bot.handlers import register_listeners
+
     settings = services.settings
     app = App(
         client=make_web_client(settings),

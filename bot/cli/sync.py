@@ -19,11 +19,12 @@ def sync(once: bool, address: str | None) -> None:
     from sqlalchemy import select
 
     from bot.app import make_services
-    from bot.cli.common import settings_and_db
+    from bot.cli.common import bound_heap, settings_and_db
     from bot.store.db import session_scope
     from bot.store.models import Account, Provider
     from bot.sync.engine import AccountBusy, SyncOptions, sync_account
 
+    bound_heap()
     settings, _ = settings_and_db()
     services = make_services(settings)
     with session_scope(services.session_factory) as s:

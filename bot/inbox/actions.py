@@ -9,9 +9,8 @@ refresh of the parent message. Nothing here talks to a mailbox or posts to Slack
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -24,6 +23,9 @@ from bot.services import Services
 from bot.store import audit, clients, outbox
 from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Message
+
+if TYPE_CHECKING:  # annotations only: a sync reaches this module without Slack (issue 19)
+    from slack_sdk import WebClient
 
 SET_READ = "mail.set_read"
 ARCHIVE = "mail.archive"

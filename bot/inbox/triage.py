@@ -12,11 +12,9 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.access import AccessDenied, SlackUser
@@ -29,6 +27,9 @@ from bot.store import outbox
 from bot.store import triage as st
 from bot.store.db import read_scope, session_scope
 from bot.store.models import Account, Conversation, Direction, utcnow
+
+if TYPE_CHECKING:  # annotations only: a sync reaches this module without Slack (issue 19)
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class NotMember(ValueError):
 
 def user_zone(slack: WebClient, user_id: str) -> ZoneInfo:
     """The person's Slack time zone (users.info `tz`), UTC when unknown."""
+    from slack_sdk.errors import SlackApiError  # loaded already: `slack` is a client
+
     try:
         name = str(slack.users_info(user=user_id)["user"].get("tz") or "UTC")
         return ZoneInfo(name)

@@ -259,16 +259,26 @@ def _parse_fetch(client: IMAPClient, data: list[Any]) -> dict[int, dict[bytes, A
 _PLAIN_BODY_RESPONSE = re.compile(rb"\d+ \(UID (\d+) BODY\[\] \{(\d+)\}")
 
 
+# An unsolicited flag update: another client changed a message's flags while we fetched (Dovecot
+# sends `* 2 FETCH (MODSEQ (5) FLAGS (\Flagged))` after the bodies). It carries no body; the
+# general parser drops it from a body fetch too (the next flag sync reads the change).
+_FLAG_UPDATE_ITEM = rb'(?:UID \d+|MODSEQ \(\d+\)|FLAGS \([^(){}"\r\n]*\))'
+_FLAG_UPDATE = re.compile(rb"\d+ \(" + _FLAG_UPDATE_ITEM + rb"(?: " + _FLAG_UPDATE_ITEM + rb")*\)")
+
+
 def _bodies_fast(data: list[Any]) -> dict[int, bytes] | None:
-    """UID -> message bytes when every response has the plain shape above; None otherwise.
+    """UID -> message bytes when every response has the plain shape above (or is a flag
+    update, skipped); None otherwise.
 
     imapclient's general response parser is pure Python and was a third of a full sync's
     time, although the bytes it must find are already split out by imaplib. Anything unusual
-    (another item order, unsolicited FLAGS, a size that does not match) returns None, and
-    the caller parses the same responses with imapclient."""
+    (another item order, a size that does not match, a second body for one UID) returns None,
+    and the caller parses the same responses with imapclient."""
     out: dict[int, bytes] = {}
     it = iter(data)
     for item in it:
+        if isinstance(item, bytes) and _FLAG_UPDATE.fullmatch(item):
+            continue
         if not (isinstance(item, tuple) and len(item) == 2):
             return None
         head, literal = item
@@ -277,7 +287,10 @@ def _bodies_fast(data: list[Any]) -> dict[int, bytes] | None:
             return None
         if next(it, None) != b")":
             return None
-        out[int(m.group(1))] = literal
+        uid = int(m.group(1))
+        if uid in out:
+            return None
+        out[uid] = literal
     return out
 
 

@@ -116,3 +116,47 @@ def test_help_in_a_fresh_interpreter_loads_no_database_or_slack_code(tmp_path: P
     lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert lines["HEAVY"] == "", f"--help loaded {lines['HEAVY']} (took {lines['TOOK']} s)"
     print(f"mailroom --help in a fresh interpreter: {lines['TOOK']} s")
+
+
+_HEAP_PROBE = """
+import sys
+from bot.cli.common import bound_heap
+bounded = bound_heap() if sys.argv[1] == "bound" else False
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) // 1024
+big = b"x" * (16 << 20)  # one big block freed: glibc would now carve blocks up to 16 MiB
+del big                  # from the heap
+base = rss_mb()
+held = [b"x" * 150_000 for _ in range(150)]  # 22 MB of messages with attachments
+peak = rss_mb()
+del held
+print(f"BOUNDED={bounded} HELD={peak - base} KEPT={rss_mb() - base}")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_bound_heap_gives_freed_messages_back_to_the_system(tmp_path: Path) -> None:
+    """`sync --once` calls bound_heap(): after a batch of big messages is freed, the process
+    is back where it was (issue 19: peak RSS flat in mailbox size). Without it, glibc keeps
+    them, which is what the first run shows (so the probe can tell the two apart)."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def probe(mode: str) -> dict[str, str]:
+        result = subprocess.run(
+            [sys.executable, "-c", _HEAP_PROBE, mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return dict(kv.split("=") for kv in result.stdout.split())
+
+    bounded = probe("bound")
+    if bounded["BOUNDED"] != "True":
+        pytest.skip("not glibc: bound_heap() has nothing to set")
+    plain = probe("plain")
+    assert int(plain["HELD"]) >= 20 and int(bounded["HELD"]) >= 20  # the messages were there
+    assert int(plain["KEPT"]) >= 15  # glibc's default keeps them
+    assert int(bounded["KEPT"]) <= 3  # bounded: returned

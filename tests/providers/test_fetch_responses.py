@@ -28,14 +28,40 @@ def test_plain_responses_are_read_without_the_general_parser() -> None:
 
 def test_any_other_shape_goes_to_the_general_parser() -> None:
     uid_last = [(b"1 (BODY[] {%d}" % len(A), A), b" UID 7)"]
-    unsolicited = [*_plain(7, 1, A), b"3 (FLAGS (\\Seen))"]
     wrong_size = [(b"1 (UID 7 BODY[] {5}", A), b")"]
     with_flags = [(b"1 (UID 7 FLAGS (\\Seen) BODY[] {%d}" % len(A), A), b")"]
-    for data in (uid_last, unsolicited, wrong_size, with_flags):
+    twice = _plain(7, 1, A) + _plain(7, 2, B)  # one UID, two bodies: not ours to choose
+    no_close = [(b"1 (UID 7 BODY[] {%d}" % len(A), A), b" FLAGS (\\Seen))"]
+    flags_with_literal = [*_plain(7, 1, A), (b"3 (FLAGS {5}", b"\\Seen"), b")"]
+    not_a_flag_update = [*_plain(7, 1, A), b"3 (FLAGS (\\Seen) BODY[] NIL)"]
+    for data in (
+        uid_last,
+        wrong_size,
+        with_flags,
+        twice,
+        no_close,
+        flags_with_literal,
+        not_a_flag_update,
+    ):
         assert _bodies_fast(data) is None, data
     # ...which reads them correctly.
     general = parse_fetch_response(uid_last, True, False)
     assert [(m[b"UID"], m[b"BODY[]"]) for m in general.values()] == [(7, A)]
+
+
+def test_unsolicited_flag_updates_between_bodies_are_skipped() -> None:
+    """Another client's flag change arrives as `* n FETCH (FLAGS ...)`, with MODSEQ under
+    CONDSTORE (Dovecot sends it after the bodies; tests/providers/test_fetch_dovecot.py). It
+    carries no body: the bodies read are those imapclient reads from the same responses."""
+    for data in (
+        [*_plain(7, 1, A), b"3 (FLAGS (\\Seen))", *_plain(12, 2, B)],
+        [*_plain(7, 1, A), *_plain(12, 2, B), b"2 (MODSEQ (5) FLAGS (\\Flagged $Label1))"],
+        [b"1 (UID 7 MODSEQ (9) FLAGS ())", *_plain(7, 1, A), *_plain(12, 2, B)],
+        [*_plain(7, 1, A), b"2 (FLAGS (\\Seen) MODSEQ (12))", *_plain(12, 2, B)],
+    ):
+        general = parse_fetch_response(data, True, False)
+        expected = {m[b"UID"]: m[b"BODY[]"] for m in general.values() if b"BODY[]" in m}
+        assert _bodies_fast(data) == expected == {7: A, 12: B}, data
 
 
 def test_no_responses_is_an_empty_answer() -> None:

@@ -119,3 +119,62 @@ def test_edit_checks_first_then_keeps_the_synced_mail(
     assert tested.exit_code == 0 and "(no login)" in tested.output, tested.output
     again = runner.invoke(cli, ["sync", "--once", "--account", address])
     assert again.exit_code == 0 and "0 new" in again.output, again.output
+
+
+# What `mailroom sync --once` has no use for: the Slack app and its listeners, the Gmail and
+# Microsoft 365 client libraries, the template engine. Each cost start-up time and memory
+# in every sync (issue 19); the commands that use them import them when they run.
+NOT_FOR_SYNC = (
+    "slack_bolt",
+    "slack_sdk",
+    "bot.handlers",
+    "googleapiclient",
+    "google.auth",
+    "msal",
+    "jinja2",
+    "bot.templates",
+    "alembic.autogenerate",
+)
+
+# A submodule's import loads its package first, so the package names are enough.
+_SYNC_PROBE = """
+import sys
+WATCH = sys.argv[1:]
+from bot.cli import main
+try:
+    sys.argv = ["mailroom", "sync", "--once"]
+    main()
+except SystemExit as exc:
+    print("EXIT=" + str(exc.code))
+print("LOADED=" + ",".join(m for m in WATCH if m in sys.modules))
+"""
+
+
+def test_sync_once_runs_without_loading_slack_or_the_api_providers(
+    cli_env: None, dovecot: DovecotServer, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `sync --once` of a real mailbox, in a fresh interpreter: the mail is stored and
+    none of NOT_FOR_SYNC (nor any module under them) was imported on the way."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    username, password = dovecot.new_user("cliimports")
+    monkeypatch.setenv("GOOD_PW", password)
+    dovecot.deliver(username, make_raw("Imports")[0])
+    added = CliRunner().invoke(cli, _add(dovecot, username, "GOOD_PW", smtp_server.port))
+    assert added.exit_code == 0, added.output
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    result = subprocess.run(
+        [sys.executable, "-c", _SYNC_PROBE, *NOT_FOR_SYNC],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "EXIT=0" in result.stdout, result.stdout + result.stderr
+    assert "1 new" in result.stdout, result.stdout
+    loaded = next(ln for ln in result.stdout.splitlines() if ln.startswith("LOADED="))
+    assert loaded == "LOADED=", f"sync --once imported {loaded[7:]}"
