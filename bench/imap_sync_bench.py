@@ -789,9 +789,9 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         PYTHONPATH=str(tree),
         MAILROOM_LOG_LEVEL="WARNING",
     )
-    server = ServerCpu()
+    server = ServerCpu(db.rsplit("/", 1)[-1] if db.startswith("postgresql") else None)
     t0 = time.perf_counter()
-    proc = subprocess.run(
+    popen = subprocess.Popen(
         [
             "/usr/bin/time",
             "-f",
@@ -802,14 +802,18 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
             "sync",
             "--once",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=3600,
         env=env,
         cwd=str(work),
     )
+    tree_cpu = TreeCpu(popen.pid)
+    stdout, stderr = popen.communicate(timeout=3600)
     wall = time.perf_counter() - t0
+    tree_cpu.stop()
     server_cpu = server.stop()
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"mailroom sync failed: {proc.stdout[-800:]} {proc.stderr[-1500:]}")
     rss = next(
@@ -823,13 +827,20 @@ def run_cli_sync(db: str, key: str, work: Path, tree: Path = ROOT) -> dict[str, 
         # CPU s of the process and the children it waited for (GNU time), and of every
         # PostgreSQL server process meanwhile (the backend's tsvector, TOAST, WAL work).
         "cpu_cli": round(sum(float(c) for c in cpu), 2),
+        # ... and of its whole process tree: the CLI, the fork server and the parse worker
+        # (a grandchild, which GNU time does not count), sampled from /proc every 100 ms.
+        "cpu_tree": round(tree_cpu.total, 2),
         "cpu_postgres": round(server_cpu, 2),
+        # Only the backends connected to this run's database: other work on the shared
+        # server (and its WAL writer, checkpointer) left out.
+        "cpu_postgres_own": round(server.own, 2),
         "summary": new,
     }
 
 
-def postgres_cpu() -> dict[int, float]:
-    """CPU seconds used so far by each process named postgres (readable in /proc)."""
+def postgres_cpu(database: str | None = None) -> dict[int, float]:
+    """CPU seconds used so far by each process named postgres (readable in /proc); with
+    `database`, only the backends connected to it (their title names it)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, float] = {}
     for proc in Path("/proc").iterdir():
@@ -838,6 +849,12 @@ def postgres_cpu() -> dict[int, float]:
         try:
             if (proc / "comm").read_text().strip() != "postgres":
                 continue
+            if database is not None:
+                title = (
+                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+                if f" {database} " not in title:
+                    continue
             fields = (proc / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
@@ -845,27 +862,94 @@ def postgres_cpu() -> dict[int, float]:
     return out
 
 
-class ServerCpu:
-    """PostgreSQL's CPU seconds during a run, sampled every 100 ms: a backend ends with its
-    connection (and its /proc entry with it), so its last sample is what it used."""
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far, itself only; None if gone."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (from /proc/*/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in (Path("/proc") / str(p) / "task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return out
+
+
+class TreeCpu:
+    """The CPU seconds of a process tree (a command, its children and theirs: the parse
+    worker is the CLI's grandchild), sampled every 100 ms: each process's last sample."""
+
+    def __init__(self, pid: int) -> None:
         import threading
 
+        self.pid = pid
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for p in descendants(self.pid):
+            cpu = process_cpu(p)
+            if cpu is not None:
+                self._last[p] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def total(self) -> float:
+        return sum(self._last.values())
+
+
+class ServerCpu:
+    """PostgreSQL's CPU seconds during a run, sampled every 100 ms: a backend ends with its
+    connection (and its /proc entry with it), so its last sample is what it used. `own`: the
+    backends of `database` alone."""
+
+    def __init__(self, database: str | None = None) -> None:
+        import threading
+
+        self._database = database
         self._first = postgres_cpu()
         self._last = dict(self._first)
+        self._own: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self._last.update(postgres_cpu())
+            self._sample()
+
+    def _sample(self) -> None:
+        self._last.update(postgres_cpu())
+        if self._database is not None:
+            self._own.update(postgres_cpu(self._database))
+
+    @property
+    def own(self) -> float:
+        return sum(v - self._first.get(pid, 0.0) for pid, v in self._own.items())
 
     def stop(self) -> float:
         self._stop.set()
         self._thread.join()
-        self._last.update(postgres_cpu())
+        self._sample()
         return sum(v - self._first.get(pid, 0.0) for pid, v in self._last.items())
 
 
@@ -981,7 +1065,11 @@ def main_whole(args: argparse.Namespace) -> None:
                     "walls": [round(r["wall"], 2) for r in rs],
                     "maxrss_mb": max(r["maxrss_mb"] for r in rs),
                     "cpu_cli": statistics.median(r.get("cpu_cli", 0.0) for r in rs),
+                    "cpu_tree": statistics.median(r.get("cpu_tree", 0.0) for r in rs),
                     "cpu_postgres": statistics.median(r.get("cpu_postgres", 0.0) for r in rs),
+                    "cpu_postgres_own": statistics.median(
+                        r.get("cpu_postgres_own", 0.0) for r in rs
+                    ),
                 }
                 for t, rs in runs.items()
             }
@@ -998,9 +1086,9 @@ def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"\nmachine: {r['load_start']} at the start, {r['load_end']} at the end")
     print(
         "| tool | msgs | wall s (median) | runs | msgs/s | speed vs mbsync | peak RSS MB "
-        "| CPU s: process / PostgreSQL |"
+        "| CPU s: process / PostgreSQL | CPU s: process tree / own PostgreSQL backends |"
     )
-    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     labels = {
         "imaplib": "stdlib imaplib bare fetch",
         "bare": "imapclient bare fetch",
@@ -1023,9 +1111,10 @@ def print_whole(args: argparse.Namespace, r: dict[str, Any]) -> None:
                 f"| {label} | {n:,} | {w:.2f} | {d[t]['walls']} | {n / w:,.0f} | "
                 f"{ratio:.2f} | {d[t]['maxrss_mb']:.0f} | "
                 + (
-                    f"{d[t]['cpu_cli']:.1f} / {d[t]['cpu_postgres']:.1f} |"
+                    f"{d[t]['cpu_cli']:.1f} / {d[t]['cpu_postgres']:.1f} | "
+                    f"{d[t].get('cpu_tree', 0.0):.1f} / {d[t].get('cpu_postgres_own', 0.0):.1f} |"
                     if "sqlite" in t or "postgresql" in t
-                    else "|"
+                    else "| |"
                 )
             )
 

@@ -389,11 +389,48 @@ def _copy_rows(
 
     quote = conn.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    types = binary_copy_types(conn.dialect, table, tuple(columns))
+    if types is not None:
+        sql += " (FORMAT BINARY)"
     dbapi = conn.connection.dbapi_connection
     assert isinstance(dbapi, psycopg.Connection)
     try:
         with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
+            if types is not None:
+                copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
     except psycopg.IntegrityError as exc:
         raise IntegrityError(sql, None, exc) from exc
+
+
+# Column types COPY can send in PostgreSQL's binary format as the driver-ready values are (ints,
+# bytes, booleans, text), by the name psycopg dumps them with. Text format sends a bytea as
+# hex, twice its size, which the client writes and the server parses back: for the raw mail,
+# most of a sync's bytes. Any other type (JSON, timestamps) keeps the text format.
+_BINARY_COPY = {
+    "INTEGER": "int4",
+    "BIGINT": "int8",
+    "BYTEA": "bytea",
+    "BOOLEAN": "bool",
+    "JSONB": "jsonb",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}
+
+
+@functools.cache
+def binary_copy_types(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[str] | None:
+    """The psycopg type names to COPY `columns` of `table` in binary format, or None when one
+    of them has no plain binary form here (the text format is used)."""
+    if dialect.name != "postgresql":
+        return None
+    names: list[str] = []
+    for column in columns:
+        ddl = table.c[column].type.compile(dialect=dialect).upper()
+        name = _BINARY_COPY.get(ddl)
+        if name is None and (ddl == "TEXT" or ddl.startswith("VARCHAR")):
+            name = "text"  # varchar's binary input is text's, its length checked the same
+        if name is None:
+            return None
+        names.append(name)
+    return names

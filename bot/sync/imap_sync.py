@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.mail.parse import is_header_only
@@ -367,6 +367,17 @@ def _after_ingest(job: FolderJob, name: str, m: FetchedMessage, result: IngestRe
         )
 
 
+def _relaxed_commit(s: Session) -> None:
+    """PostgreSQL: this batch's COMMIT returns without waiting for its WAL to reach the disk
+    (`SET LOCAL`: this transaction only; the session's other transactions, the outbox's
+    included, stay synchronous). A server crash can lose the last batches committed this way,
+    never part of one: each is one transaction that moves the folder cursor with its
+    messages, so the next run fetches them again (docs/sync.md). SQLite in WAL mode with
+    synchronous=NORMAL already commits without a sync."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def _store_batch(
     job: FolderJob,
     name: str,
@@ -382,6 +393,7 @@ def _store_batch(
         s.execute(
             update(FolderState).where(FolderState.id == fs_id).values(synced_at=datetime.now(UTC))
         )
+        _relaxed_commit(s)
         fs = s.get_one(FolderState, fs_id)
         account = s.get_one(Account, job.account_id)
         extra = json_cursor(fs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from bot.devtools import hostile
 from bot.mail import parse
 from bot.mail.compose import reply_references
@@ -165,3 +167,21 @@ def test_the_caps_are_the_documented_ones() -> None:
     assert (parse.MAX_ENCODED_HEADER, parse.MAX_REFERENCES_TAIL) == (16_000, 100)
     assert (parse.MAX_MULTIPARTS, parse.MAX_PARTS, parse.MAX_ATTACHMENTS) == (100, 1_000, 250)
     assert parse.PARSE_BUDGET_SECONDS == 2.0
+
+
+def test_the_budget_counts_the_threads_cpu_before_the_wall_clock_allowance() -> None:
+    """The CPU budget stops a busy parse at its budget, not at WALL_FACTOR times it (the
+    thread's CPU clock is read only once the budget's worth of wall time has passed)."""
+    import time
+
+    defects = parse._Defects(0.05)
+    defects.check()  # fresh: within both
+    defects.wall_deadline = float("inf")  # only the CPU budget can stop it (a loaded machine)
+    started = time.thread_time()
+    while time.thread_time() - started < 0.06:  # burn CPU past the budget
+        pass
+    with pytest.raises(parse.ParseBudgetExceeded):
+        defects.check()
+    idle = parse._Defects(0.05)
+    time.sleep(0.06)  # wall time past the budget, CPU not: still within it
+    idle.check()

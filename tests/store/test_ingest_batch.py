@@ -202,3 +202,66 @@ def test_a_batch_of_new_mail_never_reads_its_message_ids_back(
             s.execute(select(Message.id, Message.message_id).where(Message.id.in_(got))).all()
         )
         assert stored == got and len(got) == 8
+
+
+def test_new_conversations_are_stored_whole_and_attached_without_lazy_loads(
+    session_factory: SessionFactory,
+) -> None:
+    """A batch's new conversations go in by one INSERT (COPY on PostgreSQL from 20 rows) and
+    are attached to the session as persistent rows: every column stored with the defaults the
+    ORM would give (status open, not archived, created now), and reading them, their Slack
+    thread or link after the batch costs no query."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import inspect
+
+    raws = [
+        raw_mail(f"solo{i}@x", f"Topic {i}", date=f"Mon, 01 Jan 2024 10:{i:02d}:00 +0000")
+        for i in range(25)
+    ]
+    raws.append(raw_mail("re0@x", "Re: Topic 0", irt="solo0@x"))
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    with session_scope(session_factory) as s:
+        account = make_account(s)
+        aid = account.id
+        results = ingest_batch(s, account, [IngestItem(r) for r in raws])
+        convs = {r.conversation.id: r.conversation for r in results}
+        assert len(convs) == 25
+        statements: list[str] = []
+
+        def record(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(s.get_bind(), "before_cursor_execute", record)
+        for conv in convs.values():
+            state = inspect(conv)
+            assert state.persistent and not state.expired_attributes and not s.is_modified(conv)
+            assert (conv.status, conv.archived, conv.deleted, conv.merged_into_id) == (
+                "open",
+                False,
+                False,
+                None,
+            )
+            assert conv.slack_thread is None and conv.link is None
+            assert conv.created_at is not None
+        event.remove(s.get_bind(), "before_cursor_execute", record)
+        assert statements == []
+    with session_scope(session_factory) as s:
+        stored = s.scalars(
+            select(Conversation).where(Conversation.account_id == aid).order_by(Conversation.id)
+        ).all()
+        assert len(stored) == 25
+        for conv in stored:
+            assert (conv.status, conv.archived, conv.deleted, conv.merged_into_id) == (
+                "open",
+                False,
+                False,
+                None,
+            )
+            assert conv.assignee is None and conv.snoozed_until is None
+            assert conv.created_at is not None and conv.created_at >= before
+            assert conv.first_message_at is not None and conv.first_message_at.tzinfo is not None
+        by_subject = {c.subject: c for c in stored}
+        assert (by_subject["Topic 0"].message_count, by_subject["Topic 0"].unread_count) == (2, 2)
+        assert by_subject["Topic 0"].subject_key == "topic 0"
+        assert by_subject["Topic 7"].first_message_at == datetime(2024, 1, 1, 10, 7, tzinfo=UTC)

@@ -277,3 +277,36 @@ def test_a_sync_killed_anywhere_resumes_without_losing_doubling_or_unsearchable(
         for i in range(10):  # and each by its own word
             hits = search(s, f"zebra{i}", visible_account_ids=visible).hits
             assert [h.subject for h in hits] == [f"Resume {i}"]
+
+
+def test_batches_commit_without_waiting_for_the_disk_and_nothing_else_does(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: each sync batch's transaction, and only it, runs with synchronous_commit
+    off (`SET LOCAL`); the pooled connection goes back synchronous, so the outbox's and the
+    Slack handlers' commits stay durable. SQLite: nothing is set (its WAL commits never sync)."""
+    from sqlalchemy import text
+
+    import bot.sync.imap_sync as imap_sync
+
+    aid, user = env.new_account()
+    for i in range(5):
+        env.dovecot.deliver(user.username, make_raw(f"Durable {i}")[0])
+    postgres = env.factory.kw["bind"].dialect.name == "postgresql"
+    seen: list[str] = []
+    announce_all = imap_sync._announce_all
+
+    def spy(job: Any, s: Any, *args: Any) -> None:
+        if postgres:
+            seen.append(s.execute(text("SHOW synchronous_commit")).scalar_one())
+        else:
+            seen.append("sqlite")
+        announce_all(job, s, *args)
+
+    monkeypatch.setattr(imap_sync, "_announce_all", spy)
+    run = env.sync(aid, batch_size=2, parse_in_worker=False)
+    assert run.status == RunStatus.OK and run.new == 5
+    assert seen == (["off"] * 3 if postgres else ["sqlite"] * 3)
+    if postgres:
+        with session_scope(env.factory) as s:
+            assert s.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
