@@ -236,12 +236,7 @@ def test_new_conversations_are_stored_whole_and_attached_without_lazy_loads(
         for conv in convs.values():
             state = inspect(conv)
             assert state.persistent and not state.expired_attributes and not s.is_modified(conv)
-            assert (conv.status, conv.archived, conv.deleted, conv.merged_into_id) == (
-                "open",
-                False,
-                False,
-                None,
-            )
+            assert _new_state(conv)
             assert conv.slack_thread is None and conv.link is None
             assert conv.created_at is not None
         event.remove(s.get_bind(), "before_cursor_execute", record)
@@ -252,12 +247,7 @@ def test_new_conversations_are_stored_whole_and_attached_without_lazy_loads(
         ).all()
         assert len(stored) == 25
         for conv in stored:
-            assert (conv.status, conv.archived, conv.deleted, conv.merged_into_id) == (
-                "open",
-                False,
-                False,
-                None,
-            )
+            assert _new_state(conv)
             assert conv.assignee is None and conv.snoozed_until is None
             assert conv.created_at is not None and conv.created_at >= before
             assert conv.first_message_at is not None and conv.first_message_at.tzinfo is not None
@@ -265,3 +255,13 @@ def test_new_conversations_are_stored_whole_and_attached_without_lazy_loads(
         assert (by_subject["Topic 0"].message_count, by_subject["Topic 0"].unread_count) == (2, 2)
         assert by_subject["Topic 0"].subject_key == "topic 0"
         assert by_subject["Topic 7"].first_message_at == datetime(2024, 1, 1, 10, 7, tzinfo=UTC)
+
+
+def _new_state(conv: Conversation) -> bool:
+    """A conversation as a batch creates it: open, not archived, deleted or merged."""
+    return (conv.status, conv.archived, conv.deleted, conv.merged_into_id) == (
+        "open",
+        False,
+        False,
+        None,
+    )
