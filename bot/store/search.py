@@ -317,6 +317,7 @@ class _Engine:
         # PostgreSQL: subject: terms as row checks on the subject alone (see _subject).
         self.subject: list[ColumnElement[bool]] = []
         self.text: list[ColumnElement[bool]] = []  # PostgreSQL, below
+        self.common_text: list[ColumnElement[bool]] = []
         if self.pg:
             # The GIN index answers a query without weights exactly; with the subject's
             # weight it rechecks every row that has the word anywhere (325 ms measured).
@@ -332,6 +333,12 @@ class _Engine:
             if self.positive:
                 if any(t.field != "subject" for t in q.positive_terms):
                     self.text = [self.condition(self.positive)]
+                    # Past the candidate fetch (a text with thousands of matches), the same
+                    # text as a check on each row the other conditions or the date walk
+                    # reach: a GIN bitmap is built whole before any LIMIT applies (36,598
+                    # entries for `w40*` at 100,000 messages: 10 ms to count 76 emails of
+                    # one sender; 0.5 ms checked on the sender's 183 rows).
+                    self.common_text = [self.row_check(self.positive)]
                 else:
                     rest = SearchQuery(terms=[t for t in q.negative_terms if t.field != "subject"])
                     others = tsquery_negatives(rest)
@@ -339,6 +346,16 @@ class _Engine:
         else:
             self.positive = fts5_match(q)
             self.negative = None if self.positive else fts5_negatives(q)
+        # `from:` an exact address: that sender's emails can be walked newest first by the
+        # (from_email, date, id) index of 0018 (_sender_walk).
+        self.sender = next(
+            (
+                v
+                for v in (f.strip().lower() for f in q.values("from"))
+                if "@" in v and not v.startswith("@")
+            ),
+            None,
+        )
         # SQLite: a prefix longer than the FTS5 prefix indexes (2 and 3 characters, 0012)
         # merges the doclists of every word it starts, again for each single-rowid seek.
         self.merged_prefix = any(
@@ -553,6 +570,8 @@ def _walk(
                 hits = engine.matching(session, few)
                 ids = [i for _d, i in _newest(session, list(hits), len(hits))]
                 return _Walk(ids[:want], min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, every=ids)
+            if engine.sender is not None and not views:
+                return _sender_walk(session, engine, conds, want, count)
             found, n, partial, known, low = _stream(session, engine, conds, candidates, want, count)
             return _Walk(
                 found, min(n, COUNT_CAP), n > COUNT_CAP or partial, partial, None, known, low
@@ -561,7 +580,8 @@ def _walk(
     # PostgreSQL past the candidate fetch, and queries without a positive text: one query
     # over every visible account; the planner walks the (date, id) index newest first and
     # stops at the page (a common text) or uses the GIN index (a selective one).
-    extra = [*engine.text, *engine.subject] if engine.positive else []
+    text_conds = engine.common_text or engine.text
+    extra = [*text_conds, *engine.subject] if engine.positive else []
     ids = list(
         session.scalars(
             select(Message.id)
@@ -574,6 +594,58 @@ def _walk(
         return _Walk(ids, len(ids), len(ids) >= want)
     total, capped = _capped_count(session, [*conds, *extra])
     return _Walk(ids, total, capped)
+
+
+def _sender_walk(
+    session: Session,
+    engine: _Engine,
+    conds: Sequence[ColumnElement[bool]],
+    want: int,
+    count: bool,
+) -> _Walk:
+    """SQLite, `from:address` and a common text, the sender having more than FEW_ROWS emails:
+    that sender's emails newest first (the (from_email, date, id) index of 0018, in result
+    order), the text checked on growing batches of them until the page is full and one more
+    match shows whether another page exists — never every match of the text, nor every
+    email of the sender. The count is then a lower bound ("21+": the Slack search shows no
+    count when capped, only whether there is a next page); exact when the sender's emails run
+    out first. Streaming the text's matches instead read thousands of them at 1,000,000
+    messages (58 ms CPU, 110 grouped)."""
+    stop = want + 1 if count else want
+    found: list[int] = []
+    last: tuple[Any, int] | None = None  # (date, id) of the last email read: the walk's key
+    batch = max(2 * stop, 50)
+    while True:
+        order = (Message.date.desc(), Message.id.desc())
+        after: list[ColumnElement[bool]] = []
+        if last is not None:
+            d, i = last
+            # Keyset: strictly older than the last email read, in (date DESC, id DESC) order.
+            # SQLite sorts a NULL date last in DESC order.
+            after = [
+                or_(
+                    Message.date < d,
+                    Message.date.is_(None),
+                    and_(Message.date == d, Message.id < i),
+                )
+                if d is not None
+                else and_(Message.date.is_(None), Message.id < i)
+            ]
+        rows = session.execute(
+            select(Message.date, Message.id).where(*conds, *after).order_by(*order).limit(batch)
+        ).all()
+        if not rows:
+            break
+        last = (rows[-1][0], rows[-1][1])
+        hits = engine.matching(session, [r[1] for r in rows])
+        found.extend(r[1] for r in rows if r[1] in hits)
+        if len(found) >= stop or len(rows) < batch:
+            break
+        batch *= 2
+    ids, n = found[:want], min(len(found), COUNT_CAP)
+    if len(found) < stop:  # the sender's emails ran out: every match is known
+        return _Walk(ids, n, len(found) > COUNT_CAP, every=found)
+    return _Walk(ids, n, True)
 
 
 def _grouped(
