@@ -106,7 +106,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("few_rows", "candidate_limit"), [(300, 2000), (5, 20)])
+@pytest.mark.parametrize(
+    ("few_rows", "candidate_limit", "dense_share"),
+    [(300, 2000, 2.0), (5, 20, 0.05), (5, 20, 2.0)],
+)
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_sender_with_common_text_pages_and_counts(
     session_factory: SessionFactory,
@@ -114,13 +117,16 @@ def test_sender_with_common_text_pages_and_counts(
     monkeypatch: pytest.MonkeyPatch,
     few_rows: int,
     candidate_limit: int,
+    dense_share: float,
     case: int,
 ) -> None:
     """(300, 2000): every match known (the exact paths); (5, 20): the text is "common" and
-    the sender has more than FEW_ROWS emails — the sender walk (SQLite) and the row check
-    past the candidate fetch (PostgreSQL)."""
+    the sender has more than FEW_ROWS emails — the sender walk (SQLite) and, on PostgreSQL,
+    past the candidate fetch: the text checked row by row without any candidate fetch when
+    dense (share 0.05 of the newest emails), as `@@` after it when not (share 2.0: never)."""
     monkeypatch.setattr(search_mod, "FEW_ROWS", few_rows)
     monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", candidate_limit)
+    monkeypatch.setattr(search_mod, "DENSE_SHARE", dense_share)
     query, keep = CASES[case]
     for visible in (rows.accounts, rows.accounts[1:]):
         chosen = [r for r in rows.data if r["account_id"] in visible and not r["deleted"]]

@@ -105,15 +105,20 @@ def test_walk_is_newest_first_with_ids_out_of_date_order(
         assert _ids(only_b) == _expected(rows, lambda r: True, [rows.b])[:25]
 
 
-@pytest.mark.parametrize("candidate_limit", [CANDIDATE_LIMIT, 50])
+@pytest.mark.parametrize(
+    ("candidate_limit", "dense_share"), [(CANDIDATE_LIMIT, 2.0), (50, 2.0), (50, 0.05)]
+)
 def test_walk_checks_phrases_and_filters_exactly(
     session_factory: SessionFactory,
     rows: Rows,
     monkeypatch: pytest.MonkeyPatch,
     candidate_limit: int,
+    dense_share: float,
 ) -> None:
-    """Both paths: all candidates known (default), and the date walk (a small fetch limit)."""
+    """Both paths: all candidates known (default), and the date walk (a small fetch limit);
+    PostgreSQL's dense texts (0.05) skip the candidate fetch and are checked row by row."""
     monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", candidate_limit)
+    monkeypatch.setattr(search_mod, "DENSE_SHARE", dense_share)
     both = [rows.a, rows.b]
     with session_scope(session_factory) as s:
         phrase = search(s, '"alpha beta"', visible_account_ids=both, limit=40)
