@@ -531,8 +531,18 @@ def search(
         # Every query here reads a page: parallel workers cost more to start (15 ms measured
         # on two busy cores) than they save. For this transaction only.
         session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    account_cond = Message.account_id.in_(accounts)
+    if engine.pg and engine.subject and all(t.field == "subject" for t in q.positive_terms):
+        # PostgreSQL, `subject:` alone: for the capped count the planner intersected the
+        # subject index with a bitmap of every visible account's rows (1,000,000 entries,
+        # 48 of 69 ms for `subject:w40` after VACUUM ANALYZE). `+ 0` keeps the accounts a
+        # filter on the rows the subject index finds. The count only: the page walk,
+        # written so, left the date index (1 → 120 ms).
+        account_cond.mailroom_count_form = (  # type: ignore[attr-defined]
+            (Message.account_id + 0).in_(accounts)
+        )
     conds = [
-        Message.account_id.in_(accounts),
+        account_cond,
         *_structured(q, user_id, engine.pg),  # user_id: whose is:mine
         *engine.extra_conditions(),
     ]
@@ -649,7 +659,8 @@ def _walk(
     )
     if not count:
         return _Walk(ids, len(ids), len(ids) >= want)
-    total, capped = _capped_count(session, [*conds, *extra])
+    counted = [getattr(c, "mailroom_count_form", c) for c in conds]
+    total, capped = _capped_count(session, [*counted, *extra])
     return _Walk(ids, total, capped)
 
 
