@@ -289,6 +289,7 @@ class Message(Base):
         Index("ix_messages_account_date", "account_id", "date"),
         Index("ix_messages_conversation_date", "conversation_id", "date"),
         Index("ix_messages_date_id", "date", "id"),  # newest-first search walk (0002)
+        Index("ix_messages_from_date", "from_email", "date", "id"),  # from:address walk (0018)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

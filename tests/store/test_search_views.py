@@ -165,7 +165,10 @@ def test_a_view_alone_per_email_and_per_conversation(
             _check_grouped(grouped, want, 9)
 
 
-@pytest.mark.parametrize(("candidate_limit", "few_rows"), [(2000, 300), (10, 300), (10, 0)])
+@pytest.mark.parametrize(
+    ("candidate_limit", "few_rows", "view_walk"),
+    [(2000, 300, 1000), (10, 300, 1000), (10, 0, 1000), (10, 0, 0)],
+)
 @pytest.mark.parametrize("view", ["unanswered", "mine", "snoozed"])
 def test_a_view_with_text(
     session_factory: SessionFactory,
@@ -174,11 +177,15 @@ def test_a_view_with_text(
     view: str,
     candidate_limit: int,
     few_rows: int,
+    view_walk: int,
 ) -> None:
     """Text and a view: every match known (candidates), past the candidate fetch with the
-    rows checked one by one (SQLite, few rows in the view) or the matches streamed."""
+    rows checked one by one (SQLite, few rows in the view) or the matches streamed;
+    PostgreSQL past the candidate fetch with the view listed (a small view) or checked on
+    each row of the date walk (view_walk 0: every view is "big")."""
     monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", candidate_limit)
     monkeypatch.setattr(search_mod, "FEW_ROWS", few_rows)
+    monkeypatch.setattr(search_mod, "VIEW_WALK", view_walk)
     both = [world.a, world.b]
     with session_scope(session_factory) as s:
         for text in ("common", "zeta"):

@@ -105,15 +105,20 @@ def test_walk_is_newest_first_with_ids_out_of_date_order(
         assert _ids(only_b) == _expected(rows, lambda r: True, [rows.b])[:25]
 
 
-@pytest.mark.parametrize("candidate_limit", [CANDIDATE_LIMIT, 50])
+@pytest.mark.parametrize(
+    ("candidate_limit", "dense_share"), [(CANDIDATE_LIMIT, 2.0), (50, 2.0), (50, 0.05)]
+)
 def test_walk_checks_phrases_and_filters_exactly(
     session_factory: SessionFactory,
     rows: Rows,
     monkeypatch: pytest.MonkeyPatch,
     candidate_limit: int,
+    dense_share: float,
 ) -> None:
-    """Both paths: all candidates known (default), and the date walk (a small fetch limit)."""
+    """Both paths: all candidates known (default), and the date walk (a small fetch limit);
+    PostgreSQL's dense texts (0.05) skip the candidate fetch and are checked row by row."""
     monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", candidate_limit)
+    monkeypatch.setattr(search_mod, "DENSE_SHARE", dense_share)
     both = [rows.a, rows.b]
     with session_scope(session_factory) as s:
         phrase = search(s, '"alpha beta"', visible_account_ids=both, limit=40)
@@ -226,3 +231,23 @@ def test_long_prefix_past_the_candidate_fetch(
         only_b = _expected(rows, lambda r: "alpha" in r["body_text"], [rows.b])
         assert [h.message_id for h in grouped.hits] == only_b[:1]
         assert grouped.hits[0].matches == len(only_b)
+
+
+@pytest.mark.parametrize("candidate_limit", [CANDIDATE_LIMIT, 5])
+def test_subject_only_past_the_candidate_fetch_counts_the_visible_accounts(
+    session_factory: SessionFactory,
+    rows: Rows,
+    monkeypatch: pytest.MonkeyPatch,
+    candidate_limit: int,
+) -> None:
+    """`subject:` alone past the candidate fetch (5): the page and the capped count hold only
+    the visible accounts' rows (PostgreSQL counts with the accounts written as a filter)."""
+    monkeypatch.setattr(search_mod, "CANDIDATE_LIMIT", candidate_limit)
+    monkeypatch.setattr(search_mod, "COUNT_CAP", 8)
+    with session_scope(session_factory) as s:
+        for visible in ([rows.a, rows.b], [rows.b], [rows.a]):
+            want = _expected(rows, lambda r: r["subject"] == "topic", visible)
+            assert len(want) > 1
+            page = search(s, "subject:topic", visible_account_ids=visible, limit=3)
+            assert _ids(page) == want[:3]
+            assert (page.total, page.capped) == (min(len(want), 8), len(want) > 8)
