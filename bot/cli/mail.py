@@ -66,11 +66,11 @@ def threads(filter_: str, address: str | None, limit: int, offset: int, as_json:
 
     from bot.cli.common import settings_and_db
     from bot.store.conversations import list_conversations, message_ids_by_conversation
-    from bot.store.db import session_scope
+    from bot.store.db import read_scope
     from bot.store.models import Account
 
     _settings, factory = settings_and_db()
-    with session_scope(factory) as s:
+    with read_scope(factory) as s:  # reads only: never queues behind a running sync
         account_ids: list[int] | None = None
         if address:
             account_ids = list(
@@ -116,11 +116,11 @@ def threads(filter_: str, address: str | None, limit: int, offset: int, as_json:
 def search_cmd(query: tuple[str, ...], limit: int, offset: int, as_json: bool) -> None:
     """Search mail (see docs/search.md for the query language)."""
     from bot.cli.common import settings_and_db
-    from bot.store.db import session_scope
+    from bot.store.db import read_scope
     from bot.store.search import all_account_ids, search
 
     _settings, factory = settings_and_db()
-    with session_scope(factory) as s:
+    with read_scope(factory) as s:  # reads only: never queues behind a running sync
         page = search(
             s, " ".join(query), visible_account_ids=all_account_ids(s), limit=limit, offset=offset
         )
