@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -39,6 +40,28 @@ def _password(env_var: str | None, prompt: str) -> str:
     return str(click.prompt(prompt, hide_input=True))
 
 
+def _inbox_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--channel, --frequency and --auto-link: what every `add-…` command asks of an inbox."""
+    f = click.option("--auto-link/--no-auto-link", default=True, show_default=True)(f)
+    f = click.option(
+        "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
+    )(f)
+    return click.option(
+        "--channel", "channel_id", default=None, help="Slack channel id for this inbox."
+    )(f)
+
+
+def _connect_or_exit(connect: Callable[[], int]) -> int:
+    """The new account's id, or "Not saved." with the provider's reason and exit status 1."""
+    from bot.providers.errors import ProviderError
+
+    try:
+        return connect()
+    except ProviderError as exc:
+        click.echo(f"Not saved. {exc}", err=True)
+        sys.exit(1)
+
+
 @click.group()
 def accounts() -> None:
     """Mailboxes Mailroom syncs."""
@@ -57,14 +80,10 @@ def accounts() -> None:
 @click.option("--password-env", default=None, metavar="VAR", help="Read the password from $VAR.")
 @click.option("--smtp-password-env", default=None, metavar="VAR", help="Separate SMTP password.")
 @click.option("--separate-smtp-password", is_flag=True, help="Prompt for a separate SMTP password.")
-@click.option("--channel", "channel_id", default=None, help="Slack channel id for this inbox.")
-@click.option(
-    "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
-)
 @click.option(
     "--folders", default="", help="Comma-separated folders (default Inbox, Sent, Archive)."
 )
-@click.option("--auto-link/--no-auto-link", default=True, show_default=True)
+@_inbox_options
 @click.option("--skip-test", is_flag=True, help="Save without checking the connection first.")
 def add_imap(
     email: str,
@@ -253,19 +272,14 @@ def edit_cmd(
 
 @accounts.command("add-m365-app")
 @click.option("--email", required=True, help="The Microsoft 365 (shared) mailbox address.")
-@click.option("--channel", "channel_id", default=None, help="Slack channel id for this inbox.")
-@click.option(
-    "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
-)
-@click.option("--auto-link/--no-auto-link", default=True, show_default=True)
+@_inbox_options
 def add_m365_app(email: str, channel_id: str | None, frequency: int, auto_link: bool) -> None:
     """Add a Microsoft 365 mailbox through the app's application permissions (client
     credentials; docs/oauth-providers.md, "Shared mailboxes"). Checks access first."""
     from bot.oauth_connect import connect_app_only_mailbox
-    from bot.providers.errors import ProviderError
 
-    try:
-        account_id = connect_app_only_mailbox(
+    account_id = _connect_or_exit(
+        lambda: connect_app_only_mailbox(
             _services(),
             mailbox=email,
             channel_id=channel_id,
@@ -273,9 +287,7 @@ def add_m365_app(email: str, channel_id: str | None, frequency: int, auto_link: 
             auto_link=auto_link,
             created_by="cli",
         )
-    except ProviderError as exc:
-        click.echo(f"Not saved. {exc}", err=True)
-        sys.exit(1)
+    )
     click.echo(f"Saved {email} (account {account_id}); it syncs with the app's own token.")
 
 
@@ -287,11 +299,7 @@ def add_m365_app(email: str, channel_id: str | None, frequency: int, auto_link: 
     type=click.Path(exists=True, dir_okay=False),
     help="The service account's JSON key (its private key is stored encrypted).",
 )
-@click.option("--channel", "channel_id", default=None, help="Slack channel id for this inbox.")
-@click.option(
-    "--frequency", type=int, default=300, show_default=True, help="Seconds between syncs."
-)
-@click.option("--auto-link/--no-auto-link", default=True, show_default=True)
+@_inbox_options
 def add_gmail_sa(
     email: str, key_file: str, channel_id: str | None, frequency: int, auto_link: bool
 ) -> None:
@@ -300,12 +308,11 @@ def add_gmail_sa(
     import json
 
     from bot.oauth_connect import connect_gmail_service_account
-    from bot.providers.errors import ProviderError
 
     with open(key_file, encoding="utf-8") as fh:
         key = json.load(fh)
-    try:
-        account_id = connect_gmail_service_account(
+    account_id = _connect_or_exit(
+        lambda: connect_gmail_service_account(
             _services(),
             key=key,
             mailbox=email,
@@ -314,9 +321,7 @@ def add_gmail_sa(
             auto_link=auto_link,
             created_by="cli",
         )
-    except ProviderError as exc:
-        click.echo(f"Not saved. {exc}", err=True)
-        sys.exit(1)
+    )
     click.echo(f"Saved {email} (account {account_id}); Mailroom acts as it by delegation.")
 
 
