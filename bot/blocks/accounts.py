@@ -104,6 +104,30 @@ def _option(text: str, value: str) -> dict[str, Any]:
     return {"text": plain(text, 75), "value": value}
 
 
+def smtp_inputs(
+    v: Mapping[str, Any], *, user_hint: str, password_hint: str, placeholder: str | None = None
+) -> list[dict[str, Any]]:
+    """The outgoing-mail part of the add and Edit connection forms (the same fields, hints
+    differ: a new account has no stored password to keep)."""
+    return [
+        {"type": "header", "text": plain("Outgoing mail (SMTP)", 150)},
+        _text_input(
+            B_SMTP_HOST, "SMTP server", initial=v.get("smtp_host"), placeholder=placeholder
+        ),
+        _text_input(B_SMTP_PORT, "SMTP port", initial=v.get("smtp_port") or "587"),
+        _security_input(B_SMTP_SEC, "SMTP security", v.get("smtp_security") or "starttls"),
+        smtp_auth_input(v.get("smtp_auth") or SMTP_LOGIN),
+        _text_input(
+            B_SMTP_USER,
+            "SMTP username",
+            initial=v.get("smtp_username"),
+            optional=True,
+            hint=user_hint,
+        ),
+        _text_input(B_SMTP_PW, "SMTP password", optional=True, hint=password_hint),
+    ]
+
+
 def _text_input(
     block_id: str,
     label: str,
@@ -484,21 +508,12 @@ def add_imap_modal(
             hint="Empty: the email address.",
         ),
         _text_input(B_IMAP_PW, "IMAP password", hint="Stored encrypted; never shown again."),
-        {"type": "header", "text": plain("Outgoing mail (SMTP)", 150)},
-        _text_input(
-            B_SMTP_HOST, "SMTP server", initial=v.get("smtp_host"), placeholder="smtp.example.com"
+        *smtp_inputs(
+            v,
+            user_hint="Empty: the IMAP username.",
+            password_hint="Empty: the IMAP password.",
+            placeholder="smtp.example.com",
         ),
-        _text_input(B_SMTP_PORT, "SMTP port", initial=v.get("smtp_port") or "587"),
-        _security_input(B_SMTP_SEC, "SMTP security", v.get("smtp_security") or "starttls"),
-        smtp_auth_input(v.get("smtp_auth") or SMTP_LOGIN),
-        _text_input(
-            B_SMTP_USER,
-            "SMTP username",
-            initial=v.get("smtp_username"),
-            optional=True,
-            hint="Empty: the IMAP username.",
-        ),
-        _text_input(B_SMTP_PW, "SMTP password", optional=True, hint="Empty: the IMAP password."),
         {"type": "header", "text": plain("In Slack", 150)},
         _channel_input(v.get("channel_id")),
         _frequency_input(int(v.get("interval") or 300)),

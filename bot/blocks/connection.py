@@ -38,7 +38,7 @@ from bot.blocks.accounts import (
     _text_input,
     _value,
     server_prefill,
-    smtp_auth_input,
+    smtp_inputs,
     smtp_login_wanted,
 )
 from bot.blocks.text import escape_mrkdwn, mrkdwn, plain
@@ -127,19 +127,7 @@ def connection_modal(
         _security_input(B_IMAP_SEC, "IMAP security", v.get("imap_security") or "ssl"),
         _text_input(B_IMAP_USER, "IMAP username", initial=v.get("imap_username")),
         _text_input(B_IMAP_PW, "IMAP password", optional=True, hint=keep),
-        {"type": "header", "text": plain("Outgoing mail (SMTP)", 150)},
-        _text_input(B_SMTP_HOST, "SMTP server", initial=v.get("smtp_host")),
-        _text_input(B_SMTP_PORT, "SMTP port", initial=v.get("smtp_port") or "587"),
-        _security_input(B_SMTP_SEC, "SMTP security", v.get("smtp_security") or "starttls"),
-        smtp_auth_input(v.get("smtp_auth") or SMTP_LOGIN),
-        _text_input(
-            B_SMTP_USER,
-            "SMTP username",
-            initial=v.get("smtp_username"),
-            optional=True,
-            hint="Empty with a login: the IMAP username.",
-        ),
-        _text_input(B_SMTP_PW, "SMTP password", optional=True, hint=keep),
+        *smtp_inputs(v, user_hint="Empty with a login: the IMAP username.", password_hint=keep),
     ]
     result = _test_result_block(outcome, testing)
     if result:
