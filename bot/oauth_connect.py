@@ -543,7 +543,6 @@ def connect_app_only_mailbox(
     access policy). Checks that the app can open ``mailbox`` first; raises ProviderError /
     ConfigError otherwise. Returns the new account's id."""
     from bot.providers.graph import GraphClient
-    from bot.sync.api_sync import create_oauth_account
 
     config = {**app_config(services.settings, MICROSOFT), "app_only": True}
     api = api_config(services.settings, MICROSOFT)
@@ -554,21 +553,18 @@ def connect_app_only_mailbox(
         me = graph.me()
         graph.folder("inbox")
     email = str(me.get("mail") or mailbox).strip().lower()
-    with session_scope(services.session_factory) as s:
-        account = create_oauth_account(
-            s,
-            services.vault,
-            provider=Provider.GRAPH,
-            email=email,
-            oauth=config,
-            tokens=dict(source.tokens),
-            channel_id=channel_id,
-            api={**api, "mailbox": email},
-            sync_interval_seconds=interval,
-            auto_link=auto_link,
-            created_by=created_by,
-        )
-        return account.id
+    return _store_app_account(
+        services,
+        Provider.GRAPH,
+        email,
+        config,
+        source,
+        {**api, "mailbox": email},
+        channel_id=channel_id,
+        interval=interval,
+        auto_link=auto_link,
+        created_by=created_by,
+    )
 
 
 def connect_gmail_service_account(
@@ -585,7 +581,6 @@ def connect_gmail_service_account(
     (``key``: the service account's JSON key). Mailroom acts as ``mailbox``
     (``subject=``); checks access with ``getProfile`` first. Returns the account id."""
     from bot.providers.gmail import GmailClient
-    from bot.sync.api_sync import create_oauth_account
 
     overrides = dict(services.settings.oauth_overrides.get(GOOGLE) or {})
     config = {
@@ -599,11 +594,42 @@ def connect_gmail_service_account(
     source = TokenSource(app_from_config(GOOGLE, config), {})
     gmail = GmailClient(source, api_endpoint=api.get("base_url"), ca_file=api.get("ca_file"))
     email = str(gmail.profile().get("emailAddress") or mailbox).strip().lower()
+    return _store_app_account(
+        services,
+        Provider.GMAIL,
+        email,
+        config,
+        source,
+        api,
+        channel_id=channel_id,
+        interval=interval,
+        auto_link=auto_link,
+        created_by=created_by,
+    )
+
+
+def _store_app_account(
+    services: Services,
+    provider: Provider,
+    email: str,
+    config: dict[str, Any],
+    source: TokenSource,
+    api: dict[str, Any],
+    *,
+    channel_id: str | None,
+    interval: int,
+    auto_link: bool,
+    created_by: str | None,
+) -> int:
+    """Store a mailbox that the app reaches with its own credentials (no person signed in),
+    once its access was checked. Returns the account id."""
+    from bot.sync.api_sync import create_oauth_account
+
     with session_scope(services.session_factory) as s:
         account = create_oauth_account(
             s,
             services.vault,
-            provider=Provider.GMAIL,
+            provider=provider,
             email=email,
             oauth=config,
             tokens=dict(source.tokens),
